@@ -1,0 +1,84 @@
+"""The one small interface between a device class and what drives it.
+
+A device class never knows whether it talks to hardware (a serial driver) or a
+simulator: it calls a :class:`Backend`. Quantities and actions are named by
+strings; each device class documents the ones it uses.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from abc import ABC, abstractmethod
+from typing import Any, Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """Time as a device sees it: real for hardware, possibly faster for a simulator."""
+
+    def time(self) -> float:
+        """Seconds on this clock."""
+
+    def sleep(self, seconds: float) -> None:
+        """Let ``seconds`` of clock time pass."""
+
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        """Wait up to ``seconds`` of clock time for ``event``; True if it was set."""
+
+    def wall(self, seconds: float) -> float:
+        """Real seconds that ``seconds`` of clock time take."""
+
+
+class RealClock:
+    """Wall-clock time: the clock of real hardware."""
+
+    speed = 1.0
+
+    def time(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)
+
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        return event.wait(max(seconds, 0.0))
+
+    def wall(self, seconds: float) -> float:
+        return seconds
+
+
+class Backend(ABC):
+    """What a device speaks to: a serial driver or a simulator.
+
+    - ``read(quantity)`` returns a measured or configured value;
+    - ``write(quantity, value)`` changes a setting (a setpoint, a rate) at once;
+    - ``run(action, **params)`` carries out an operation that takes time (a move,
+      a dispense, a measurement) and returns when it is done; it raises
+      :class:`remotelab.errors.DeviceFault` if it failed and returns early if
+      :meth:`stop` is called;
+    - ``stop()`` halts any motion or operation now.
+    """
+
+    #: the clock operations are timed on
+    clock: Clock = RealClock()
+
+    def identify(self) -> str:
+        """A short identity string (maker, model, serial) of what is behind the backend."""
+        return type(self).__name__
+
+    @abstractmethod
+    def read(self, quantity: str) -> Any: ...
+
+    @abstractmethod
+    def write(self, quantity: str, value: Any) -> None: ...
+
+    @abstractmethod
+    def run(self, action: str, **params: Any) -> Any: ...
+
+    @abstractmethod
+    def stop(self) -> None: ...
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the connection; the default does nothing."""

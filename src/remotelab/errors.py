@@ -1,0 +1,74 @@
+"""Typed errors a remotelab user can meet.
+
+Every error says what was wrong and, where it helps, what to do. Higher layers
+(API, CLI) turn them into clear answers instead of tracebacks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class RemotelabError(Exception):
+    """Base class of every error remotelab raises on purpose."""
+
+
+class LimitError(RemotelabError, ValueError):
+    """A value outside a device's soft limits; raised before anything moves."""
+
+    def __init__(self, device: str, quantity: str, value: Any, low: Any, high: Any, unit: str = ""):
+        self.device, self.quantity, self.value = device, quantity, value
+        self.low, self.high, self.unit = low, high, unit
+        u = f" {unit}" if unit else ""
+        super().__init__(
+            f"{device}: {quantity} {value!r}{u} is outside the soft limits "
+            f"[{low}, {high}]{u}; nothing was moved"
+        )
+
+
+class DeviceError(RemotelabError):
+    """An operation on a device failed. ``device`` names it."""
+
+    def __init__(self, device: str, message: str):
+        self.device = device
+        super().__init__(f"{device}: {message}")
+
+
+class DeviceFault(DeviceError):
+    """The device (or its backend) reported a failure while operating."""
+
+
+class DeviceTimeout(DeviceError):
+    """An operation did not finish in time; the device was stopped."""
+
+
+class OutOfRangeReading(DeviceError):
+    """A sensor returned a value outside its measuring range."""
+
+
+class SampleError(RemotelabError, ValueError):
+    """A sample or location is unknown, occupied, or not where it must be."""
+
+
+class LabFileError(RemotelabError, ValueError):
+    """A lab file could not be read or does not follow the lab file schema."""
+
+
+class UnknownDeviceError(RemotelabError, LookupError):
+    """A device name that the lab does not have."""
+
+    def __init__(self, name: str, known: list[str] | tuple[str, ...]):
+        self.name, self.known = name, tuple(known)
+        super().__init__(f"unknown device {name!r}; this lab has: {', '.join(known)}")
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+class SafeStateError(RemotelabError):
+    """Some devices could not be brought to their safe state; ``failures`` says which and why."""
+
+    def __init__(self, failures: dict[str, str]):
+        self.failures = failures
+        detail = "; ".join(f"{k}: {v}" for k, v in failures.items())
+        super().__init__(f"devices not in their safe state: {detail}")

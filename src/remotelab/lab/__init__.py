@@ -1,0 +1,221 @@
+"""A lab: named devices built from a YAML lab file, its samples, and its safe state.
+
+``load_lab()`` with no path loads the simulated lab shipped inside remotelab.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ophyd.status import wait as wait_status
+
+from remotelab.devices import DEVICE_CLASSES, BackendDevice, LiquidHandler, SampleArm
+from remotelab.devices.backend import Clock, RealClock
+from remotelab.devices.samples import SampleTracker
+from remotelab.errors import LabFileError, SafeStateError, UnknownDeviceError
+from remotelab.lab.backends import build_backend
+from remotelab.lab.schema import DeviceSpec, LabSpec, parse_lab, read_lab_file
+
+#: the lab files shipped with remotelab, by short name
+SHIPPED_LABS = {"sim": "sim.yaml"}
+
+
+def shipped_lab_text(name: str = "sim") -> str:
+    """The text of a lab file shipped inside the package."""
+    if name not in SHIPPED_LABS:
+        raise LabFileError(f"no shipped lab {name!r}; shipped: {', '.join(SHIPPED_LABS)}")
+    return resources.files("remotelab.labs").joinpath(SHIPPED_LABS[name]).read_text()
+
+
+class Lab:
+    """Devices by name, the sample tracker, and ``safe_state()`` for the whole lab."""
+
+    def __init__(
+        self,
+        spec: LabSpec,
+        *,
+        seed: int | None = None,
+        speed: float | None = None,
+        source: str = "",
+    ):
+        self.spec = spec
+        self.name = spec.name
+        self.source = source
+        self.world = None
+        self.clock: Clock = RealClock()
+        if any(d.backend == "sim" or d.options.get("simulate") for d in spec.devices.values()):
+            self.world = self._build_world(spec, seed, speed)
+            self.clock = self.world.clock
+        self.tracker = SampleTracker.build(
+            spec.locations.names(), {s: v.location for s, v in spec.samples.items()}
+        )
+        self.devices: dict[str, BackendDevice] = {}
+        try:
+            for name, device_spec in spec.devices.items():
+                self.devices[name] = self._build_device(name, device_spec)
+        except Exception:
+            self.close()
+            raise
+
+    @staticmethod
+    def _build_world(spec: LabSpec, seed: int | None, speed: float | None):
+        from remotelab.sim import SimClock, World
+
+        sim = spec.simulation
+        world = World(
+            seed=sim.seed if seed is None else seed,
+            clock=SimClock(speed or sim.speed),
+            ambient=sim.ambient,
+        )
+        for sample_id, sample in spec.samples.items():
+            hidden = sim.samples.get(sample_id)
+            world.add_sample(
+                sample_id,
+                sample.location,
+                hidden.composition if hidden else {},
+                sample.volume_ml,
+                sample.container_g,
+            )
+        for labware, lw in spec.labware.items():
+            hidden = sim.labware.get(labware)
+            for well in lw.well_names(labware):
+                world.add_well(
+                    well, lw.volume_ul, lw.capacity_ul, hidden.composition if hidden else {}
+                )
+        return world
+
+    def _build_device(self, name: str, spec: DeviceSpec) -> BackendDevice:
+        cls = DEVICE_CLASSES[spec.class_]
+        backend = build_backend(name, spec, self.world)
+        kwargs: dict[str, Any] = {
+            "backend": backend,
+            "limits": spec.limits,
+            "safe_state": spec.safe_state,
+            "config": spec.config,
+            "timeout": spec.timeout,
+        }
+        if issubclass(cls, SampleArm):
+            kwargs["tracker"] = self.tracker
+        if issubclass(cls, LiquidHandler):
+            kwargs["wells"] = {
+                well: (lw.volume_ul, lw.capacity_ul)
+                for labware, lw in self.spec.labware.items()
+                for well in lw.well_names(labware)
+            }
+        try:
+            return cls(name, **kwargs)
+        except Exception:
+            backend.close()
+            raise
+
+    # -- access ------------------------------------------------------------------------------
+    def __getitem__(self, name: str) -> BackendDevice:
+        if name not in self.devices:
+            raise UnknownDeviceError(name, list(self.devices))
+        return self.devices[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.devices
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.devices)
+
+    def by_role(self, role: str) -> dict[str, BackendDevice]:
+        """Devices whose role is ``sensor``, ``actuator`` or ``robot``."""
+        return {n: d for n, d in self.devices.items() if d.role == role}
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready summary of the lab: devices (class, role, limits, safe state), samples."""
+        return {
+            "name": self.name,
+            "description": self.spec.description,
+            "simulated": self.world is not None,
+            "devices": {
+                n: {
+                    "class": type(d).__name__,
+                    "role": d.role,
+                    "backend": self.spec.devices[n].backend,
+                    "limits": {k: list(v) for k, v in d.limits.items()},
+                    "safe_state": d.safe_settings,
+                }
+                for n, d in self.devices.items()
+            },
+            "samples": self.tracker.snapshot(),
+        }
+
+    # -- safety ------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop every device now."""
+        for device in self.devices.values():
+            try:
+                device.stop()
+            except Exception:
+                continue
+
+    def safe_state(self, timeout: float = 60.0) -> dict[str, str]:
+        """Stop everything, then bring every device to its declared safe state.
+
+        Returns device → "safe"; raises :class:`SafeStateError` naming each device that
+        did not get there within ``timeout`` real seconds.
+        """
+        self.stop()
+        statuses, failures = {}, {}
+        for name, device in self.devices.items():
+            try:
+                statuses[name] = device.go_safe()
+            except Exception as exc:
+                failures[name] = str(exc)
+        for name, status in statuses.items():
+            try:
+                wait_status(status, timeout=timeout)
+            except Exception as exc:
+                failures[name] = str(exc) or type(exc).__name__
+        if failures:
+            raise SafeStateError(failures)
+        return dict.fromkeys(self.devices, "safe")
+
+    def close(self) -> None:
+        for device in self.devices.values():
+            try:
+                device.backend.close()
+            except Exception:
+                continue
+
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def load_lab(
+    path: str | Path | None = None, *, seed: int | None = None, speed: float | None = None
+) -> Lab:
+    """Build the lab a lab file describes; with no path, the shipped simulated lab.
+
+    ``seed`` and ``speed`` override the file's simulation settings.
+    """
+    if path is None:
+        spec, source = parse_lab(shipped_lab_text("sim"), "remotelab:sim"), "remotelab:sim"
+    elif str(path) in SHIPPED_LABS:
+        spec, source = (
+            parse_lab(shipped_lab_text(str(path)), f"remotelab:{path}"),
+            f"remotelab:{path}",
+        )
+    else:
+        spec, source = read_lab_file(path), str(path)
+    return Lab(spec, seed=seed, speed=speed, source=source)
+
+
+__all__ = [
+    "SHIPPED_LABS",
+    "DeviceSpec",
+    "Lab",
+    "LabSpec",
+    "load_lab",
+    "parse_lab",
+    "shipped_lab_text",
+]

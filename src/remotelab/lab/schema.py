@@ -1,0 +1,197 @@
+"""The lab file: a pydantic schema for the YAML that describes a lab.
+
+Validation errors name the key path and the line of the offending entry.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from remotelab.errors import LabFileError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class DeviceSpec(_Strict):
+    """One device: its class, its backend and connection, soft limits and safe state."""
+
+    class_: str = Field(alias="class", description="device class, e.g. Thermometer")
+    backend: Literal["sim", "serial"] = "sim"
+    port: str | None = Field(None, description="serial port URL (backend: serial)")
+    baudrate: int = 9600
+    options: dict[str, Any] = Field(default_factory=dict, description="backend options")
+    config: dict[str, Any] = Field(default_factory=dict, description="device configuration")
+    limits: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    safe_state: dict[str, Any] = Field(default_factory=dict)
+    timeout: float | None = Field(None, gt=0, description="operation timeout, clock seconds")
+    description: str = ""
+
+    @field_validator("class_")
+    @classmethod
+    def _known_class(cls, value: str) -> str:
+        from remotelab.devices import DEVICE_CLASSES
+
+        if value not in DEVICE_CLASSES:
+            raise ValueError(f"unknown device class {value!r}; known: {', '.join(DEVICE_CLASSES)}")
+        return value
+
+    @field_validator("limits")
+    @classmethod
+    def _ordered(cls, value: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+        for key, (lo, hi) in value.items():
+            if lo > hi:
+                raise ValueError(f"limits of {key}: low {lo} is above high {hi}")
+        return value
+
+    @model_validator(mode="after")
+    def _port_for_serial(self) -> DeviceSpec:
+        if self.backend == "serial" and not self.port and not self.options.get("simulate"):
+            raise ValueError("a serial device needs a port (e.g. /dev/ttyUSB0, socket://host:port)")
+        return self
+
+
+class SampleSpec(_Strict):
+    location: str
+    description: str = ""
+    volume_ml: float = Field(0.0, ge=0)
+    container_g: float = Field(10.0, ge=0)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class LabwareSpec(_Strict):
+    """A labware item for the liquid handler: its wells share a capacity and a start volume."""
+
+    wells: int | list[str]
+    capacity_ul: float = Field(gt=0)
+    volume_ul: float = Field(0.0, ge=0)
+
+    def well_names(self, name: str) -> list[str]:
+        names = (
+            [str(i + 1) for i in range(self.wells)] if isinstance(self.wells, int) else self.wells
+        )
+        return [f"{name}/{w}" for w in names]
+
+
+class LocationsSpec(_Strict):
+    racks: dict[str, int] = Field(default_factory=dict, description="rack name → slot count")
+    stations: list[str] = Field(default_factory=list)
+
+    def names(self) -> list[str]:
+        slots = [f"{rack}/{i + 1}" for rack, n in self.racks.items() for i in range(n)]
+        return [*slots, *self.stations]
+
+
+class SimulatedSample(_Strict):
+    composition: dict[str, float] = Field(default_factory=dict)
+
+
+class SimulationSpec(_Strict):
+    """What only a simulator knows: hidden compositions, the seed and the clock speed."""
+
+    seed: int = 0
+    speed: float = Field(1.0, gt=0)
+    ambient: float = 22.0
+    samples: dict[str, SimulatedSample] = Field(default_factory=dict)
+    labware: dict[str, SimulatedSample] = Field(default_factory=dict)
+
+
+class PlansSpec(_Strict):
+    """Which plan modules the lab adds, and which plans each role may run."""
+
+    modules: list[str] = Field(default_factory=list)
+    roles: dict[str, list[str]] = Field(default_factory=dict)
+    approval: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class LabSpec(_Strict):
+    """A whole lab file."""
+
+    name: str
+    description: str = ""
+    locations: LocationsSpec = Field(default_factory=LocationsSpec)
+    samples: dict[str, SampleSpec] = Field(default_factory=dict)
+    labware: dict[str, LabwareSpec] = Field(default_factory=dict)
+    devices: dict[str, DeviceSpec]
+    simulation: SimulationSpec = Field(default_factory=SimulationSpec)
+    plans: PlansSpec = Field(default_factory=PlansSpec)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LabSpec:
+        places = set(self.locations.names())
+        for sample, spec in self.samples.items():
+            if spec.location not in places:
+                raise ValueError(f"sample {sample}: unknown location {spec.location!r}")
+        taken: dict[str, str] = {}
+        for sample, spec in self.samples.items():
+            if spec.location in taken:
+                raise ValueError(
+                    f"samples {taken[spec.location]} and {sample} are both at {spec.location}"
+                )
+            taken[spec.location] = sample
+        for sample in self.simulation.samples:
+            if sample not in self.samples:
+                raise ValueError(f"simulation.samples.{sample}: no such sample in samples")
+        return self
+
+
+def _line_index(text: str) -> dict[tuple[str, ...], int]:
+    """Key path → 1-based line number, from the YAML node tree."""
+    index: dict[tuple[str, ...], int] = {}
+
+    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                sub = (*path, str(key.value))
+                index[sub] = key.start_mark.line + 1
+                walk(value, sub)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                index[(*path, str(i))] = item.start_mark.line + 1
+                walk(item, (*path, str(i)))
+
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return index
+    if root is not None:
+        walk(root, ())
+    return index
+
+
+def parse_lab(text: str, source: str = "<lab file>") -> LabSpec:
+    """Validate a lab file's text; :class:`LabFileError` names the key and line of each problem."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise LabFileError(f"{source}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise LabFileError(f"{source}: a lab file is a mapping with at least 'name' and 'devices'")
+    try:
+        return LabSpec.model_validate(data)
+    except ValidationError as exc:
+        lines = _line_index(text)
+        problems = []
+        for err in exc.errors():
+            path = tuple(str(p) for p in err["loc"])
+            key = ".".join(p for p in path if p) or "(top level)"
+            line = next(
+                (lines[path[:n]] for n in range(len(path), 0, -1) if path[:n] in lines), None
+            )
+            where = f" (line {line})" if line else ""
+            problems.append(f"{key}{where}: {err['msg']}")
+        raise LabFileError(f"{source}: " + "; ".join(problems)) from None
+
+
+def read_lab_file(path: str | Path) -> LabSpec:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise LabFileError(f"cannot read lab file {path}: {exc.strerror}") from None
+    return parse_lab(text, str(path))
