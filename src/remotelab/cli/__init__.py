@@ -1,0 +1,14 @@
+"""The ``remotelab`` command. Each module here adds one group of commands to ``app``."""
+
+from __future__ import annotations
+
+from remotelab.cli import lab as _lab  # noqa: F401  (registers commands)
+from remotelab.cli.app import app, console
+
+
+def main() -> None:
+    """Entry point of the ``remotelab`` console script."""
+    app()
+
+
+__all__ = ["app", "console", "main"]

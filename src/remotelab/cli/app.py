@@ -1,0 +1,46 @@
+"""The typer application every command module registers on, and shared CLI helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+from rich.console import Console
+
+from remotelab import __version__
+from remotelab.errors import RemotelabError
+
+app = typer.Typer(
+    name="remotelab",
+    help="Automated and remote laboratory research: plans, queue, devices and data.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"remotelab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """remotelab: submit, run and watch experiments on a (simulated) lab."""
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn remotelab's typed errors into a one-line message and exit code 2."""
+    try:
+        yield
+    except RemotelabError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from None
