@@ -72,3 +72,34 @@ class SafeStateError(RemotelabError):
         self.failures = failures
         detail = "; ".join(f"{k}: {v}" for k, v in failures.items())
         super().__init__(f"devices not in their safe state: {detail}")
+
+
+class SerialError(DeviceError):
+    """A serial-line failure talking to an instrument; names the device and the port."""
+
+    def __init__(self, device: str, port: str, message: str, received: bytes = b""):
+        self.port = port
+        self.received = received
+        super().__init__(device, f"{message} (port {port})")
+
+
+class SerialTimeout(SerialError):
+    """The instrument did not answer a command within its timeout."""
+
+
+class ProtocolError(SerialError):
+    """The instrument answered with bytes that are not a valid reply; ``received`` holds them."""
+
+
+class InstrumentError(ProtocolError):
+    """The instrument answered a command with an error reply (``code``, ``reply``)."""
+
+    def __init__(self, device: str, port: str, command: str, code: str, reply: str):
+        self.command, self.code, self.reply = command, code, reply
+        super().__init__(
+            device, port, f"the instrument refused {command!r}: {reply}", reply.encode()
+        )
+
+
+class Disconnected(SerialError):
+    """The serial line is down (unplugged, dropped) and could not be reopened."""

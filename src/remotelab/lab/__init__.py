@@ -20,7 +20,7 @@ from remotelab.lab.backends import build_backend
 from remotelab.lab.schema import DeviceSpec, LabSpec, parse_lab, read_lab_file
 
 #: the lab files shipped with remotelab, by short name
-SHIPPED_LABS = {"sim": "sim.yaml"}
+SHIPPED_LABS = {"sim": "sim.yaml", "serial-sim": "serial-sim.yaml"}
 
 
 def shipped_lab_text(name: str = "sim") -> str:
@@ -46,6 +46,8 @@ class Lab:
         self.source = source
         self.world = None
         self.clock: Clock = RealClock()
+        #: simulated instruments served on ptys/ports for ``simulate`` serial devices
+        self.simulators: list[Any] = []
         if any(d.backend == "sim" or d.options.get("simulate") for d in spec.devices.values()):
             self.world = self._build_world(spec, seed, speed)
             self.clock = self.world.clock
@@ -89,7 +91,7 @@ class Lab:
 
     def _build_device(self, name: str, spec: DeviceSpec) -> BackendDevice:
         cls = DEVICE_CLASSES[spec.class_]
-        backend = build_backend(name, spec, self.world)
+        backend = build_backend(name, spec, self.world, self.simulators)
         kwargs: dict[str, Any] = {
             "backend": backend,
             "limits": spec.limits,
@@ -183,6 +185,8 @@ class Lab:
                 device.backend.close()
             except Exception:
                 continue
+        while self.simulators:
+            self.simulators.pop().close()
 
     def __enter__(self) -> Lab:
         return self

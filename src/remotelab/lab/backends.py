@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from remotelab.devices.backend import Backend
 from remotelab.errors import LabFileError
@@ -12,8 +12,15 @@ if TYPE_CHECKING:
     from remotelab.sim.world import World
 
 
-def build_backend(name: str, spec: DeviceSpec, world: World | None) -> Backend:
-    """The backend of device ``name`` as its lab-file entry ``spec`` describes it."""
+def build_backend(
+    name: str, spec: DeviceSpec, world: World | None, simulators: list[Any] | None = None
+) -> Backend:
+    """The backend of device ``name`` as its lab-file entry ``spec`` describes it.
+
+    A serial device with ``options.simulate`` gets a simulated instrument served on a
+    pty (or TCP port) over ``world``; the server is appended to ``simulators`` so the
+    lab can stop it when it closes.
+    """
     if spec.backend == "sim":
         from remotelab.sim.instruments import SIM_INSTRUMENTS
 
@@ -30,5 +37,42 @@ def build_backend(name: str, spec: DeviceSpec, world: World | None) -> Backend:
             raise LabFileError(
                 f"devices.{name}: the serial backend is not available in this installation"
             ) from None
+        if spec.options.get("simulate"):
+            return _simulated_serial(name, spec, world, simulators, build_serial_backend)
         return build_serial_backend(name, spec, world)
     raise LabFileError(f"devices.{name}.backend: unknown backend {spec.backend!r}")
+
+
+def _simulated_serial(
+    name: str, spec: DeviceSpec, world: World | None, simulators: list[Any] | None, build
+) -> Backend:
+    """Start the simulated instrument of a ``simulate`` serial device; drive it over its port.
+
+    ``options.simulate`` is ``true`` or a mapping of simulator options, where
+    ``transport: pty|tcp`` picks the line (pty by default).
+    """
+    from remotelab.sim.server import serve_instrument
+
+    if world is None:  # pragma: no cover - Lab always makes a world for simulated devices
+        raise LabFileError(f"devices.{name}: a simulated device needs a simulated world")
+    sim_options = spec.options["simulate"]
+    sim_options = dict(sim_options) if isinstance(sim_options, dict) else {}
+    transport = sim_options.pop("transport", "pty")
+    if transport not in ("pty", "tcp"):
+        raise LabFileError(
+            f"devices.{name}.options.simulate.transport: 'pty' or 'tcp', not {transport!r}"
+        )
+    try:
+        server = serve_instrument(world, name, spec.class_, sim_options, transport=transport)
+    except TypeError as exc:
+        raise LabFileError(f"devices.{name}.options.simulate: {exc}") from None
+    if simulators is not None:
+        simulators.append(server)
+    options = {**spec.options, "simulate": True}
+    try:
+        return build(name, spec.model_copy(update={"port": server.port, "options": options}), world)
+    except Exception:
+        server.close()
+        if simulators is not None:
+            simulators.remove(server)
+        raise
