@@ -78,7 +78,9 @@ class CommandHandler:
         """True for commands obeyed at once, even while an earlier command is running."""
         raise NotImplementedError
 
-    def handle(self, line: str, stopped: bool = False) -> str | None:
+    def handle(self, line: str, stopped: bool = False, superseded: bool = False) -> str | None:
+        """The reply to ``line``; ``stopped``: it is a stop already obeyed; ``superseded``:
+        a stop arrived after it, so an operation it asks for is refused."""
         raise NotImplementedError
 
     def injected_error(self) -> str:
@@ -106,14 +108,14 @@ class ScpiHandler(CommandHandler):
     def injected_error(self) -> str:
         return 'ERR -300,"Device-specific error; injected fault"'
 
-    def handle(self, line: str, stopped: bool = False) -> str | None:
+    def handle(self, line: str, stopped: bool = False, superseded: bool = False) -> str | None:
         replies = []
         for part in line.split(";"):
             header, _, arg = part.strip().partition(" ")
             if not header:
                 continue
             try:
-                reply = self._one(header.upper(), arg.strip(), stopped)
+                reply = self._one(header.upper(), arg.strip(), stopped, superseded)
             except _ScpiError as exc:
                 self.errors.append((exc.code, exc.message))
                 return f'ERR {exc.code},"{exc.message}"'
@@ -127,7 +129,7 @@ class ScpiHandler(CommandHandler):
         except DeviceError as exc:
             raise _ScpiError(-200, f"Execution error; {_message(self.instrument, exc)}") from None
 
-    def _one(self, header: str, arg: str, stopped: bool) -> str | None:
+    def _one(self, header: str, arg: str, stopped: bool, superseded: bool) -> str | None:
         inst = self.instrument
         if header == "*IDN?":
             return inst.identify()
@@ -147,6 +149,11 @@ class ScpiHandler(CommandHandler):
                 return '0,"No error"'
             code, message = self.errors.popleft()
             return f'{code},"{message}"'
+        operation = header in self.actions or (
+            header == self.protocol.measure_query and self.protocol.measured
+        )
+        if operation and superseded:
+            raise _ScpiError(-200, "Execution error; aborted before it started")
         if header == self.protocol.measure_query and self.protocol.measured:
             values = self._call(lambda: inst.run("measure"))
             return ",".join(encode_value(values[q]) for q in self.protocol.measured)
@@ -193,7 +200,7 @@ class AsciiHandler(CommandHandler):
     def busy(self) -> bool:
         return self._op is not None and self._op.is_alive()
 
-    def handle(self, line: str, stopped: bool = False) -> str | None:
+    def handle(self, line: str, stopped: bool = False, superseded: bool = False) -> str | None:
         words = line.split()
         if not words:
             return None
@@ -226,6 +233,8 @@ class AsciiHandler(CommandHandler):
                 inst.write(self.settings[mnemonic], value)
                 return "OK"
             if mnemonic in self.actions:
+                if superseded:
+                    return "ER 5 stopped before it started"
                 return self._start(*self.actions[mnemonic], args)
         except DeviceError as exc:
             return f"ER 4 {_message(inst, exc)}"
@@ -323,7 +332,9 @@ class _Session:
 
     def __init__(self, server: InstrumentServer, link: _PtyLink | _SocketLink):
         self.server, self.link = server, link
-        self.queue: queue.Queue[tuple[str, bool] | None] = queue.Queue()
+        self.queue: queue.Queue[tuple[str, bool, int] | None] = queue.Queue()
+        #: how many stop commands were read so far
+        self.stops = 0
         self.closed = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         name = server.instrument.name
@@ -354,8 +365,9 @@ class _Session:
                     continue
                 stopped = handler.is_stop(line)
                 if stopped:
+                    self.stops += 1
                     self.server.instrument.stop()
-                self.queue.put((line, stopped))
+                self.queue.put((line, stopped, self.stops))
         self.queue.put(None)
 
     def _work(self) -> None:
@@ -363,7 +375,10 @@ class _Session:
             item = self.queue.get()
             if item is None or self.closed.is_set():
                 return
-            self.server._serve(self, *item)
+            line, stopped, stops = item
+            # an operation sent before a stop that has already been obeyed is not started
+            superseded = not stopped and stops < self.stops
+            self.server._serve(self, line, stopped, superseded)
 
     def send(self, data: bytes) -> None:
         if self.closed.is_set():
@@ -536,7 +551,7 @@ class InstrumentServer:
         return None
 
     # -- serving ------------------------------------------------------------------------------
-    def _serve(self, session: _Session, line: str, stopped: bool) -> None:
+    def _serve(self, session: _Session, line: str, stopped: bool, superseded: bool) -> None:
         self.received.append(line)
         armed = self._take_fault(line)
         fault = armed.fault if armed is not None else None
@@ -545,7 +560,7 @@ class InstrumentServer:
             return
         with self._exec:
             try:
-                reply = self.handler.handle(line, stopped)
+                reply = self.handler.handle(line, stopped, superseded)
             finally:
                 release = getattr(self.instrument.clock, "release_thread", None)
                 if release is not None:

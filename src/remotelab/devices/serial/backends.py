@@ -208,7 +208,12 @@ class AsciiBackend(SerialBackend):
             raise DeviceFault(self.name, f"{action} needs {', '.join(missing)}")
         args = " ".join(self.argument(self.name, params[p]) for p, _ in spec.params)
         self._stopping.clear()
-        self.command(f"{spec.command} {args}".strip())
+        try:
+            self.command(f"{spec.command} {args}".strip())
+        except Aborted:
+            # stopped while starting: wait for whatever did start to end, then fail
+            self._await_idle(action)
+            raise DeviceFault(self.name, f"{action} stopped") from None
         self._await_idle(action)
         return None
 

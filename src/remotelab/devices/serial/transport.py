@@ -19,7 +19,15 @@ from collections.abc import Callable
 
 import serial
 
+try:  # termios raises its own error (not an OSError) on a hung-up tty
+    from termios import error as _termios_error
+except ImportError:  # pragma: no cover - not a POSIX system
+    _termios_error = OSError
+
 from remotelab.errors import Disconnected, ProtocolError, SerialTimeout
+
+#: what pyserial raises when a line goes away
+LINE_ERRORS = (serial.SerialException, OSError, _termios_error)
 
 log = logging.getLogger("remotelab.devices.serial")
 
@@ -120,7 +128,7 @@ class SerialTransport:
                 self.connects += 1
                 log.info("%s: connected to %s (%s)", self.device, self.url, self.identity)
                 return
-            except (serial.SerialException, OSError, ValueError) as exc:
+            except (*LINE_ERRORS, ValueError) as exc:
                 last = str(exc) or type(exc).__name__
             except (SerialTimeout, ProtocolError, Disconnected) as exc:
                 last = str(exc)
@@ -139,6 +147,7 @@ class SerialTransport:
 
     def _sync(self, window: float) -> None:
         """Send the identity query and discard lines until the identity comes back."""
+        self._abort.clear()
         self._discard_input()
         self._write(self.identity_query)
         deadline = time.monotonic() + window
@@ -221,7 +230,7 @@ class SerialTransport:
             return
         try:
             port.reset_input_buffer()
-        except (serial.SerialException, OSError) as exc:
+        except LINE_ERRORS as exc:
             self._lost(exc)
 
     def _write(self, command: str) -> None:
@@ -239,7 +248,7 @@ class SerialTransport:
                 raise SerialTimeout(
                     self.device, self.url, f"could not send {command!r} within {self.timeout:g} s"
                 ) from None
-            except (serial.SerialException, OSError) as exc:
+            except LINE_ERRORS as exc:
                 self._lost(exc)
 
     def _lost(self, exc: BaseException) -> None:
@@ -269,6 +278,7 @@ class SerialTransport:
                     )
                 return text
             if self._abort.is_set():
+                self._abort.clear()
                 self._dirty = True
                 raise Aborted(f"{command!r} abandoned: the device was stopped")
             if time.monotonic() >= deadline:
@@ -285,6 +295,6 @@ class SerialTransport:
                 raise Disconnected(self.device, self.url, "the line is closed")
             try:
                 chunk = port.read(max(1, port.in_waiting))
-            except (serial.SerialException, OSError) as exc:
+            except LINE_ERRORS as exc:
                 self._lost(exc)
             self._rx += chunk

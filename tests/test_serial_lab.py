@@ -1,0 +1,114 @@
+"""The serial simulated lab: every device through its serial driver to a simulated instrument."""
+
+from __future__ import annotations
+
+import bluesky.plan_stubs as bps
+import bluesky.plans as bp
+import numpy as np
+import pytest
+from bluesky import RunEngine
+
+from remotelab.devices.serial import SerialBackend
+from remotelab.errors import LabFileError
+from remotelab.lab import load_lab, parse_lab, shipped_lab_text
+
+SPEED = 2000.0
+
+
+def bench_plan(lab):
+    """A plan that touches every device: heat, stir, move samples, measure, dispense, pipette."""
+    heater, thermometer = lab["heater"], lab["thermometer"]
+    yield from bps.mv(heater, 32)
+    yield from bp.count([thermometer, heater], num=3)
+    yield from bps.mv(lab["stirrer"], 300)
+    yield from bp.count([lab["stirrer"]], num=2)
+    arm = lab["arm"]
+    yield from bps.mv(arm, ("rack_a/4", "spectrometer"))
+    yield from bp.count([lab["spectrometer"]], num=2)
+    yield from bps.mv(arm, ("spectrometer", "rack_a/4"))
+    yield from bps.mv(arm, ("rack_a/1", "balance"))
+    yield from bp.count([lab["balance"]], num=2)
+    yield from bps.mv(arm, ("balance", "rack_a/1"))
+    pump, ph = lab["pump"], lab["ph_meter"]
+    yield from bp.count([ph, pump])
+    yield from bps.mv(pump, 1.5)
+    yield from bp.count([ph, pump], num=2)
+    yield from bps.mv(
+        lab["pipette"], {"source": "reagent_a/1", "destination": "plate/1", "volume": 250}
+    )
+    yield from bp.count([lab["pipette"]])
+    yield from bps.mv(lab["stirrer"], 0)
+
+
+def run_bench(lab_name: str) -> tuple[list[dict], dict]:
+    events: list[dict] = []
+    with load_lab(lab_name, seed=7, speed=SPEED) as lab:
+        engine = RunEngine({}, context_managers=[])
+        engine.subscribe(lambda name, doc: events.append(doc["data"]) if name == "event" else None)
+        engine(bench_plan(lab))
+        state = {
+            "samples": lab.tracker.snapshot(),
+            "wells": {w: v[0] for w, v in lab["pipette"].wells.items()},
+            "clock": lab.clock.time(),
+        }
+    return events, state
+
+
+def assert_same(a, b) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        if isinstance(a[key], np.ndarray | list):
+            np.testing.assert_array_equal(np.asarray(a[key]), np.asarray(b[key]), err_msg=key)
+        else:
+            assert a[key] == b[key], key
+
+
+def test_same_plan_same_seed_gives_same_readings_on_sim_and_serial_sim():
+    direct, direct_state = run_bench("sim")
+    serial, serial_state = run_bench("serial-sim")
+    assert len(direct) == len(serial) == 13
+    for a, b in zip(direct, serial, strict=True):
+        assert_same(a, b)
+    assert direct_state == serial_state
+    # the readings really came from a measuring world: the heater settled, the pump dispensed
+    assert abs(direct[2]["heater_temperature"] - 32) < 0.3
+    assert direct[-2]["pump_dispensed"] == 1.5
+
+
+def test_serial_sim_lab_drives_every_device_through_a_serial_backend_on_a_pty():
+    with load_lab("serial-sim", speed=SPEED) as lab:
+        assert len(lab.simulators) == len(lab.devices) == 9
+        for name, device in lab.devices.items():
+            assert isinstance(device.backend, SerialBackend), name
+            server = next(s for s in lab.simulators if s.instrument.name == name)
+            assert device.backend.port == server.port
+            assert server.pty_path.startswith("/dev/pts/")
+            assert device.identify() == server.instrument.identify()
+        assert lab.describe()["devices"]["pump"]["backend"] == "serial"
+        ports = [s.port for s in lab.simulators]
+    # closing the lab stops its simulated instruments: the ports are gone
+    import os
+
+    assert not any(os.path.exists(p) for p in ports)
+
+
+def test_simulated_serial_device_over_tcp_and_bad_options():
+    text = shipped_lab_text("serial-sim").replace(
+        "options: {simulate: {zone: heater}}\n    description: Pt100",
+        "options: {simulate: {zone: heater, transport: tcp}, timeout: 0.5}\n    description: Pt100",
+    )
+    from remotelab.lab import Lab
+
+    with Lab(parse_lab(text), speed=SPEED) as lab:
+        assert lab["thermometer"].backend.port.startswith("socket://127.0.0.1:")
+        assert lab["thermometer"].backend.transport.timeout == 0.5
+        status = lab["thermometer"].trigger()
+        status.wait(10)
+        assert 15 < lab["thermometer"].temperature.get() < 30
+
+    bad = shipped_lab_text("serial-sim").replace(
+        "{simulate: true}\n    limits: {setpoint",
+        "{simulate: true, speed_up: 3}\n    limits: {setpoint",
+    )
+    with pytest.raises(LabFileError, match=r"unknown serial option.*speed_up"):
+        Lab(parse_lab(bad), speed=SPEED)
