@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -50,6 +51,20 @@ def test_plain_pyserial_client_gets_idn_and_a_measurement_from_the_pty(thermomet
     assert 21 < float(reading) < 23
 
 
+@pytest.mark.skipif(shutil.which("socat") is None, reason="socat is not installed")
+def test_socat_gets_idn_and_a_measurement_from_the_pty(thermometer):
+    twin = SimThermometer(make_world(), "probe", zone="heater")
+    out = subprocess.run(
+        ["socat", "-t", "2", "-", f"{thermometer.pty_path},raw,echo=0"],
+        input=b"*IDN?\nMEAS?\n",
+        capture_output=True,
+        timeout=30,
+    )
+    identity, reading = out.stdout.decode().splitlines()
+    assert identity == twin.identify()
+    assert float(reading) == twin.run("measure")["temperature"]
+
+
 def test_plain_client_speaks_the_vendor_ascii_pump_protocol_over_tcp():
     server = serve_instrument(make_world(), "pump", "SyringePump", transport="tcp")
     twin = SimSyringePump(make_world(), "pump")
@@ -69,7 +84,7 @@ def test_plain_client_speaks_the_vendor_ascii_pump_protocol_over_tcp():
         server.close()
 
 
-def test_driver_reads_measures_and_sets_over_the_pty(thermometer):
+def test_driver_reads_and_sets_over_the_pty():
     world = make_world()
     server = serve_instrument(world, "heater", "TemperatureController", {"zone": "heater"})
     try:
@@ -202,3 +217,17 @@ def test_cli_sim_instrument_refuses_unknown_instruments_and_two_transports():
     assert bad.exit_code == 2 and "no instrument 'kettle'" in bad.output
     both = runner.invoke(app, ["sim-instrument", "pump", "--pty", "--tcp", "0"])
     assert both.exit_code == 2 and "choose one of --pty and --tcp" in both.output
+
+
+def test_devices_never_import_the_simulator():
+    import ast
+
+    devices = SRC / "remotelab" / "devices"
+    for path in devices.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            assert not any(n.startswith("remotelab.sim") for n in names), path

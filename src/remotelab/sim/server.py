@@ -14,6 +14,7 @@ no reply, a late reply, garbage bytes, an error reply, or the line dropped mid-r
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import queue
 import re
@@ -39,6 +40,8 @@ from remotelab.devices.serial.protocols import (
 from remotelab.errors import DeviceError
 from remotelab.sim.instruments import SIM_INSTRUMENTS, SimInstrument
 from remotelab.sim.world import World
+
+log = logging.getLogger("remotelab.sim.server")
 
 
 class WireFault(StrEnum):
@@ -86,6 +89,10 @@ class CommandHandler:
     def injected_error(self) -> str:
         raise NotImplementedError
 
+    def failure(self, message: str) -> str:
+        """The error reply to a command the firmware itself failed on."""
+        raise NotImplementedError
+
 
 class _ScpiError(Exception):
     def __init__(self, code: int, message: str):
@@ -107,6 +114,11 @@ class ScpiHandler(CommandHandler):
 
     def injected_error(self) -> str:
         return 'ERR -300,"Device-specific error; injected fault"'
+
+    def failure(self, message: str) -> str:
+        message = message.replace('"', "'")
+        self.errors.append((-300, f"Device-specific error; {message}"))
+        return f'ERR -300,"Device-specific error; {message}"'
 
     def handle(self, line: str, stopped: bool = False, superseded: bool = False) -> str | None:
         replies = []
@@ -195,6 +207,9 @@ class AsciiHandler(CommandHandler):
 
     def injected_error(self) -> str:
         return "ER 9 injected fault"
+
+    def failure(self, message: str) -> str:
+        return f"ER 9 {message}"
 
     @property
     def busy(self) -> bool:
@@ -561,6 +576,9 @@ class InstrumentServer:
         with self._exec:
             try:
                 reply = self.handler.handle(line, stopped, superseded)
+            except Exception as exc:  # a simulator bug must not silence the instrument
+                log.exception("%s: %r failed", self.instrument.name, line)
+                reply = self.handler.failure(f"{type(exc).__name__}: {exc}")
             finally:
                 release = getattr(self.instrument.clock, "release_thread", None)
                 if release is not None:
