@@ -55,7 +55,7 @@ def test_plain_pyserial_client_gets_idn_and_a_measurement_from_the_pty(thermomet
 def test_socat_gets_idn_and_a_measurement_from_the_pty(thermometer):
     twin = SimThermometer(make_world(), "probe", zone="heater")
     out = subprocess.run(
-        ["socat", "-t", "2", "-", f"{thermometer.pty_path},raw,echo=0"],
+        ["socat", "-t", "1", "-", f"{thermometer.pty_path},raw,echo=0"],
         input=b"*IDN?\nMEAS?\n",
         capture_output=True,
         timeout=30,

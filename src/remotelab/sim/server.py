@@ -437,8 +437,12 @@ class InstrumentServer:
         if transport not in ("pty", "tcp"):
             raise ValueError(f"transport is 'pty' or 'tcp', not {transport!r}")
         if protocol is None:
-            kind = next(k for k, cls in SIM_INSTRUMENTS.items() if isinstance(instrument, cls))
-            protocol = protocol_for(kind)
+            kinds = [k for k, cls in SIM_INSTRUMENTS.items() if isinstance(instrument, cls)]
+            if not kinds:
+                raise TypeError(
+                    f"{type(instrument).__name__} is not a shipped simulator; pass its protocol"
+                )
+            protocol = protocol_for(kinds[0])
         self.instrument, self.protocol = instrument, protocol
         self.handler = make_handler(instrument, protocol)
         self.transport, self.host, self.tcp_port = transport, host, int(tcp_port)

@@ -15,6 +15,7 @@ instrument reports as failed raises :class:`~remotelab.errors.DeviceFault`.
 from __future__ import annotations
 
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from remotelab.devices.backend import Backend, Clock, RealClock
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
 
 #: the shortest real time between two status polls
 MIN_POLL_WALL = 0.002
+#: real seconds an operation may stay busy after a stop before the backend gives up on it
+STOP_GRACE = 10.0
 
 
 class SerialBackend(Backend):
@@ -220,6 +223,7 @@ class AsciiBackend(SerialBackend):
     def _await_idle(self, action: str) -> None:
         query = self.protocol.status_query
         pause = max(self.clock.wall(self.poll_interval), MIN_POLL_WALL)
+        stop_deadline: float | None = None
         while True:
             try:
                 status = self.ask(query, idempotent=True)
@@ -231,7 +235,16 @@ class AsciiBackend(SerialBackend):
                 raise DeviceFault(self.name, status[5:].strip() or f"{action} failed")
             if status != "BUSY":
                 raise self.garbled(query, status, "expected IDLE, BUSY or FAULT <message>")
-            self._stopping.wait(pause)
+            if not self._stopping.is_set():
+                self._stopping.wait(pause)  # a stop wakes the poll at once
+                continue
+            if stop_deadline is None:
+                stop_deadline = time.monotonic() + STOP_GRACE
+            elif time.monotonic() > stop_deadline:
+                raise DeviceFault(
+                    self.name, f"{action} still busy {STOP_GRACE:g} s after it was stopped"
+                )
+            time.sleep(pause)
 
     def stop(self) -> None:
         self._stopping.set()

@@ -78,6 +78,7 @@ class SerialTransport:
         self.identity: str | None = None
         #: how many times the line was (re)opened
         self.connects = 0
+        self._unreachable = False
         self._port: serial.SerialBase | None = None
         self._rx = bytearray()
         self._dirty = False
@@ -126,6 +127,7 @@ class SerialTransport:
                 self._dirty = False
                 self._greet()
                 self.connects += 1
+                self._unreachable = False
                 log.info("%s: connected to %s (%s)", self.device, self.url, self.identity)
                 return
             except (*LINE_ERRORS, ValueError) as exc:
@@ -133,6 +135,7 @@ class SerialTransport:
             except (SerialTimeout, ProtocolError, Disconnected) as exc:
                 last = str(exc)
             self._drop()
+        self._unreachable = True  # no use retrying a query: every reopen attempt failed
         raise Disconnected(
             self.device,
             self.url,
@@ -186,7 +189,7 @@ class SerialTransport:
                     self._ensure_ready()
                     return self._exchange(command, self.timeout if timeout is None else timeout)
                 except (SerialTimeout, ProtocolError, Disconnected) as exc:
-                    if attempt + 1 >= attempts:
+                    if attempt + 1 >= attempts or self._unreachable:
                         raise
                     log.info("%s: retrying %r after: %s", self.device, command, exc)
         raise AssertionError("unreachable")  # pragma: no cover
