@@ -50,6 +50,10 @@ def run_bench(lab_name: str) -> tuple[list[dict], dict]:
             "samples": lab.tracker.snapshot(),
             "wells": {w: v[0] for w, v in lab["pipette"].wells.items()},
             "clock": lab.clock.time(),
+            "world": {
+                s.id: (s.location, s.volume_ml, s.composition) for s in lab.world.samples.values()
+            },
+            "well_compositions": {w: v.composition for w, v in lab.world.wells.items()},
         }
     return events, state
 

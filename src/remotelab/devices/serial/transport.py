@@ -149,13 +149,19 @@ class SerialTransport:
             self.on_connect(self)
 
     def _sync(self, window: float) -> None:
-        """Send the identity query and discard lines until the identity comes back."""
+        """Send the identity query and discard lines until the identity comes back.
+
+        Any interrupt written before this point is answered before the identity, so
+        its pending abort is cleared; one written later sets it again.
+        """
         self._abort.clear()
         self._discard_input()
         self._write(self.identity_query)
         deadline = time.monotonic() + window
         while True:
-            line = self._read_line(max(deadline - time.monotonic(), 0.0), self.identity_query)
+            left = max(deadline - time.monotonic(), 0.0)
+            # not abortable: whatever comes before the identity is discarded anyway
+            line = self._read_line(left, self.identity_query, abortable=False)
             if self.identity is None or line == self.identity:
                 if self.identity is None:
                     self.identity = line
@@ -209,9 +215,7 @@ class SerialTransport:
                 return self._exchange(command, self.timeout)
             finally:
                 self._lock.release()
-        self._write(command)
-        self._dirty = True
-        self._abort.set()
+        self._write(command, interrupting=True)
         return None
 
     def mark_unsynchronised(self) -> None:
@@ -219,7 +223,7 @@ class SerialTransport:
         self._dirty = True
 
     def _exchange(self, command: str, timeout: float) -> str:
-        self._abort.clear()
+        # (an abort still set here belongs to a stop written after this command: keep it)
         self._discard_input()
         self._write(command)
         return self._read_line(timeout, command)
@@ -236,12 +240,17 @@ class SerialTransport:
         except LINE_ERRORS as exc:
             self._lost(exc)
 
-    def _write(self, command: str) -> None:
+    def _write(self, command: str, *, interrupting: bool = False) -> None:
         data = command.encode(self.encoding) + self.terminator
         with self._write_lock:
             port = self._port
             if port is None:
                 raise Disconnected(self.device, self.url, "the line is closed")
+            if interrupting:
+                # before the bytes go out: a command written after this one must not take
+                # the interrupt's reply for its own, so its read gives up and resynchronises
+                self._dirty = True
+                self._abort.set()
             log.debug("%s %s > %r", self.device, self.url, data)
             try:
                 port.write(data)
@@ -258,10 +267,15 @@ class SerialTransport:
         self._drop()
         raise Disconnected(self.device, self.url, f"the line dropped: {exc}") from None
 
-    def _read_line(self, timeout: float, command: str) -> str:
+    def _read_line(self, timeout: float, command: str, *, abortable: bool = True) -> str:
         deadline = time.monotonic() + timeout
         term = self.terminator
         while True:
+            # checked first: after an interrupt the next line may be the interrupt's reply
+            if abortable and self._abort.is_set():
+                self._abort.clear()
+                self._dirty = True
+                raise Aborted(f"{command!r} abandoned: the device was stopped")
             end = self._rx.find(term)
             if end >= 0:
                 raw = bytes(self._rx[:end])
@@ -280,10 +294,6 @@ class SerialTransport:
                         self.device, self.url, f"garbled reply to {command!r}: {raw!r}", raw
                     )
                 return text
-            if self._abort.is_set():
-                self._abort.clear()
-                self._dirty = True
-                raise Aborted(f"{command!r} abandoned: the device was stopped")
             if time.monotonic() >= deadline:
                 self._dirty = True
                 got = f"; received only {bytes(self._rx)!r}" if self._rx else ""
