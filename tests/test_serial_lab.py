@@ -116,3 +116,52 @@ def test_simulated_serial_device_over_tcp_and_bad_options():
     )
     with pytest.raises(LabFileError, match=r"unknown serial option.*speed_up"):
         Lab(parse_lab(bad), speed=SPEED)
+
+
+def wait_for(condition, what: str, timeout: float = 10.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.001)
+
+
+def test_safe_state_mid_dispense_stops_the_pump_and_the_records_match_the_world():
+    from remotelab.errors import DeviceFault
+
+    with load_lab("serial-sim", speed=SPEED) as lab:
+        pump = lab["pump"]
+        server = next(s for s in lab.simulators if s.instrument.name == "pump")
+        vial = lab.world.samples["T001"]
+        before = vial.volume_ml
+        pump.rate.put(1.0)  # 10 mL at 1 mL/min: 600 clock seconds
+        status = pump.dispense(10.0)
+        wait_for(lambda: server.handler.busy, "the pump to start")
+        assert lab.safe_state()["pump"] == "safe"
+        with pytest.raises(DeviceFault, match="dispense stopped after"):
+            status.wait(10)
+        assert not server.handler.busy
+        dispensed = pump.dispensed.get()
+        assert 0 < dispensed < 10
+        assert dispensed == server.instrument.get_dispensed()
+        assert vial.volume_ml == pytest.approx(before + dispensed, abs=1e-6)
+
+
+def test_an_instrument_fault_reaches_the_device_through_the_serial_status():
+    from remotelab.devices import LOST
+    from remotelab.errors import DeviceFault
+    from remotelab.sim import Fault
+
+    with load_lab("serial-sim", speed=SPEED) as lab:
+        arm = lab["arm"]
+        server = next(s for s in lab.simulators if s.instrument.name == "arm")
+        server.instrument.faults.arm(Fault.DROP)
+        with pytest.raises(DeviceFault, match="dropped sample S001"):
+            arm.set(("rack_a/1", "balance")).wait(10)
+        # the arm's own sensors, read over the line, tell the tracker the vial is gone
+        assert lab.tracker.where("S001") == LOST
+        assert arm.location.get() == "unknown" and arm.holding.get() is False
+        arm.go_safe().wait(10)
+        assert server.instrument.location == "home"
