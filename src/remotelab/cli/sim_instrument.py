@@ -58,7 +58,7 @@ def sim_instrument(
     """Start a simulated instrument speaking its serial protocol and print its port.
 
     Open the port with any serial client (pyserial, socat, a terminal program) or
-    with a lab file entry ``backend: serial`` / ``port: …``. Stop with Ctrl-C.
+    with a lab file entry (backend: serial, port: …). Stop with Ctrl-C.
     """
     from remotelab.lab import Lab, parse_lab, read_lab_file, shipped_lab_text
     from remotelab.sim.server import serve_instrument

@@ -340,6 +340,8 @@ class _SocketLink:
 
 
 _LINE_END = re.compile(rb"[\r\n]")
+#: the longest command line the simulated firmware buffers
+MAX_LINE = 65536
 
 
 class _Session:
@@ -374,6 +376,8 @@ class _Session:
                 break
             buffer += data
             *lines, buffer = _LINE_END.split(buffer)
+            if len(buffer) > MAX_LINE:  # no terminator in sight: line noise, not a command
+                buffer = b""
             for raw in lines:
                 line = raw.decode("ascii", "replace").strip()
                 if not line:
