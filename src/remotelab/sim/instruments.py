@@ -80,9 +80,12 @@ class SimInstrument(Backend):
         """Instrument-specific part of a stop."""
 
     # -- helpers ---------------------------------------------------------------------------
-    def busy(self, seconds: float, what: str = "operation") -> None:
-        """Take ``seconds`` of clock time; raise if stopped meanwhile."""
-        if self.clock.wait(self._stop, seconds):
+    def busy(self, seconds: float, what: str = "operation", *, shared: bool = True) -> None:
+        """Take ``seconds`` of clock time; raise if stopped meanwhile.
+
+        Measurements pass ``shared=False``: their time does not move the shared clock.
+        """
+        if self.clock.wait(self._stop, seconds, shared=shared):
             raise DeviceFault(self.name, f"{what} stopped")
 
     def noise(self, sigma: float, size: int | None = None):
@@ -103,7 +106,7 @@ class SimThermometer(SimInstrument):
         self.zone = world.zone(zone)
 
     def do_measure(self) -> dict[str, float]:
-        self.busy(self.measure_time, "measurement")
+        self.busy(self.measure_time, "measurement", shared=False)
         value = self.zone.temperature() + float(self.noise(0.01))
         return {"temperature": 9999.0 if self.out_of_range() else round(value, 4)}
 
@@ -119,7 +122,7 @@ class SimPHMeter(SimInstrument):
         self.station = station
 
     def do_measure(self) -> dict[str, float]:
-        self.busy(self.measure_time, "measurement")
+        self.busy(self.measure_time, "measurement", shared=False)
         with self.world.lock:
             vessel = self.world.sample_at(self.station)
             value = chemistry.ph(vessel.composition) if vessel and vessel.volume_ml else 7.0
@@ -147,7 +150,7 @@ class SimBalance(SimInstrument):
             return vessel.mass_g if vessel else 0.0
 
     def do_measure(self) -> dict[str, float]:
-        self.busy(self.measure_time, "measurement")
+        self.busy(self.measure_time, "measurement", shared=False)
         value = self._gross() - self.tare_g + float(self.noise(0.00005))
         return {"mass": 999.0 if self.out_of_range() else round(value, 5)}
 
@@ -172,7 +175,7 @@ class SimSpectrometer(SimInstrument):
         return chemistry.WAVELENGTHS.copy()
 
     def do_measure(self) -> dict[str, np.ndarray]:
-        self.busy(self.measure_time, "measurement")
+        self.busy(self.measure_time, "measurement", shared=False)
         with self.world.lock:
             vessel = self.world.sample_at(self.station)
             composition = dict(vessel.composition) if vessel else {}
