@@ -83,7 +83,7 @@ def _check(p: OptimizeParams, lab: Lab) -> Iterator[tuple[str, str]]:
         if not lo < hi:
             yield name, f"low {lo:g} must be below high {hi:g}"
     flo, fhi = p.fraction
-    if not (0.0 < flo and fhi < 1.0):
+    if not (flo > 0.0 and fhi < 1.0):
         yield "fraction", "bounds must lie strictly between 0 and 1"
     heater, handler, detector = lab[p.heater], lab[p.handler], lab[p.detector]
     tlo, thi = p.temperature
