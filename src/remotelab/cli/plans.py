@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import signal
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,9 @@ from remotelab.plans.provenance import json_safe
 
 LAB_OPTION = typer.Option(
     None, "--lab", "-l", help="Lab file (YAML); default: the shipped simulated lab."
+)
+PARAM_OPTION = typer.Option(
+    [], "--param", "-p", help="A parameter as key=value (JSON values; a,b for lists)."
 )
 MAX_COLUMNS = 8
 
@@ -180,10 +183,8 @@ def execute(lab: Lab, plan, engine: RunEngine) -> tuple[str, BaseException | Non
         engine(plan)
     except RunEngineInterrupted:
         if engine.state != "idle":
-            try:
+            with suppress(Exception):
                 engine.abort("interrupted by the user")
-            except Exception:
-                pass
         lab.safe_state()
         return "abort", None
     except (Exception, KeyboardInterrupt) as exc:
@@ -249,9 +250,7 @@ def list_plans(
 @app.command("run")
 def run_plan(
     plan_name: str = typer.Argument("measure", metavar="PLAN", help="Plan to run."),
-    param: list[str] = typer.Option(
-        [], "--param", "-p", help="A parameter as key=value (JSON values; a,b for lists)."
-    ),
+    param: list[str] = PARAM_OPTION,
     lab_file: Path | None = LAB_OPTION,
     seed: int | None = typer.Option(None, "--seed", help="Seed of the simulated world."),
     speed: float = typer.Option(
