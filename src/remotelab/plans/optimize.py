@@ -54,7 +54,7 @@ class OptimizeParams(PlanParams):
         "tpe", description="Optuna sampler: tpe (Bayesian) or random (the baseline)"
     )
     startup_trials: int = Param(
-        8, ge=1, le=100, description="random trials before the TPE model takes over"
+        5, ge=1, le=100, description="random trials before the TPE model takes over"
     )
     seed: int = Param(0, description="seed of the sampler, so a run can be repeated")
     reagent_volume_ul: float = Param(
@@ -142,7 +142,7 @@ def optimize(
     objective: str = "peak_absorbance",
     direction: str = "maximize",
     sampler: str = "tpe",
-    startup_trials: int = 8,
+    startup_trials: int = 5,
     seed: int = 0,
     reagent_volume_ul: float = 20.0,
     solvent_volume_ul: float = 980.0,
