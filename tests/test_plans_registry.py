@@ -243,3 +243,22 @@ def test_a_run_can_be_repeated_from_its_start_document(registry, lab):
     second(registry.build(again, lab))
     assert len(events(second)) == 2
     assert start_doc(second)["experiment_id"] != start["experiment_id"]
+
+
+def test_unknown_well_and_location_are_rejected(registry, lab):
+    errors = rejected(registry, lab, "optimize", {"reagent_a": "fridge/1"})
+    assert errors[0]["param"] == "reagent_a"
+    assert "unknown well 'fridge/1'" in errors[0]["message"]
+    errors = rejected(registry, lab, "measure_samples", {"samples": ["S001"], "station": "moon"})
+    assert errors[0]["param"] == "station"
+    assert "unknown location 'moon'" in errors[0]["message"]
+
+
+def test_optimize_refuses_a_budget_the_reservoirs_cannot_supply(registry, lab):
+    errors = rejected(registry, lab, "optimize", {"budget": 150})
+    params = {e["param"] for e in errors}
+    assert params == {"solvent"}
+    assert "solvent/1 holds 100000 uL" in errors[0]["message"]
+    bad_objective = rejected(registry, lab, "optimize", {"objective": "colour"})
+    assert bad_objective[0]["param"] == "objective"
+    assert "probe reads no 'colour'" in bad_objective[0]["message"]

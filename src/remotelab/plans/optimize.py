@@ -15,16 +15,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
-import optuna
 from ophyd import Signal
-from optuna.distributions import FloatDistribution
-from optuna.trial import TrialState
 
 from remotelab.plans.basic import limit_problems
 from remotelab.plans.params import DeviceParam, Param, PlanParams, WellParam
 from remotelab.plans.registry import plan
 
 if TYPE_CHECKING:
+    import optuna
+
     from remotelab.lab import Lab
 
 
@@ -121,6 +120,8 @@ def _check(p: OptimizeParams, lab: Lab) -> Iterator[tuple[str, str]]:
 
 
 def _sampler(name: str, seed: int, startup: int) -> optuna.samplers.BaseSampler:
+    import optuna  # imported when a loop runs: listing and validating plans stays light
+
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True)
@@ -156,6 +157,10 @@ def optimize(
     """Closed-loop optimisation: choose the next reagent fraction and temperature from the
     results so far (Optuna ask/tell), make and measure the mix, until the budget or the
     target is met. The best conditions are read into the ``best`` stream."""
+    import optuna
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         direction=direction, sampler=_sampler(sampler, seed, startup_trials)
