@@ -17,7 +17,7 @@ from bluesky import RunEngine
 from bluesky.simulators import summarize_plan
 
 from _plans_support import engine, events, fast_lab, start_doc, stop_doc
-from remotelab.cli.plans import execute, pause_on_sigint
+from remotelab.cli.plans import abort_on_sigint, execute
 from remotelab.errors import DeviceFault
 from remotelab.lab import load_lab
 from remotelab.plans import registry_for
@@ -228,7 +228,7 @@ def test_ctrl_c_aborts_the_run_and_brings_the_lab_to_its_safe_state():
             ),
             lab,
         )
-        re = RunEngine({}, context_managers=[pause_on_sigint])
+        re = RunEngine({}, context_managers=[abort_on_sigint])
         docs = []
         re.subscribe(lambda name, doc: docs.append((name, doc)))
         zone = lab.world.zone("heater")

@@ -4,6 +4,7 @@ one and runs it on the local (by default simulated) lab with a live table and a 
 from __future__ import annotations
 
 import json
+import logging
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -145,11 +146,17 @@ class LiveView(CallbackBase):
 
 
 @contextmanager
-def pause_on_sigint(engine: RunEngine) -> Iterator[None]:
-    """While a plan runs, Ctrl-C pauses the RunEngine at once (the caller then aborts)."""
+def abort_on_sigint(engine: RunEngine) -> Iterator[None]:
+    """While a plan runs, Ctrl-C aborts it at once (cleanup runs, exit status ``abort``).
+
+    Use as a RunEngine context manager: ``RunEngine({}, context_managers=[abort_on_sigint])``.
+    """
 
     def handler(signum, frame):
-        engine.request_pause(defer=False)
+        engine.remotelab_interrupted = True
+        if not engine.state.is_idle:
+            with suppress(Exception):
+                engine.abort("interrupted by the user (Ctrl-C)")
 
     previous = signal.signal(signal.SIGINT, handler)
     try:
@@ -179,10 +186,11 @@ def execute(lab: Lab, plan, engine: RunEngine) -> tuple[str, BaseException | Non
 
     Returns ``("success" | "abort" | "fail", error)``.
     """
+    engine.remotelab_interrupted = False
     try:
         engine(plan)
     except RunEngineInterrupted:
-        if engine.state != "idle":
+        if not engine.state.is_idle:
             with suppress(Exception):
                 engine.abort("interrupted by the user")
         lab.safe_state()
@@ -194,6 +202,9 @@ def execute(lab: Lab, plan, engine: RunEngine) -> tuple[str, BaseException | Non
         finally:
             lab.safe_state()
         return "fail", _root_cause(exc)
+    if engine.remotelab_interrupted:
+        lab.safe_state()
+        return "abort", None
     return "success", None
 
 
@@ -270,7 +281,9 @@ def run_plan(
             params = parse_params(param, registry.schema(plan_name))
             validated = registry.validate(plan_name, params, lab=lab, role=role)
             plan = registry.build(validated, lab)
-        engine = RunEngine({}, context_managers=[pause_on_sigint])
+        # the outcome is reported below; keep bluesky's own tracebacks of aborts off the screen
+        logging.getLogger("bluesky").addHandler(logging.NullHandler())
+        engine = RunEngine({}, context_managers=[abort_on_sigint])
         docs: list[tuple[str, dict]] = []
         engine.subscribe(lambda name, doc: docs.append((name, doc)))
         if as_json:
