@@ -219,6 +219,26 @@ def test_a_failed_run_ends_with_the_lab_in_its_safe_state(registry, lab):
     assert lab["heater"].setpoint.get() == 25
 
 
+def test_a_sample_left_at_the_station_by_a_failure_is_put_back(registry, lab):
+    plan = registry.build(
+        registry.validate(
+            "measure_samples",
+            {"samples": ["S001", "S002"], "detectors": ["spectrometer"]},
+            lab=lab,
+        ),
+        lab,
+    )
+    inject_fault(lab["spectrometer"], "fail", action="measure")
+    re = engine()
+    outcome, error = execute(lab, plan, re)
+    assert outcome == "fail" and "spectrometer" in str(error)
+    assert lab.tracker.where("S001") == "rack_a/1"
+    assert lab.world.samples["S001"].location == "rack_a/1"
+    assert lab.tracker.where("S002") == "rack_a/2"
+    assert lab.tracker.at("spectrometer") is None
+    assert lab["arm"].position == "home"
+
+
 def test_ctrl_c_aborts_the_run_and_brings_the_lab_to_its_safe_state():
     with load_lab(speed=20.0) as lab:
         registry = registry_for(lab)
