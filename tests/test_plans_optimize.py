@@ -31,6 +31,7 @@ def optimise(sampler: str, seed: int, **params) -> dict:
         (best,) = events(re, "best")
         return {
             "optimum": lab.world.reaction.optimum,
+            "reaction": lab.world.reaction,
             "best": best["data"],
             "trials": [e["data"] for e in events(re)],
             "start": start_doc(re),
@@ -82,3 +83,13 @@ def test_optimize_stops_once_the_target_is_met():
     values = [t["probe_peak_absorbance"] for t in result["trials"]]
     assert len(values) < BUDGET
     assert values[-1] >= 1.2 and all(v < 1.2 for v in values[:-1])
+
+
+def test_each_measurement_matches_the_reaction_model(results):
+    result = results[("random", 1)]
+    reaction = result["reaction"]
+    # 20 uL of 0.05 M reagents in 1000 uL: 0.001 M of A + B; product ε = 40000 L/(mol·cm)
+    # at 560 nm, probe path 0.1 cm
+    for trial in result["trials"]:
+        formed = reaction.yield_at(trial["fraction"], trial["heater_temperature"]) * 0.001 / 2
+        assert trial["probe_peak_absorbance"] == pytest.approx(formed * 40000 * 0.1, abs=0.01)
