@@ -37,6 +37,11 @@ def bench_plan(lab):
         lab["pipette"], {"source": "reagent_a/1", "destination": "plate/1", "volume": 250}
     )
     yield from bp.count([lab["pipette"]])
+    for reagent in ("reagent_a/1", "reagent_b/1"):  # they react in the heated reactor vial
+        yield from bps.mv(
+            lab["pipette"], {"source": reagent, "destination": "reactor/1", "volume": 300}
+        )
+    yield from bp.count([lab["probe"]])
     yield from bps.mv(lab["stirrer"], 0)
 
 
@@ -70,18 +75,19 @@ def assert_same(a, b) -> None:
 def test_same_plan_same_seed_gives_same_readings_on_sim_and_serial_sim():
     direct, direct_state = run_bench("sim")
     serial, serial_state = run_bench("serial-sim")
-    assert len(direct) == len(serial) == 13
+    assert len(direct) == len(serial) == 14
     for a, b in zip(direct, serial, strict=True):
         assert_same(a, b)
     assert direct_state == serial_state
     # the readings really came from a measuring world: the heater settled, the pump dispensed
     assert abs(direct[2]["heater_temperature"] - 32) < 0.3
-    assert direct[-2]["pump_dispensed"] == 1.5
+    assert [e["pump_dispensed"] for e in direct if "pump_dispensed" in e] == [0.0, 1.5, 1.5]
+    assert direct[-1]["probe_peak_absorbance"] > 0.01  # the reactor's product absorbs
 
 
 def test_serial_sim_lab_drives_every_device_through_a_serial_backend_on_a_pty():
     with load_lab("serial-sim", speed=SPEED) as lab:
-        assert len(lab.simulators) == len(lab.devices) == 9
+        assert len(lab.simulators) == len(lab.devices) == 10
         for name, device in lab.devices.items():
             assert isinstance(device.backend, SerialBackend), name
             server = next(s for s in lab.simulators if s.instrument.name == name)
@@ -165,3 +171,18 @@ def test_an_instrument_fault_reaches_the_device_through_the_serial_status():
         assert arm.location.get() == "unknown" and arm.holding.get() is False
         arm.go_safe().wait(10)
         assert server.instrument.location == "home"
+
+
+def test_serial_sim_lab_describes_the_same_bench_as_the_sim_lab():
+    sim = parse_lab(shipped_lab_text("sim"))
+    serial = parse_lab(shipped_lab_text("serial-sim"))
+    for part in ("locations", "samples", "labware", "simulation", "plans"):
+        assert getattr(serial, part) == getattr(sim, part), part
+    assert serial.devices.keys() == sim.devices.keys()
+    for name, device in serial.devices.items():
+        twin = sim.devices[name]
+        assert device.backend == "serial" and twin.backend == "sim", name
+        simulate = device.options["simulate"]
+        assert (simulate if isinstance(simulate, dict) else {}) == twin.options, name
+        for field in ("class_", "limits", "safe_state", "config", "timeout"):
+            assert getattr(device, field) == getattr(twin, field), (name, field)

@@ -4,7 +4,7 @@ Simulated instruments are also served over their serial protocols on a pty or a 
 port (:mod:`remotelab.sim.server`), so the real serial drivers are tested end to end.
 """
 
-from remotelab.sim.chemistry import SPECIES, WAVELENGTHS, Species, absorbance, ph
+from remotelab.sim.chemistry import SPECIES, WAVELENGTHS, Reaction, Species, absorbance, ph
 from remotelab.sim.clock import SimClock
 from remotelab.sim.faults import Fault, FaultPlan, inject_fault
 from remotelab.sim.instruments import SIM_INSTRUMENTS, SimInstrument
@@ -18,6 +18,7 @@ __all__ = [
     "Fault",
     "FaultPlan",
     "InstrumentServer",
+    "Reaction",
     "SimClock",
     "SimInstrument",
     "SimSample",

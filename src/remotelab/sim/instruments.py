@@ -53,9 +53,9 @@ class SimInstrument(Backend):
     def write(self, quantity: str, value: Any) -> None:
         if quantity not in self.writable:
             raise DeviceFault(self.name, f"{self.model} cannot set {quantity!r}")
-        if self.faults.take(Fault.FAIL):
+        if self.faults.take(Fault.FAIL, action=quantity):
             raise DeviceFault(self.name, f"instrument error setting {quantity} (injected fault)")
-        if self.faults.take(Fault.HANG):
+        if self.faults.take(Fault.HANG, action=quantity):
             return  # accepted, but the instrument does nothing: it hangs
         getattr(self, f"set_{quantity}")(value)
 
@@ -64,7 +64,7 @@ class SimInstrument(Backend):
         if handler is None:
             raise DeviceFault(self.name, f"{self.model} cannot {action!r}")
         self._stop.clear()
-        fault = self.faults.take(Fault.FAIL, Fault.HANG)
+        fault = self.faults.take(Fault.FAIL, Fault.HANG, action=action)
         if fault is Fault.FAIL:
             raise DeviceFault(self.name, f"instrument error during {action} (injected fault)")
         if fault is Fault.HANG:
@@ -80,9 +80,12 @@ class SimInstrument(Backend):
         """Instrument-specific part of a stop."""
 
     # -- helpers ---------------------------------------------------------------------------
-    def busy(self, seconds: float, what: str = "operation") -> None:
-        """Take ``seconds`` of clock time; raise if stopped meanwhile."""
-        if self.clock.wait(self._stop, seconds):
+    def busy(self, seconds: float, what: str = "operation", *, shared: bool = True) -> None:
+        """Take ``seconds`` of clock time; raise if stopped meanwhile.
+
+        Measurements pass ``shared=False``: their time does not move the shared clock.
+        """
+        if self.clock.wait(self._stop, seconds, shared=shared):
             raise DeviceFault(self.name, f"{what} stopped")
 
     def noise(self, sigma: float, size: int | None = None):
@@ -103,7 +106,7 @@ class SimThermometer(SimInstrument):
         self.zone = world.zone(zone)
 
     def do_measure(self) -> dict[str, float]:
-        self.busy(self.measure_time, "measurement")
+        self.busy(self.measure_time, "measurement", shared=False)
         value = self.zone.temperature() + float(self.noise(0.01))
         return {"temperature": 9999.0 if self.out_of_range() else round(value, 4)}
 
@@ -119,7 +122,7 @@ class SimPHMeter(SimInstrument):
         self.station = station
 
     def do_measure(self) -> dict[str, float]:
-        self.busy(self.measure_time, "measurement")
+        self.busy(self.measure_time, "measurement", shared=False)
         with self.world.lock:
             vessel = self.world.sample_at(self.station)
             value = chemistry.ph(vessel.composition) if vessel and vessel.volume_ml else 7.0
@@ -147,7 +150,7 @@ class SimBalance(SimInstrument):
             return vessel.mass_g if vessel else 0.0
 
     def do_measure(self) -> dict[str, float]:
-        self.busy(self.measure_time, "measurement")
+        self.busy(self.measure_time, "measurement", shared=False)
         value = self._gross() - self.tare_g + float(self.noise(0.00005))
         return {"mass": 999.0 if self.out_of_range() else round(value, 5)}
 
@@ -163,19 +166,30 @@ class SimSpectrometer(SimInstrument):
     measure_time: ClassVar[float] = 1.0
 
     def __init__(
-        self, world: World, name: str, station: str = "spectrometer", path_cm: float = 1.0
+        self,
+        world: World,
+        name: str,
+        station: str = "spectrometer",
+        path_cm: float = 1.0,
+        well: str | None = None,
     ):
         super().__init__(world, name)
         self.station, self.path_cm = station, float(path_cm)
+        #: a labware well the spectrometer looks into instead (a dip probe), if set
+        self.well = well
 
     def get_wavelength(self) -> np.ndarray:
         return chemistry.WAVELENGTHS.copy()
 
     def do_measure(self) -> dict[str, np.ndarray]:
-        self.busy(self.measure_time, "measurement")
+        self.busy(self.measure_time, "measurement", shared=False)
         with self.world.lock:
-            vessel = self.world.sample_at(self.station)
-            composition = dict(vessel.composition) if vessel else {}
+            if self.well is not None:
+                well = self.world.wells.get(self.well)
+                composition = dict(well.composition) if well and well.volume_ul else {}
+            else:
+                vessel = self.world.sample_at(self.station)
+                composition = dict(vessel.composition) if vessel else {}
         spectrum = chemistry.absorbance(composition, self.path_cm)
         spectrum = spectrum + self.noise(0.001, spectrum.size)
         if self.out_of_range():
@@ -287,8 +301,7 @@ class SimSyringePump(SimInstrument):
         self.rate = float(value)
 
     def run(self, action: str, **params: Any) -> Any:
-        if action == "dispense" and Fault.FAIL in self.faults.armed:
-            self.faults.take(Fault.FAIL)
+        if action == "dispense" and self.faults.take(Fault.FAIL, action=action):
             half = min(float(params["volume"]), self.remaining) / 2
             self.clock.sleep(half / self.rate * 60.0)
             self._deliver(half)
@@ -340,7 +353,7 @@ class SimArm(SimInstrument):
         same_rack = "/" in location and location.split("/")[0] == self.location.split("/")[0]
         duration = self.travel_s / 2 if same_rack else self.travel_s
         origin, self.location = self.location, "moving"
-        if self.holding is not None and self.faults.take(Fault.DROP):
+        if self.holding is not None and self.faults.take(Fault.DROP, action="goto"):
             self.clock.sleep(duration / 2)
             with self.world.lock:
                 self.world.samples[self.holding].location = FLOOR
@@ -380,9 +393,20 @@ class SimLiquidHandler(SimInstrument):
 
     model = "SIM-LH-1"
 
-    def __init__(self, world: World, name: str, flow_ul_s: float = 500.0):
+    def __init__(
+        self,
+        world: World,
+        name: str,
+        flow_ul_s: float = 500.0,
+        heated: dict[str, str] | None = None,
+    ):
         super().__init__(world, name)
         self.flow = float(flow_ul_s)
+        #: wells that sit in a heated block (well → thermal zone): reagents react there
+        for well, zone in (heated or {}).items():
+            if well not in world.wells:
+                raise TypeError(f"heated well {well!r} is not a labware well")
+            world.heat_well(well, zone)
         self.tip_ul = 0.0
         self.tip_composition: dict[str, float] = {}
         self.waste_ul = 0.0
@@ -422,6 +446,7 @@ class SimLiquidHandler(SimInstrument):
             )
             target.volume_ul += volume
             self.tip_ul -= volume
+            self.world.react(well)
 
     def do_eject(self) -> None:
         self.busy(1.0, "eject")
