@@ -21,7 +21,7 @@ from remotelab.errors import (
     SerialTimeout,
 )
 from remotelab.lab import load_lab
-from remotelab.sim import Fault, SimClock, World
+from remotelab.sim import Fault, SimClock, World, inject_fault
 from remotelab.sim.server import GARBAGE_BYTES, WireFault, serve_instrument
 
 SPEED = 2000.0
@@ -215,7 +215,8 @@ def test_a_hung_measurement_is_stopped_by_the_watchdog_and_the_line_recovers():
     with load_lab("serial-sim", speed=SPEED) as lab:
         probe = lab["thermometer"]
         server = next(s for s in lab.simulators if s.instrument.name == "thermometer")
-        server.instrument.faults.arm(Fault.HANG)  # MEAS? never answers until aborted
+        inject_fault(probe, Fault.HANG)  # armed on the simulator behind the line
+        assert server.instrument.faults.armed("measure") == (Fault.HANG,)
         status = probe.operate("measure", probe._measure, timeout=5.0)
         with pytest.raises(DeviceTimeout):
             status.wait(30)
@@ -250,3 +251,15 @@ def test_a_plan_meeting_an_unrecoverable_fault_ends_with_the_lab_safe():
         assert servers["stirrer"].instrument.get_setpoint() == 0.0
         assert servers["arm"].instrument.location == "home"
         assert servers["pipette"].instrument.tip_ul == 0.0
+
+
+def test_an_instrument_failure_is_a_device_fault_naming_what_the_instrument_said():
+    with load_lab("serial-sim", speed=SPEED) as lab:
+        inject_fault(lab["ph_meter"], Fault.FAIL)
+        status = lab["ph_meter"].trigger()
+        with pytest.raises(DeviceFault) as info:
+            status.wait(10)
+        err = info.value
+        assert isinstance(err, InstrumentError) and err.code == "-200"
+        assert "instrument error during measure (injected fault)" in str(err)
+        assert err.received.startswith(b'ERR -200,"Execution error;')

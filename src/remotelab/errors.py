@@ -113,8 +113,12 @@ class ProtocolError(SerialError):
     """The instrument answered with bytes that are not a valid reply; ``received`` holds them."""
 
 
-class InstrumentError(ProtocolError):
-    """The instrument answered a command with an error reply (``code``, ``reply``)."""
+class InstrumentError(ProtocolError, DeviceFault):
+    """The instrument answered a command with an error reply (``code``, ``reply``).
+
+    Both a protocol error (the bytes are in ``received``) and a device fault: the
+    instrument itself reported that it could not do what it was asked.
+    """
 
     def __init__(self, device: str, port: str, command: str, code: str, reply: str):
         self.command, self.code, self.reply = command, code, reply

@@ -228,9 +228,13 @@ class BackendDevice(Device):
         timeout = self.operation_timeout if timeout is None else timeout
         self._stop_event.clear()
 
-        def finish(exc: BaseException | None) -> None:
+        timed_out = threading.Event()
+
+        def finish(exc: BaseException | None, *, watchdog: bool = False) -> None:
             with guard:
-                if status.done:
+                # once the watchdog fires, its timeout is the outcome, even if the stop it
+                # sends makes the operation fail ("stopped") before the watchdog reports
+                if status.done or (timed_out.is_set() and not watchdog):
                     return
                 if exc is None:
                     status.set_finished()
@@ -251,12 +255,15 @@ class BackendDevice(Device):
         def watchdog() -> None:
             if status.done:
                 return
-            self.stop()
+            timed_out.set()
+            outcome = "the device was stopped"
+            try:
+                self.stop()
+            except Exception as exc:  # e.g. the line to it is down: say so, still fail
+                outcome = f"stopping it failed too: {exc}"
             finish(
-                DeviceTimeout(
-                    self.name,
-                    f"{what} did not finish within {timeout:g} s; the device was stopped",
-                )
+                DeviceTimeout(self.name, f"{what} did not finish within {timeout:g} s; {outcome}"),
+                watchdog=True,
             )
 
         timer = threading.Timer(max(self.clock.wall(timeout), MIN_WALL_TIMEOUT), watchdog)

@@ -70,7 +70,11 @@ def _simulated_serial(
         simulators.append(server)
     options = {**spec.options, "simulate": True}
     try:
-        return build(name, spec.model_copy(update={"port": server.port, "options": options}), world)
+        backend = build(
+            name, spec.model_copy(update={"port": server.port, "options": options}), world
+        )
+        backend.simulator = server.instrument  # so sim faults can be armed through the device
+        return backend
     except Exception:
         server.close()
         if simulators is not None:

@@ -50,6 +50,8 @@ class FaultPlan:
 def inject_fault(device, fault: Fault | str, action: str | None = None) -> None:
     """Arm ``fault`` on a device of a simulated lab, optionally only for one ``action``."""
     faults = getattr(device.backend, "faults", None)
+    if faults is None:  # a serial device served by a simulated instrument
+        faults = getattr(getattr(device.backend, "simulator", None), "faults", None)
     if not isinstance(faults, FaultPlan):
         raise TypeError(f"{device.name} is not driven by a simulator; faults cannot be injected")
     faults.arm(fault, action)

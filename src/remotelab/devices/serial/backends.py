@@ -40,6 +40,10 @@ STOP_GRACE = 10.0
 class SerialBackend(Backend):
     """What the SCPI and ASCII backends share: a transport, a protocol, a clock."""
 
+    #: the simulated instrument at the other end of the line, when a simulated lab serves
+    #: one (set by the lab; used to arm simulator faults); None for real hardware
+    simulator: Any = None
+
     def __init__(
         self,
         name: str,
