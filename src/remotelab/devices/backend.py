@@ -29,6 +29,12 @@ class Clock(Protocol):
     def wall(self, seconds: float) -> float:
         """Real seconds that ``seconds`` of clock time take."""
 
+    def begin(self, start: float) -> None:
+        """The calling thread now carries out an operation issued at time ``start``."""
+
+    def end(self) -> None:
+        """The calling thread's operation is over."""
+
 
 class RealClock:
     """Wall-clock time: the clock of real hardware."""
@@ -47,6 +53,12 @@ class RealClock:
 
     def wall(self, seconds: float) -> float:
         return seconds
+
+    def begin(self, start: float) -> None:
+        """Real time needs no bookkeeping per operation."""
+
+    def end(self) -> None:
+        """Real time needs no bookkeeping per operation."""
 
 
 class Backend(ABC):

@@ -241,10 +241,16 @@ class BackendDevice(Device):
                 else:
                     status.set_exception(exc)
 
+        issued = self.clock.time()
+
         def target() -> None:
             try:
                 with self._op_lock:
-                    fn()
+                    self.clock.begin(issued)
+                    try:
+                        fn()
+                    finally:
+                        self.clock.end()
             except RemotelabError as exc:
                 finish(exc)
             except Exception as exc:

@@ -32,7 +32,24 @@ class SimClock:
 
     def time(self) -> float:
         local = getattr(self._local, "now", None)
-        return self._now if local is None else max(local, self._now)
+        if local is None:
+            return self._now
+        return local if getattr(self._local, "pinned", False) else max(local, self._now)
+
+    def begin(self, start: float) -> None:
+        """This thread carries out an operation issued at clock time ``start``.
+
+        Until :meth:`end`, the thread keeps its own time from ``start`` on, whatever
+        operations running beside it do to the shared time: two moves issued together
+        start together, however the host schedules their threads.
+        """
+        self._local.now = float(start)
+        self._local.pinned = True
+
+    def end(self) -> None:
+        """The operation of this thread is over: it follows the shared time again."""
+        self._local.now = None
+        self._local.pinned = False
 
     def wall(self, seconds: float) -> float:
         return 0.0 if math.isinf(self.speed) else max(seconds, 0.0) / self.speed
@@ -63,6 +80,3 @@ class SimClock:
         self._advance(start + max(seconds, 0.0), shared)
         return False
 
-    def release_thread(self) -> None:
-        """Forget this thread's own time (call when a thread finishes an operation)."""
-        self._local.now = None

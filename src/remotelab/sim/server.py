@@ -588,9 +588,7 @@ class InstrumentServer:
                 log.exception("%s: %r failed", self.instrument.name, line)
                 reply = self.handler.failure(f"{type(exc).__name__}: {exc}")
             finally:
-                release = getattr(self.instrument.clock, "release_thread", None)
-                if release is not None:
-                    release()
+                self.instrument.clock.end()  # the server thread follows the shared time
         data = b"" if reply is None else reply.encode("ascii", "replace") + self._terminator
         if fault is WireFault.NO_REPLY:
             return
