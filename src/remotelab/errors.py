@@ -72,3 +72,19 @@ class SafeStateError(RemotelabError):
         self.failures = failures
         detail = "; ".join(f"{k}: {v}" for k, v in failures.items())
         super().__init__(f"devices not in their safe state: {detail}")
+
+
+class StoreError(RemotelabError):
+    """The run store could not be opened, written or queried as asked."""
+
+
+class RunNotFound(StoreError, LookupError):
+    """No stored run has the given uid (or the uid prefix matches several)."""
+
+
+class ExportError(RemotelabError, ValueError):
+    """A run could not be exported in the format asked for."""
+
+
+class StreamError(RemotelabError):
+    """The live document stream could not be published or subscribed to."""
