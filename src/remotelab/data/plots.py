@@ -59,11 +59,24 @@ def render_run(store: RunStore, uid: str, *, dpi: int = 100) -> bytes:
     return buf.getvalue()
 
 
+def motor_fields(start: dict[str, Any], table: EventTable) -> list[str]:
+    """The columns of the scanned axes: each motor's hinted readback, else its own column."""
+    fields: list[str] = []
+    for motor in start.get("motors", []):
+        hinted = table.hints.get(motor, {}).get("fields", [])
+        named = [motor] if motor in table.columns else []
+        prefixed = [k for k in table.columns if k.startswith(f"{motor}_")]
+        fields += [k for k in (hinted or named or prefixed) if k in table.columns]
+    return list(dict.fromkeys(fields))
+
+
 def _panels(start: dict[str, Any], table: EventTable | None) -> list[tuple[str, Any]]:
     if table is None or len(table) == 0:
         return []
     panels: list[tuple[str, Any]] = []
-    motors = [m for m in start.get("motors", []) if m in table.columns]
+    motors = set(motor_fields(start, table))
+    for motor in start.get("motors", []):
+        motors.update(k for k in table.columns if k == motor or k.startswith(f"{motor}_"))
     signals = [
         k
         for k in table.scalar_columns()
@@ -87,7 +100,7 @@ def _hinted(table: EventTable) -> list[str]:
 
 
 def _x_axis(start: dict[str, Any], table: EventTable) -> tuple[np.ndarray, str]:
-    motors = [m for m in start.get("motors", []) if m in table.columns]
+    motors = motor_fields(start, table)
     if motors:
         key = motors[0]
         return table.columns[key], _label(key, table.data_keys.get(key, {}))
@@ -155,4 +168,4 @@ def _draw_objective(ax: Any, start: dict[str, Any], table: EventTable, key: str)
     ax.legend(fontsize=8)
 
 
-__all__ = ["MAX_CURVES", "MAX_SIGNAL_PANELS", "render_run", "spectral_axis"]
+__all__ = ["MAX_CURVES", "MAX_SIGNAL_PANELS", "motor_fields", "render_run", "spectral_axis"]

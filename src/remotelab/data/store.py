@@ -266,6 +266,8 @@ class RunStore:
                 self._write_stop(run_uid, doc, body)
                 return
             uid = doc.get("uid") or doc.get("datum_id")
+            if not isinstance(uid, str):  # pages carry a list of uids
+                uid = None
             if name in ("descriptor", "resource", "stream_resource") and uid:
                 self._run_of[uid] = run_uid
             self._conn.execute(
