@@ -64,7 +64,8 @@ def test_documents_round_trip_with_arrays(lab, RE, store):
     assert table.columns["spectrometer_absorbance"].shape == (4, 201)
     sent = [d for n, d in RE.documents if n == "event"]
     np.testing.assert_array_equal(
-        table.columns["thermometer_temperature"], [e["data"]["thermometer_temperature"] for e in sent]
+        table.columns["thermometer_temperature"],
+        [e["data"]["thermometer_temperature"] for e in sent],
     )
     run = store.run(uid[:8])
     assert run.complete and run.status == "success" and run.num_events == 4

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from remotelab.cli import data as _data  # noqa: F401  (registers commands)
 from remotelab.cli import lab as _lab  # noqa: F401  (registers commands)
 from remotelab.cli.app import app, console
 
