@@ -40,7 +40,9 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
 SUBSCRIBER = """
 import json, sys, time
 from remotelab.stream import Subscriber
-sub = Subscriber(sys.argv[1], status=False)
+sub = Subscriber(sys.argv[1])
+while sub.receive().kind != "status":  # the publisher's heartbeat: the path is up
+    pass
 print("ready", flush=True)
 seen, run = {}, None
 while True:
@@ -73,6 +75,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=2000, help="events per run")
     ap.add_argument("--rounds", type=int, default=5, help="alternating (a)/(b) rounds")
+    ap.add_argument(
+        "--synchronous", choices=("NORMAL", "FULL"), default="NORMAL", help="store's sync mode"
+    )
     args = ap.parse_args()
 
     in_addr = f"tcp://127.0.0.1:{free_port()}"
@@ -92,7 +97,7 @@ def main() -> None:
             if name == "event":
                 emitted[doc["uid"]] = time.time()
 
-        store = RunStore(Path(tmp.name) / "runs.sqlite")
+        store = RunStore(Path(tmp.name) / "runs.sqlite", synchronous=args.synchronous)
         publisher = StreamPublisher(in_addr)
         full.subscribe(stamp)
         full.subscribe(store)
@@ -108,7 +113,10 @@ def main() -> None:
             b_rates.append(rate(full, args.events)[0])
             store.wait_plots()
         a, b = statistics.median(a_rates), statistics.median(b_rates)
-        print(f"events per run: {args.events}, rounds: {args.rounds} (median shown)")
+        print(
+            f"events per run: {args.events}, rounds: {args.rounds} (median shown), "
+            f"store synchronous={args.synchronous}"
+        )
         print(f"(a) bare RunEngine:                {a:8.0f} events/s")
         print(f"(b) RunEngine + store + stream:    {b:8.0f} events/s")
         print(f"    ratio (b)/(a):                 {b / a:8.2f}   (target >= 0.8)")
@@ -123,9 +131,6 @@ def main() -> None:
             )
             assert sub.stdout is not None
             assert sub.stdout.readline().strip() == "ready"
-            # the subscriber prints "ready" once its socket is connecting; publish heartbeat
-            # statuses it does not subscribe to, then wait a moment for the handshake
-            time.sleep(0.5)  # benchmark only: no way to observe a remote SUB's handshake
             emitted.clear()
             n = 1000 if delay else args.events
             t0 = time.perf_counter()
