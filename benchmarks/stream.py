@@ -99,15 +99,27 @@ def main() -> None:
 
         store = RunStore(Path(tmp.name) / "runs.sqlite", synchronous=args.synchronous)
         publisher = StreamPublisher(in_addr)
+        costs: dict[str, list[float]] = {"store": [], "publisher": []}
+
+        def timed(label, callback):
+            def wrapper(name, doc):
+                t = time.perf_counter()
+                callback(name, doc)
+                costs[label].append(time.perf_counter() - t)
+
+            return wrapper
+
         full.subscribe(stamp)
-        full.subscribe(store)
-        full.subscribe(publisher)
+        full.subscribe(timed("store", store))
+        full.subscribe(timed("publisher", publisher))
         publisher.wait_connected(10)
 
         rate(bare, 200)  # warm up both
         rate(full, 200)
         store.wait_plots()
         a_rates, b_rates = [], []
+        for c in costs.values():
+            c.clear()
         for _ in range(args.rounds):
             a_rates.append(rate(bare, args.events)[0])
             b_rates.append(rate(full, args.events)[0])
@@ -120,6 +132,11 @@ def main() -> None:
         print(f"(a) bare RunEngine:                {a:8.0f} events/s")
         print(f"(b) RunEngine + store + stream:    {b:8.0f} events/s")
         print(f"    ratio (b)/(a):                 {b / a:8.2f}   (target >= 0.8)")
+        for label, c in costs.items():
+            print(
+                f"    {label} per document: median {statistics.median(c) * 1e6:6.1f} µs, "
+                f"p99 {sorted(c)[int(len(c) * 0.99)] * 1e6:7.1f} µs"
+            )
 
         for label, delay in (("full speed", 0.0), ("paced 100 events/s", 0.01)):
             token = f"latency-{uuid.uuid4()}"

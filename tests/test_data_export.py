@@ -173,3 +173,16 @@ def test_cli_runs_export_plot_verify(store, runs, tmp_path):
     assert result.exit_code == 2 and "no run" in result.output
     result = cli.invoke(app, ["export", runs["ramp"], "--format", "xlsx", *db])
     assert result.exit_code == 2 and "unknown format" in result.output
+
+
+def test_optimisation_runs_get_a_progress_panel(lab, store):
+    """A start document naming an ``objective`` adds the objective-per-iteration panel."""
+    RE = RunEngine({}, context_managers=[])
+    RE.subscribe(store)
+    (plain,) = RE(count([lab["thermometer"]], num=5))
+    (optimised,) = RE(
+        count([lab["thermometer"]], num=5), objective="thermometer_temperature", goal="min"
+    )
+    store.wait_plots()
+    heights = [imread(io.BytesIO(store.plot(u)), format="png").shape[0] for u in (plain, optimised)]
+    assert heights[1] > heights[0] * 1.5
