@@ -98,7 +98,8 @@ class StreamPublisher:
         with self._lock:
             if self._closed:
                 return
-            self._socket.send(message, copy=False)
+            # zero-copy pays off only for big messages (spectra by the thousand)
+            self._socket.send(message, copy=len(message) < 65536)
             self._follow(name, doc)
 
     def _follow(self, name: str, doc: dict[str, Any]) -> None:
