@@ -183,6 +183,11 @@ def test_optimisation_runs_get_a_progress_panel(lab, store):
     (optimised,) = RE(
         count([lab["thermometer"]], num=5), objective="thermometer_temperature", goal="min"
     )
+    (by_plan,) = RE(  # the form remotelab's optimisation plan records
+        count([lab["thermometer"]], num=5),
+        optimizer={"objective": "thermometer_temperature", "direction": "minimize"},
+    )
     store.wait_plots()
-    heights = [imread(io.BytesIO(store.plot(u)), format="png").shape[0] for u in (plain, optimised)]
-    assert heights[1] > heights[0] * 1.5
+    runs = (plain, optimised, by_plan)
+    heights = [imread(io.BytesIO(store.plot(u)), format="png").shape[0] for u in runs]
+    assert heights[1] > heights[0] * 1.5 and heights[2] == heights[1]
