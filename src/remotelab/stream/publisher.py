@@ -137,6 +137,22 @@ class StreamPublisher:
             self.status.update(fields, state=state)
             self._send_status()
 
+    def on_engine_state(self, new_state: Any, old_state: Any = None) -> None:
+        """Follow the RunEngine's state: ``RE.state_hook = publisher.on_engine_state``.
+
+        ``paused`` (and ``suspending``, a suspender's pause) publish ``paused``; ``idle``
+        publishes ``idle``; every other state (running, stopping, aborting…) ``running``.
+        The RunEngine's own state name is sent as ``engine_state``.
+        """
+        engine_state = str(new_state)
+        if engine_state in ("paused", "suspending"):
+            state: State = "paused"
+        elif engine_state == "idle":
+            state = "idle"
+        else:
+            state = "running"
+        self.set_state(state, engine_state=engine_state)
+
     def publish_status(self) -> None:
         """Publish the current status now."""
         with self._lock:
