@@ -129,3 +129,18 @@ class InstrumentError(ProtocolError, DeviceFault):
 
 class Disconnected(SerialError):
     """The serial line is down (unplugged, dropped) and could not be reopened."""
+
+class StoreError(RemotelabError):
+    """The run store could not be opened, written or queried as asked."""
+
+
+class RunNotFound(StoreError, LookupError):
+    """No stored run has the given uid (or the uid prefix matches several)."""
+
+
+class ExportError(RemotelabError, ValueError):
+    """A run could not be exported in the format asked for."""
+
+
+class StreamError(RemotelabError):
+    """The live document stream could not be published or subscribed to."""
