@@ -130,6 +130,7 @@ class InstrumentError(ProtocolError, DeviceFault):
 class Disconnected(SerialError):
     """The serial line is down (unplugged, dropped) and could not be reopened."""
 
+
 class StoreError(RemotelabError):
     """The run store could not be opened, written or queried as asked."""
 

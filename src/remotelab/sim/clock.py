@@ -79,4 +79,3 @@ class SimClock:
             return True
         self._advance(start + max(seconds, 0.0), shared)
         return False
-
