@@ -275,3 +275,35 @@ def test_safe_state_after_faults(lab):
     assert lab["stirrer"].position == pytest.approx(0, abs=5)
     assert lab["arm"].position == "home"
     assert lab["pipette"].tip_volume.get() == 0.0
+
+
+def test_a_setting_outside_limits_is_refused_at_once(lab):
+    with pytest.raises(LimitError, match="ramp_rate"):
+        lab["heater"].ramp_rate.set(100.0)
+    assert lab.world.zones["heater"].ramp_rate == 10.0
+
+
+def test_stop_and_safe_state_ignore_soft_limits(tmp_path):
+    from remotelab.lab import load_lab, shipped_lab_text
+
+    text = shipped_lab_text("sim").replace(
+        "limits: {setpoint: [0, 1200]}", "limits: {setpoint: [100, 1200]}"
+    )
+    path = tmp_path / "lab.yaml"
+    path.write_text(text)
+    with load_lab(path, speed=2000) as narrow:
+        stirrer = narrow["stirrer"]
+        finish(stirrer.set(600))
+        with pytest.raises(LimitError):
+            stirrer.set(50)  # a user cannot ask for it ...
+        stirrer.stop()  # ... but stopping and the safe state can
+        narrow.safe_state()
+        assert stirrer.position == pytest.approx(0, abs=5)
+
+
+def test_safe_state_interrupts_an_operation_under_way(lab):
+    status = lab["heater"].set(90.0)
+    lab.safe_state()
+    err = failure(status)
+    assert "stopped" in str(err)
+    assert lab.world.zones["heater"].setpoint == 25.0

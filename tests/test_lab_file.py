@@ -113,3 +113,29 @@ def test_cli_lab_reports_a_bad_file(tmp_path):
     result = CliRunner().invoke(app, ["lab", "--lab", str(path)])
     assert result.exit_code == 2
     assert "unknown device class 'Thermostat'" in result.output
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (
+            ("limits: {setpoint: [0, 50]}", "limits: {setpiont: [0, 50]}"),
+            "devices.heater: no soft limit 'setpiont'; TemperatureController has limits for",
+        ),
+        (
+            ("limits: {setpoint: [0, 50]}", "limits: {setpoint: [0, 500]}"),
+            "limits of setpoint [0, 500] go beyond what TemperatureController allows [-10, 150]",
+        ),
+        (
+            ("safe_state: {setpoint: 20}", "safe_state: {temperature: 20}"),
+            "devices.heater: unknown safe_state key(s) temperature",
+        ),
+    ],
+)
+def test_lab_file_limits_and_safe_state_keys_are_checked(tmp_path, edit, expected):
+    path = tmp_path / "lab.yaml"
+    path.write_text(GOOD.replace(*edit))
+    with pytest.raises(LabFileError) as info:
+        load_lab(path)
+    assert str(info.value).startswith(f"{path}: ")
+    assert expected in str(info.value)

@@ -30,16 +30,8 @@ class Actuator(BackendDevice):
     def _wait_until(self, reached, poll: float) -> None:
         """Poll ``reached()`` every ``poll`` clock seconds until true; fail if stopped."""
         while not reached():
-            if self.clock.wait(self._stop_event, poll):
+            if self.clock.wait(self.stop_event, poll):
                 raise DeviceFault(self.name, "stopped before the target was reached")
-
-    def go_safe(self) -> Status:
-        target = self.safe_settings.get(self.readback_name + "_safe", None)
-        if target is None and "setpoint" in self.safe_settings:
-            target = self.safe_settings["setpoint"]
-        if target is None:
-            return super().go_safe()
-        return self.set(target)
 
 
 class TemperatureController(Actuator):
@@ -59,6 +51,7 @@ class TemperatureController(Actuator):
         "settle_time": (0.0, 3600.0),
     }
     default_safe_state = {"setpoint": 25.0}
+    safe_keys = ("setpoint",)
     operation_timeout = 7200.0
     poll_interval: ClassVar[float] = 1.0
 
@@ -102,7 +95,7 @@ class TemperatureController(Actuator):
     def go_safe(self) -> Status:
         """Set the safe setpoint; the block then cools or warms on its own."""
         target = float(self.safe_settings.get("setpoint", 25.0))
-        return self.operate("go to the safe setpoint", lambda: self.setpoint.put(target))
+        return self.operate("go to the safe setpoint", lambda: self.setpoint.apply(target))
 
 
 class SyringePump(Actuator):
@@ -169,6 +162,7 @@ class Stirrer(Actuator):
     readback_name = "speed"
     default_limits = {"setpoint": (0.0, 1500.0)}
     default_safe_state = {"setpoint": 0.0}
+    safe_keys = ("setpoint",)
     operation_timeout = 120.0
     poll_interval: ClassVar[float] = 0.2
 
@@ -177,15 +171,21 @@ class Stirrer(Actuator):
 
     def set(self, value: float, **_: Any) -> Status:
         self.check_limit("setpoint", value, "rpm")
-        target = float(value)
+        return self._spin(float(value))
+
+    def _spin(self, target: float) -> Status:
         band = max(5.0, 0.02 * target)
 
         def spin() -> None:
-            self.setpoint.put(target)
+            self.setpoint.apply(target)
             self._wait_until(lambda: abs(self.speed.get() - target) <= band, self.poll_interval)
 
         return self.operate(f"spin to {target:g} rpm", spin)
 
     def stop(self, *, success: bool = False) -> None:
         super().stop(success=success)
-        self.setpoint.put(0.0)
+        self.setpoint.apply(0.0)
+
+    def go_safe(self) -> Status:
+        """Spin to the safe speed (0 rpm unless the lab says otherwise), limits or not."""
+        return self._spin(float(self.safe_settings.get("setpoint", 0.0)))

@@ -119,10 +119,18 @@ class Setting(Quantity):
         self.forward = forward
 
     def put(self, value: Any, **kwargs: Any) -> None:
-        device = _owner(self)
-        device.check_limit(self.attr_name, value, self.units or "")
+        _owner(self).check_limit(self.attr_name, value, self.units or "")
+        self.apply(value, **kwargs)
+
+    def set(self, value: Any, **kwargs: Any):
+        """Like ``put`` in a status; a value outside the soft limits is refused at once."""
+        _owner(self).check_limit(self.attr_name, value, self.units or "")
+        return super().set(value, **kwargs)
+
+    def apply(self, value: Any, **kwargs: Any) -> None:
+        """Write without the soft-limit check: only for stop and safe-state paths."""
         if self.forward:
-            device.backend_write(self.quantity or self.attr_name, value)
+            _owner(self).backend_write(self.quantity or self.attr_name, value)
         super().put(value, **kwargs)
 
     def sync(self, value: Any) -> None:
@@ -141,6 +149,8 @@ class BackendDevice(Device):
 
     default_limits: ClassVar[dict[str, tuple[float, float]]] = {}
     default_safe_state: ClassVar[dict[str, Any]] = {}
+    #: the settings a lab file may give in ``safe_state``
+    safe_keys: ClassVar[tuple[str, ...]] = ()
     operation_timeout: ClassVar[float] = 600.0
     #: role of the device in a lab: "sensor", "actuator" or "robot"
     role: ClassVar[str] = "sensor"
@@ -162,10 +172,20 @@ class BackendDevice(Device):
         super().__init__(name=name, **kwargs)
         self.limits: dict[str, tuple[float, float]] = dict(self.default_limits)
         for key, (lo, hi) in (limits or {}).items():
-            self.limits[key] = (float(lo), float(hi))
+            self.limits[key] = self._narrowed(key, float(lo), float(hi))
+        unknown = sorted(set(safe_state or {}) - set(self.safe_keys))
+        if unknown:
+            known = ", ".join(self.safe_keys) or "none: it is made safe by stopping it"
+            raise DeviceError(
+                name,
+                f"unknown safe_state key(s) {', '.join(unknown)}; "
+                f"{type(self).__name__} takes: {known}",
+            )
         self.safe_settings: dict[str, Any] = {**self.default_safe_state, **(safe_state or {})}
-        self._stop_event = threading.Event()
         self._op_lock = threading.Lock()
+        self._op_local = threading.local()
+        self._stops: set[threading.Event] = set()
+        self._stops_lock = threading.Lock()
         for key, value in (config or {}).items():
             signal = getattr(self, key, None)
             if not isinstance(signal, Signal):
@@ -195,6 +215,23 @@ class BackendDevice(Device):
         return self._wrap(action, lambda: self.backend.run(action, **params))
 
     # -- limits and errors ---------------------------------------------------------------
+    def _narrowed(self, key: str, lo: float, hi: float) -> tuple[float, float]:
+        """Lab-file limits: a known settable quantity, within the class's own limits."""
+        if key not in self.default_limits:
+            raise DeviceError(
+                self.name,
+                f"no soft limit {key!r}; {type(self).__name__} has limits for: "
+                f"{', '.join(self.default_limits) or 'nothing'}",
+            )
+        base_lo, base_hi = self.default_limits[key]
+        if lo < base_lo or hi > base_hi:
+            raise DeviceError(
+                self.name,
+                f"limits of {key} [{lo:g}, {hi:g}] go beyond what {type(self).__name__} "
+                f"allows [{base_lo:g}, {base_hi:g}]; a lab file can only narrow them",
+            )
+        return lo, hi
+
     def check_limit(self, quantity: str, value: Any, unit: str = "") -> None:
         """Raise :class:`LimitError` if ``value`` is outside the soft limits of ``quantity``."""
         if quantity not in self.limits:
@@ -226,7 +263,9 @@ class BackendDevice(Device):
         status = Status(obj=self)
         guard = threading.Lock()
         timeout = self.operation_timeout if timeout is None else timeout
-        self._stop_event.clear()
+        stop_event = threading.Event()  # this operation's own: a later one cannot clear it
+        with self._stops_lock:
+            self._stops.add(stop_event)
 
         timed_out = threading.Event()
 
@@ -244,8 +283,11 @@ class BackendDevice(Device):
         issued = self.clock.time()
 
         def target() -> None:
+            self._op_local.stop = stop_event
             try:
                 with self._op_lock:
+                    if stop_event.is_set():
+                        raise DeviceFault(self.name, f"{what} was stopped before it began")
                     self.clock.begin(issued)
                     try:
                         fn()
@@ -257,6 +299,9 @@ class BackendDevice(Device):
                 finish(DeviceFault(self.name, f"{what} failed: {exc}"))
             else:
                 finish(None)
+            finally:
+                with self._stops_lock:
+                    self._stops.discard(stop_event)
 
         def watchdog() -> None:
             if status.done:
@@ -279,13 +324,21 @@ class BackendDevice(Device):
         threading.Thread(target=target, name=f"{self.name}:{what}", daemon=True).start()
         return status
 
+    @property
+    def stop_event(self) -> threading.Event:
+        """The stop event of the operation running in the calling thread."""
+        event = getattr(self._op_local, "stop", None)
+        return event if event is not None else threading.Event()
+
     def stopped(self) -> bool:
-        """True once :meth:`stop` was called during the current operation."""
-        return self._stop_event.is_set()
+        """True once :meth:`stop` was called during the calling thread's operation."""
+        return self.stop_event.is_set()
 
     def stop(self, *, success: bool = False) -> None:
-        """Halt whatever the device is doing, now."""
-        self._stop_event.set()
+        """Halt whatever the device is doing, now: every operation under way fails."""
+        with self._stops_lock:
+            for event in self._stops:
+                event.set()
         self.backend_stop()
 
     def backend_stop(self) -> None:

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -15,7 +17,7 @@ from ophyd.status import wait as wait_status
 from remotelab.devices import DEVICE_CLASSES, BackendDevice, LiquidHandler, SampleArm
 from remotelab.devices.backend import Clock, RealClock
 from remotelab.devices.samples import SampleTracker
-from remotelab.errors import LabFileError, SafeStateError, UnknownDeviceError
+from remotelab.errors import DeviceError, LabFileError, SafeStateError, UnknownDeviceError
 from remotelab.lab.backends import build_backend
 from remotelab.lab.schema import DeviceSpec, LabSpec, parse_lab, read_lab_file
 
@@ -109,6 +111,9 @@ class Lab:
             }
         try:
             return cls(name, **kwargs)
+        except DeviceError as exc:
+            backend.close()
+            raise LabFileError(f"{self.source or 'lab file'}: devices.{exc}") from None
         except Exception:
             backend.close()
             raise
@@ -149,19 +154,34 @@ class Lab:
         }
 
     # -- safety ------------------------------------------------------------------------------
-    def stop(self) -> None:
-        """Stop every device now."""
-        for device in self.devices.values():
+    def stop(self) -> dict[str, str]:
+        """Stop every device now, all at once (one unresponsive device delays no other).
+
+        Returns device → error for each device whose stop failed.
+        """
+        failures: dict[str, str] = {}
+
+        def stop_one(name: str, device: BackendDevice) -> None:
             try:
                 device.stop()
-            except Exception:
-                continue
+            except Exception as exc:
+                failures[name] = str(exc) or type(exc).__name__
+
+        threads = [
+            threading.Thread(target=stop_one, args=item, name=f"stop {item[0]}", daemon=True)
+            for item in self.devices.items()
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return failures
 
     def safe_state(self, timeout: float = 60.0) -> dict[str, str]:
         """Stop everything, then bring every device to its declared safe state.
 
         Returns device → "safe"; raises :class:`SafeStateError` naming each device that
-        did not get there within ``timeout`` real seconds.
+        did not get there within ``timeout`` real seconds (one deadline for all).
         """
         self.stop()
         statuses, failures = {}, {}
@@ -169,10 +189,11 @@ class Lab:
             try:
                 statuses[name] = device.go_safe()
             except Exception as exc:
-                failures[name] = str(exc)
+                failures[name] = str(exc) or type(exc).__name__
+        deadline = time.monotonic() + timeout
         for name, status in statuses.items():
             try:
-                wait_status(status, timeout=timeout)
+                wait_status(status, timeout=max(deadline - time.monotonic(), 0.0))
             except Exception as exc:
                 failures[name] = str(exc) or type(exc).__name__
         if failures:
