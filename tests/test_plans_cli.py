@@ -149,3 +149,13 @@ def test_remotelab_run_with_no_arguments_measures_and_prints_a_table():
     assert "measure on simlab (simulated)" in proc.stdout
     assert "thermometer_temperature" in proc.stdout
     assert "3/3" in proc.stdout
+
+
+def test_an_unknown_role_is_refused_naming_the_roles():
+    for args in (["plans", "--role", "obsrever"], ["run", "--role", "obsrever", "--speed", "1000"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, result.output
+        assert "unknown role 'obsrever'" in result.output
+        assert "observer, researcher, manager, admin" in " ".join(result.output.split())
+    observer = runner.invoke(app, ["plans", "--role", "observer", "--json"])
+    assert observer.exit_code == 0 and json.loads(observer.output) == []

@@ -244,7 +244,8 @@ def list_plans(
             lab.close()
     plans = registry.describe()
     if role is not None:
-        allowed = set(registry.allowed(role))
+        with user_errors():
+            allowed = set(registry.allowed(role))
         plans = [p for p in plans if p["name"] in allowed]
     if as_json:
         console.print_json(json.dumps(plans))
