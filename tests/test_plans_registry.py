@@ -15,8 +15,9 @@ from remotelab.errors import (
     PlanNotAllowedError,
     PlanValidationError,
     RemotelabError,
+    UnknownRoleError,
 )
-from remotelab.plans import PlanRegistry, ValidatedPlan, registry_for
+from remotelab.plans import ROLES, PlanRegistry, ValidatedPlan, builtin_plans, registry_for
 
 BUILTIN = ["measure", "measure_samples", "optimize", "scan", "temperature_ramp", "titration"]
 
@@ -145,8 +146,43 @@ def test_plan_not_allowed_for_the_role_is_rejected(tmp_path):
         assert "role 'researcher' may not run plan 'titration'" in str(info.value)
         assert "measure, scan" in str(info.value)
         assert registry.validate("measure", {}, lab=lab, role="researcher").name == "measure"
-        # a role the lab sets no rule for may run every plan
+        # manager and admin, which the rules do not name, may run every plan
         assert registry.validate("titration", {}, lab=lab, role="manager").name == "titration"
+        assert registry.allowed("admin") == registry.names()
+        # observer may run nothing
+        assert registry.allowed("observer") == []
+        with pytest.raises(PlanNotAllowedError, match="it may run: no plans"):
+            registry.validate("measure", {}, lab=lab, role="observer")
+
+
+def test_with_no_role_rules_every_role_but_observer_may_run_every_plan(registry, lab):
+    assert ROLES == ("observer", "researcher", "manager", "admin")
+    for role in ("researcher", "manager", "admin"):
+        assert registry.allowed(role) == BUILTIN
+    assert registry.allowed("observer") == []
+    with pytest.raises(PlanNotAllowedError):
+        registry.validate("measure", {}, lab=lab, role="observer")
+
+
+def test_once_a_lab_lists_rules_an_unlisted_role_may_run_nothing(lab):
+    registry = PlanRegistry(builtin_plans(), roles={"manager": ["measure"]})
+    assert registry.allowed("manager") == ["measure"]  # named: only its rule applies
+    assert registry.allowed("researcher") == []  # not named: nothing
+    assert registry.allowed("admin") == BUILTIN  # not named, privileged: everything
+    with pytest.raises(PlanNotAllowedError, match="role 'researcher' may not run plan 'measure'"):
+        registry.validate("measure", {}, lab=lab, role="researcher")
+
+
+def test_an_unknown_role_is_a_typed_error_naming_the_roles(registry, lab):
+    for call in (
+        lambda: registry.allowed("obsrever"),
+        lambda: registry.validate("measure", {}, lab=lab, role="superuser"),
+        lambda: PlanRegistry(builtin_plans(), roles={"guest": ["measure"]}),
+    ):
+        with pytest.raises(UnknownRoleError) as info:
+            call()
+        assert isinstance(info.value, RemotelabError)
+        assert "observer, researcher, manager, admin" in str(info.value)
 
 
 def test_every_problem_is_reported_at_once(registry, lab):
@@ -201,6 +237,18 @@ def test_bad_plan_modules_and_role_rules_are_lab_file_errors(tmp_path):
     with (
         fast_lab(path=unknown) as lab,
         pytest.raises(LabFileError, match=r"unknown plan.*dance"),
+    ):
+        registry_for(lab)
+    typo = lab_file(tmp_path, "plans:\n  roles:\n    resercher: [measure]\n")
+    with (
+        fast_lab(path=typo) as lab,
+        pytest.raises(LabFileError, match=r"unknown role 'resercher'.*observer, researcher"),
+    ):
+        registry_for(lab)
+    watcher = lab_file(tmp_path, "plans:\n  roles:\n    observer: [measure]\n")
+    with (
+        fast_lab(path=watcher) as lab,
+        pytest.raises(LabFileError, match="an observer may run no plan"),
     ):
         registry_for(lab)
 

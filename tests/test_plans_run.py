@@ -11,10 +11,13 @@ import signal
 import threading
 import time
 
+import bluesky.plan_stubs as bps
+import bluesky.preprocessors as bpp
 import numpy as np
 import pytest
 from bluesky import RunEngine
 from bluesky.simulators import summarize_plan
+from bluesky.utils import RunEngineInterrupted
 
 from _plans_support import engine, events, fast_lab, start_doc, stop_doc
 from remotelab.cli.plans import abort_on_sigint, execute
@@ -236,6 +239,49 @@ def test_a_sample_left_at_the_station_by_a_failure_is_put_back(registry, lab):
     assert lab.world.samples["S001"].location == "rack_a/1"
     assert lab.tracker.where("S002") == "rack_a/2"
     assert lab.tracker.at("spectrometer") is None
+    assert lab["arm"].position == "home"
+
+
+def _pause_after_first_reading(plan):
+    """``plan`` with a pause right after its first reading (as Ctrl-C would pause it)."""
+    seen = []
+
+    def insert(msg):
+        if msg.command == "save" and not seen:
+            seen.append(msg)
+
+            def then_pause():
+                ret = yield msg
+                yield from bps.pause()
+                return ret
+
+            return then_pause(), None
+        return None, None
+
+    return bpp.plan_mutator(plan, insert)
+
+
+@pytest.mark.parametrize("request_", ["abort", "stop"])
+def test_an_abort_or_stop_leaves_the_sample_where_it_is_and_moves_no_arm(registry, lab, request_):
+    validated = registry.validate(
+        "measure_samples",
+        {"samples": ["S001", "S002"], "detectors": ["spectrometer"], "readings": 2},
+        lab=lab,
+    )
+    re = engine()
+    with pytest.raises(RunEngineInterrupted):
+        re(_pause_after_first_reading(registry.build(validated, lab)))
+    assert lab.tracker.where("S001") == "spectrometer"
+    cleanup = []
+    re.msg_hook = cleanup.append
+    getattr(re, request_)()
+    assert stop_doc(re)["exit_status"] == {"abort": "abort", "stop": "success"}[request_]
+    assert [m for m in cleanup if m.command == "close_run"]  # the cleanup ran…
+    assert not [m for m in cleanup if m.obj is lab["arm"]]  # …and did not move the arm
+    lab.safe_state()  # what the caller does after an abort
+    assert lab.tracker.where("S001") == "spectrometer"
+    assert lab.world.samples["S001"].location == "spectrometer"
+    assert lab.tracker.where("S002") == "rack_a/2"
     assert lab["arm"].position == "home"
 
 

@@ -96,6 +96,14 @@ class PlanNotAllowedError(RemotelabError, PermissionError):
         super().__init__(f"role {role!r} may not run plan {plan!r} in this lab; it may run: {may}")
 
 
+class UnknownRoleError(RemotelabError, ValueError):
+    """A role name remotelab does not know; ``known`` lists the roles it does."""
+
+    def __init__(self, role: str, known: list[str] | tuple[str, ...]):
+        self.role, self.known = role, tuple(known)
+        super().__init__(f"unknown role {role!r}; the roles are: {', '.join(self.known)}")
+
+
 class SerialError(DeviceError):
     """A serial-line failure talking to an instrument; names the device and the port."""
 

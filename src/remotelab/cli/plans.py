@@ -1,11 +1,13 @@
 """``remotelab plans`` lists the lab's plans; ``remotelab run PLAN -p key=value …`` validates
-one and runs it on the local (by default simulated) lab with a live table and a progress bar."""
+one and runs it on the local (by default simulated) lab with a live table and a progress bar,
+keeps the run in the run store and leaves the lab in its safe state."""
 
 from __future__ import annotations
 
 import json
 import logging
 import signal
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -244,7 +246,8 @@ def list_plans(
             lab.close()
     plans = registry.describe()
     if role is not None:
-        allowed = set(registry.allowed(role))
+        with user_errors():
+            allowed = set(registry.allowed(role))
         plans = [p for p in plans if p["name"] in allowed]
     if as_json:
         console.print_json(json.dumps(plans))
@@ -258,9 +261,34 @@ def list_plans(
     console.print(table)
 
 
+def _open_store():
+    """The run store of the settings' data directory (``REMOTELAB_DATA_DIR``).
+
+    No plot is drawn at run end (that would add seconds to every run); ``remotelab plot``
+    draws one when asked.
+    """
+    from remotelab.data import RunStore
+
+    return RunStore(plots=False)
+
+
+def _report_runs(experiment_id: str, run_uids: list[str], store: Any) -> None:
+    """Print the experiment id, the run uids and how to get the data out."""
+    console.print(f"[bold]experiment[/] {experiment_id}")
+    for uid in run_uids:
+        console.print(f"[bold]run[/] {uid}")
+    if store is None:
+        console.print("not stored (--no-store)")
+    elif run_uids:
+        console.print(f"stored in {store.path}")
+        console.print(f"export it: remotelab export {run_uids[0]} --format csv")
+
+
 @app.command("run")
 def run_plan(
-    plan_name: str = typer.Argument("measure", metavar="PLAN", help="Plan to run."),
+    plan_name: str = typer.Argument(
+        "measure", metavar="PLAN", help="Plan to run (default: measure)."
+    ),
     param: list[str] = PARAM_OPTION,
     lab_file: Path | None = LAB_OPTION,
     seed: int | None = typer.Option(None, "--seed", help="Seed of the simulated world."),
@@ -269,25 +297,50 @@ def run_plan(
     ),
     role: str = typer.Option("manager", "--role", help="Run as this role (lab role rules)."),
     as_json: bool = typer.Option(False, "--json", help="Print the run's readings as JSON."),
+    store_runs: bool = typer.Option(
+        True,
+        "--store/--no-store",
+        help="Keep the run in the run store (runs.sqlite in REMOTELAB_DATA_DIR).",
+    ),
+    keep_state: bool = typer.Option(
+        False,
+        "--keep-state",
+        help="Leave the devices as the plan left them (default: the lab's safe state).",
+    ),
 ) -> None:
-    """Validate PLAN and run it on the local lab, printing a live table of the readings."""
+    """Validate PLAN and run it on the local lab; with no arguments, `measure` on the
+    shipped simulated lab in real time.
+
+    Shows a live table of the readings with a progress bar, keeps the run in the run
+    store (see `remotelab runs`, `remotelab export`), prints the experiment id and run
+    uid, and brings the lab to its safe state at the end (heater to its safe setpoint,
+    stirrer stopped, arm parked…) unless --keep-state. Ctrl-C aborts the run.
+    """
     with user_errors():
         if not speed > 0:
             raise PlanValidationError(plan_name, [{"param": "--speed", "message": "must be > 0"}])
         lab = load_lab(lab_file, seed=seed, speed=speed)
+    store = None
     try:
         with user_errors():
             registry = registry_for(lab)
             params = parse_params(param, registry.schema(plan_name))
             validated = registry.validate(plan_name, params, lab=lab, role=role)
-            plan = registry.build(validated, lab)
+            experiment_id = f"local-{uuid.uuid4().hex[:12]}"
+            plan = registry.build(validated, lab, md={"experiment_id": experiment_id})
+            if store_runs:
+                store = _open_store()
         # the outcome is reported below; keep bluesky's own tracebacks of aborts off the screen
         logging.getLogger("bluesky").addHandler(logging.NullHandler())
         engine = RunEngine({}, context_managers=[abort_on_sigint])
         docs: list[tuple[str, dict]] = []
+        if store is not None:
+            engine.subscribe(store)
         engine.subscribe(lambda name, doc: docs.append((name, doc)))
         if as_json:
             outcome, error = execute(lab, plan, engine)
+            if outcome == "success" and not keep_state:
+                lab.safe_state()
             events = [d for n, d in docs if n == "event"]
             print(
                 json.dumps(
@@ -295,9 +348,11 @@ def run_plan(
                         {
                             "plan": validated.name,
                             "params": validated.params,
+                            "experiment_id": experiment_id,
                             "outcome": outcome,
                             "error": str(error) if error else None,
                             "run_uids": [d["uid"] for n, d in docs if n == "start"],
+                            "store": str(store.path) if store is not None else None,
                             "events": [
                                 {"seq_num": e["seq_num"], "data": e["data"]} for e in events
                             ],
@@ -319,6 +374,9 @@ def run_plan(
                 console.print(
                     "  ".join(f"[bold]{k}[/] {_fmt(v)}" for k, v in data.items() if _scalar(v))
                 )
+            _report_runs(experiment_id, [d["uid"] for n, d in docs if n == "start"], store)
+            if outcome == "success" and not keep_state:
+                lab.safe_state()
         if outcome == "abort":
             err_console.print(
                 "[bold yellow]interrupted:[/] run aborted; the lab is in its safe state"
@@ -331,4 +389,8 @@ def run_plan(
         err_console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(3) from None
     finally:
-        lab.close()
+        try:
+            if store is not None:
+                store.close()
+        finally:
+            lab.close()

@@ -16,16 +16,19 @@ from remotelab.plans.params import (
     WellParam,
 )
 from remotelab.plans.registry import (
+    ROLES,
     PlanDefinition,
     PlanRegistry,
     ValidatedPlan,
     builtin_plans,
+    check_role,
     plan,
     registry_for,
 )
 
 __all__ = [
     "DEVICE_KINDS",
+    "ROLES",
     "DeviceParam",
     "LocationParam",
     "Param",
@@ -36,6 +39,7 @@ __all__ = [
     "ValidatedPlan",
     "WellParam",
     "builtin_plans",
+    "check_role",
     "plan",
     "registry_for",
 ]

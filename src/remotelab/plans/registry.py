@@ -26,7 +26,12 @@ from bluesky.preprocessors import msg_mutator
 from pydantic import BaseModel, Field, ValidationError
 
 from remotelab.devices import LOST
-from remotelab.errors import LabFileError, PlanNotAllowedError, PlanValidationError
+from remotelab.errors import (
+    LabFileError,
+    PlanNotAllowedError,
+    PlanValidationError,
+    UnknownRoleError,
+)
 from remotelab.plans.params import DEVICE_KINDS, PlanParams
 from remotelab.plans.provenance import provenance
 
@@ -42,6 +47,20 @@ BUILTIN_MODULES: tuple[str, ...] = (
 )
 #: in ``plans.roles``, this entry allows every plan
 ALL_PLANS = "*"
+#: the roles, from least to most privileged
+ROLES: tuple[str, ...] = ("observer", "researcher", "manager", "admin")
+#: the role that may run no plan, whatever the lab file says
+OBSERVER = "observer"
+#: roles that may run every plan unless the lab's rules name them
+PRIVILEGED_ROLES: tuple[str, ...] = ("manager", "admin")
+
+
+def check_role(role: str) -> str:
+    """``role`` if it is one of :data:`ROLES`; else raise :class:`UnknownRoleError`."""
+    if role not in ROLES:
+        raise UnknownRoleError(role, ROLES)
+    return role
+
 
 Check = Callable[[Any, "Lab"], Iterable[tuple[str, str]]]
 
@@ -162,7 +181,13 @@ def _pydantic_errors(exc: ValidationError, model: type[PlanParams]) -> list[dict
 
 
 class PlanRegistry:
-    """Plan definitions by name, and which plans each role may run."""
+    """Plan definitions by name, and which plans each role may run.
+
+    Roles are :data:`ROLES` (observer < researcher < manager < admin). An observer may run
+    no plan. With no ``roles`` rules, every other role may run every plan. Once rules are
+    given, a role they do not name may run nothing, except that manager and admin may run
+    every plan unless the rules name them too.
+    """
 
     def __init__(
         self,
@@ -173,7 +198,9 @@ class PlanRegistry:
         self._plans: dict[str, PlanDefinition] = {}
         for definition in definitions:
             self.register(definition)
-        self.roles: dict[str, list[str]] = {r: list(p) for r, p in (roles or {}).items()}
+        self.roles: dict[str, list[str]] = {}
+        for role, names in (roles or {}).items():
+            self.roles[check_role(role)] = list(names)
 
     # -- registration ------------------------------------------------------------------------
     def register(self, item: PlanDefinition | Callable[..., Generator]) -> PlanDefinition:
@@ -238,9 +265,14 @@ class PlanRegistry:
         ]
 
     def allowed(self, role: str) -> list[str]:
-        """The plans ``role`` may run (all of them if the lab sets no rule for it)."""
+        """The plans ``role`` may run; :class:`UnknownRoleError` if it is not a role."""
+        check_role(role)
+        if role == OBSERVER:
+            return []
         if role not in self.roles:
-            return self.names()
+            if not self.roles or role in PRIVILEGED_ROLES:
+                return self.names()
+            return []
         rule = self.roles[role]
         if ALL_PLANS in rule:
             return self.names()
@@ -253,11 +285,13 @@ class PlanRegistry:
         """Check a submission; return it validated or raise naming every problem.
 
         Raises :class:`PlanValidationError` (unknown plan, bad parameters, unknown or
-        wrong-kind devices, unknown samples…) or :class:`PlanNotAllowedError`.
+        wrong-kind devices, unknown samples…), :class:`PlanNotAllowedError` or
+        :class:`UnknownRoleError`.
         """
+        allowed = self.allowed(role)
         definition = self.definition(name)
-        if name not in self.allowed(role):
-            raise PlanNotAllowedError(name, role, self.allowed(role))
+        if name not in allowed:
+            raise PlanNotAllowedError(name, role, allowed)
         if params is None:
             params = {}
         if not isinstance(params, Mapping):
@@ -432,6 +466,14 @@ def registry_for(lab: Lab) -> PlanRegistry:
     for module in spec.modules:
         registry.add_module(module)
     for role, names in spec.roles.items():
+        if role not in ROLES:
+            raise LabFileError(
+                f"plans.roles: unknown role {role!r}; the roles are: {', '.join(ROLES)}"
+            )
+        if role == OBSERVER and names:
+            raise LabFileError(
+                f"plans.roles.{role}: an observer may run no plan; remove its rule or make it []"
+            )
         unknown = [n for n in names if n != ALL_PLANS and n not in registry.names()]
         if unknown:
             raise LabFileError(
@@ -444,10 +486,12 @@ def registry_for(lab: Lab) -> PlanRegistry:
 
 __all__ = [
     "BUILTIN_MODULES",
+    "ROLES",
     "PlanDefinition",
     "PlanRegistry",
     "ValidatedPlan",
     "builtin_plans",
+    "check_role",
     "plan",
     "plans_in_module",
     "registry_for",

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
+from bluesky.utils import FailedPause, RunEngineControlException
 from ophyd import Signal
 
 from remotelab.devices import GRIPPER, LOST
@@ -88,7 +89,7 @@ def measure_samples(
     current: list[str | None] = [None]
 
     def put_back():
-        """After a failure or an abort: return a sample left at the station, if the arm can."""
+        """After a failure: return a sample left at the station, if the arm can."""
         sample = current[0]
         if sample is not None and lab.tracker.where(sample) == station:
             yield from bps.mv(arm, {"sample": sample, "destination": origins[sample]})
@@ -107,6 +108,11 @@ def measure_samples(
             current[0] = None
 
     def on_failure(exc: BaseException):
+        # an abort or stop request (Ctrl-C, the queue's abort) must not be followed by a
+        # move: the caller brings the lab to its safe state, and the tracker keeps where
+        # the sample was left (at the station, or in the gripper of the parked arm)
+        if isinstance(exc, RunEngineControlException | FailedPause):
+            return
         yield from put_back()
 
     return (yield from bpp.contingency_wrapper(inner(), except_plan=on_failure, auto_raise=True))
