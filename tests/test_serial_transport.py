@@ -184,10 +184,11 @@ devices:
         Lab(parse_lab(bad))
 
 
-def test_cli_sim_instrument_prints_a_port_a_plain_client_can_use():
+@pytest.mark.parametrize("lab", [[], ["--lab", "serial-sim"]], ids=["default", "serial-sim"])
+def test_cli_sim_instrument_prints_a_port_a_plain_client_can_use(lab):
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "remotelab", "sim-instrument", "thermometer", "--tcp", "0"],
+        [sys.executable, "-m", "remotelab", "sim-instrument", "thermometer", "--tcp", "0", *lab],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -217,6 +218,8 @@ def test_cli_sim_instrument_refuses_unknown_instruments_and_two_transports():
     assert bad.exit_code == 2 and "no instrument 'kettle'" in bad.output
     both = runner.invoke(app, ["sim-instrument", "pump", "--pty", "--tcp", "0"])
     assert both.exit_code == 2 and "choose one of --pty and --tcp" in both.output
+    nowhere = runner.invoke(app, ["sim-instrument", "pump", "--lab", "no-such-lab.yaml"])
+    assert nowhere.exit_code == 2 and "cannot read lab file no-such-lab.yaml" in nowhere.output
 
 
 def test_devices_never_import_the_simulator():
