@@ -180,7 +180,10 @@ devices:
         status.wait(10)
         assert 21 < lab["probe"].temperature.get() < 23
     bad = text.replace("retries: 1", "retries: 1, bogus: 2")
-    with pytest.raises(LabFileError, match="bogus"):
+    with pytest.raises(LabFileError, match=r"devices\.probe\.options: unknown serial option"):
+        Lab(parse_lab(bad))
+    bad = text.replace("timeout: 0.5", "timeout: -1")
+    with pytest.raises(LabFileError, match=r"devices\.probe\.options: .*timeout must be"):
         Lab(parse_lab(bad))
 
 
@@ -222,7 +225,7 @@ def test_cli_sim_instrument_refuses_unknown_instruments_and_two_transports():
     assert nowhere.exit_code == 2 and "cannot read lab file no-such-lab.yaml" in nowhere.output
 
 
-def test_devices_never_import_the_simulator():
+def test_devices_never_import_the_simulator_or_the_lab_file_layer():
     import ast
 
     devices = SRC / "remotelab" / "devices"
@@ -233,4 +236,20 @@ def test_devices_never_import_the_simulator():
                 names = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom):
                 names = [node.module or ""]
+                if node.module == "remotelab.errors":
+                    assert "LabFileError" not in {a.name for a in node.names}, path
             assert not any(n.startswith("remotelab.sim") for n in names), path
+            assert not any(n.startswith("remotelab.lab") for n in names), path
+
+
+def test_make_serial_backend_takes_plain_arguments(thermometer):
+    backend = make_serial_backend(
+        "probe", "Thermometer", thermometer.port, baudrate=19200, timeout=0.5, retries=1
+    )
+    try:
+        assert backend.transport.baudrate == 19200 and backend.transport.timeout == 0.5
+        assert backend.identify() == thermometer.instrument.identify()
+    finally:
+        backend.close()
+    with pytest.raises(ValueError, match="timeout must be positive"):
+        make_serial_backend("probe", "Thermometer", thermometer.port, timeout=0)
