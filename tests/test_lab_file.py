@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from remotelab.cli import app
 from remotelab.devices import DEVICE_CLASSES, SampleArm, Spectrometer, TemperatureController
 from remotelab.errors import LabFileError, UnknownDeviceError
-from remotelab.lab import load_lab, parse_lab
+from remotelab.lab import lab_spec, load_lab, parse_lab
 
 GOOD = """\
 name: tiny
@@ -60,6 +60,19 @@ def test_lab_file_from_a_path(tmp_path):
         assert set(lab) == {"probe", "heater"}
         assert lab.world.samples["A"].composition == {"tartrazine": 1.0e-5}
         assert lab.world.seed == 3
+
+
+def test_lab_spec_takes_a_path_or_a_shipped_lab_name(tmp_path):
+    assert lab_spec().name == lab_spec("sim").name == "simlab"
+    serial = lab_spec("serial-sim")
+    assert serial.name == "serial-simlab"
+    assert {d.backend for d in serial.devices.values()} == {"serial"}
+    path = tmp_path / "tiny.yaml"
+    path.write_text(GOOD)
+    assert set(lab_spec(path).devices) == {"probe", "heater"}
+    assert set(lab_spec(str(path)).devices) == {"probe", "heater"}
+    with pytest.raises(LabFileError, match="cannot read lab file serial-simm"):
+        lab_spec("serial-simm")
 
 
 @pytest.mark.parametrize(

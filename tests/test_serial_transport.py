@@ -180,14 +180,18 @@ devices:
         status.wait(10)
         assert 21 < lab["probe"].temperature.get() < 23
     bad = text.replace("retries: 1", "retries: 1, bogus: 2")
-    with pytest.raises(LabFileError, match="bogus"):
+    with pytest.raises(LabFileError, match=r"devices\.probe\.options: unknown serial option"):
+        Lab(parse_lab(bad))
+    bad = text.replace("timeout: 0.5", "timeout: -1")
+    with pytest.raises(LabFileError, match=r"devices\.probe\.options: .*timeout must be"):
         Lab(parse_lab(bad))
 
 
-def test_cli_sim_instrument_prints_a_port_a_plain_client_can_use():
+@pytest.mark.parametrize("lab", [[], ["--lab", "serial-sim"]], ids=["default", "serial-sim"])
+def test_cli_sim_instrument_prints_a_port_a_plain_client_can_use(lab):
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "remotelab", "sim-instrument", "thermometer", "--tcp", "0"],
+        [sys.executable, "-m", "remotelab", "sim-instrument", "thermometer", "--tcp", "0", *lab],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -217,9 +221,11 @@ def test_cli_sim_instrument_refuses_unknown_instruments_and_two_transports():
     assert bad.exit_code == 2 and "no instrument 'kettle'" in bad.output
     both = runner.invoke(app, ["sim-instrument", "pump", "--pty", "--tcp", "0"])
     assert both.exit_code == 2 and "choose one of --pty and --tcp" in both.output
+    nowhere = runner.invoke(app, ["sim-instrument", "pump", "--lab", "no-such-lab.yaml"])
+    assert nowhere.exit_code == 2 and "cannot read lab file no-such-lab.yaml" in nowhere.output
 
 
-def test_devices_never_import_the_simulator():
+def test_devices_never_import_the_simulator_or_the_lab_file_layer():
     import ast
 
     devices = SRC / "remotelab" / "devices"
@@ -230,4 +236,20 @@ def test_devices_never_import_the_simulator():
                 names = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom):
                 names = [node.module or ""]
+                if node.module == "remotelab.errors":
+                    assert "LabFileError" not in {a.name for a in node.names}, path
             assert not any(n.startswith("remotelab.sim") for n in names), path
+            assert not any(n.startswith("remotelab.lab") for n in names), path
+
+
+def test_make_serial_backend_takes_plain_arguments(thermometer):
+    backend = make_serial_backend(
+        "probe", "Thermometer", thermometer.port, baudrate=19200, timeout=0.5, retries=1
+    )
+    try:
+        assert backend.transport.baudrate == 19200 and backend.transport.timeout == 0.5
+        assert backend.identify() == thermometer.instrument.identify()
+    finally:
+        backend.close()
+    with pytest.raises(ValueError, match="timeout must be positive"):
+        make_serial_backend("probe", "Thermometer", thermometer.port, timeout=0)

@@ -37,7 +37,11 @@ def _pick_device(spec, kind: str) -> tuple[str, str, dict]:
 
 
 LAB_OPTION = typer.Option(
-    None, "--lab", "-l", help="Lab file whose world and options to use; default: the sim lab."
+    None,
+    "--lab",
+    "-l",
+    help="Lab file or shipped lab name (sim, serial-sim) whose world and options to use; "
+    "default: the sim lab.",
 )
 
 
@@ -60,17 +64,13 @@ def sim_instrument(
     Open the port with any serial client (pyserial, socat, a terminal program) or
     with a lab file entry (backend: serial, port: …). Stop with Ctrl-C.
     """
-    from remotelab.lab import Lab, parse_lab, read_lab_file, shipped_lab_text
+    from remotelab.lab import Lab, lab_spec
     from remotelab.sim.server import serve_instrument
 
     with user_errors():
         if pty and tcp is not None:
             raise LabFileError("choose one of --pty and --tcp PORT")
-        spec = (
-            parse_lab(shipped_lab_text("sim"), "remotelab:sim")
-            if lab_file is None
-            else read_lab_file(lab_file)
-        )
+        spec = lab_spec(lab_file)
         name, device_class, options = _pick_device(spec, kind)
         world = Lab._build_world(spec, seed, speed)
         try:

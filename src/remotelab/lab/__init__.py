@@ -223,16 +223,20 @@ def load_lab(
 
     ``seed`` and ``speed`` override the file's simulation settings.
     """
-    if path is None:
-        spec, source = parse_lab(shipped_lab_text("sim"), "remotelab:sim"), "remotelab:sim"
-    elif str(path) in SHIPPED_LABS:
-        spec, source = (
-            parse_lab(shipped_lab_text(str(path)), f"remotelab:{path}"),
-            f"remotelab:{path}",
-        )
-    else:
-        spec, source = read_lab_file(path), str(path)
-    return Lab(spec, seed=seed, speed=speed, source=source)
+    return Lab(lab_spec(path), seed=seed, speed=speed, source=_lab_source(path))
+
+
+def _lab_source(path: str | Path | None) -> str:
+    name = "sim" if path is None else str(path)
+    return f"remotelab:{name}" if name in SHIPPED_LABS else name
+
+
+def lab_spec(path: str | Path | None = None) -> LabSpec:
+    """The validated lab file at ``path``, or the shipped lab of that name (default ``sim``)."""
+    name = "sim" if path is None else str(path)
+    if name in SHIPPED_LABS:
+        return parse_lab(shipped_lab_text(name), _lab_source(name))
+    return read_lab_file(name)
 
 
 __all__ = [
@@ -240,6 +244,7 @@ __all__ = [
     "DeviceSpec",
     "Lab",
     "LabSpec",
+    "lab_spec",
     "load_lab",
     "parse_lab",
     "shipped_lab_text",

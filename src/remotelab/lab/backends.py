@@ -8,6 +8,7 @@ from remotelab.devices.backend import Backend
 from remotelab.errors import LabFileError
 
 if TYPE_CHECKING:
+    from remotelab.devices.serial import SerialBackend
     from remotelab.lab.schema import DeviceSpec
     from remotelab.sim.world import World
 
@@ -31,20 +32,48 @@ def build_backend(
         except TypeError as exc:
             raise LabFileError(f"devices.{name}.options: {exc}") from None
     if spec.backend == "serial":
-        try:
-            from remotelab.devices.serial import build_serial_backend
-        except ImportError:
-            raise LabFileError(
-                f"devices.{name}: the serial backend is not available in this installation"
-            ) from None
         if spec.options.get("simulate"):
-            return _simulated_serial(name, spec, world, simulators, build_serial_backend)
-        return build_serial_backend(name, spec, world)
+            return _simulated_serial(name, spec, world, simulators)
+        return serial_backend(name, spec, world)
     raise LabFileError(f"devices.{name}.backend: unknown backend {spec.backend!r}")
 
 
+def serial_backend(name: str, spec: DeviceSpec, world: World | None = None) -> SerialBackend:
+    """The serial backend of lab-file device ``name`` (``backend: serial``).
+
+    Checks the entry's ``port`` and ``options`` (the driver options of
+    :data:`~remotelab.devices.serial.SERIAL_OPTIONS`, plus ``simulate``) and opens the
+    line. A simulated device (``options.simulate``) runs on ``world``'s clock, a real
+    one on the wall clock.
+    """
+    try:
+        from remotelab.devices.serial import SERIAL_OPTIONS, make_serial_backend
+    except ImportError:
+        raise LabFileError(
+            f"devices.{name}: the serial backend is not available in this installation"
+        ) from None
+    options = dict(spec.options)
+    known = [*SERIAL_OPTIONS, "simulate"]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise LabFileError(
+            f"devices.{name}.options: unknown serial option(s) {', '.join(unknown)}; "
+            f"known: {', '.join(known)}"
+        )
+    if not spec.port:
+        raise LabFileError(f"devices.{name}.port: a serial device needs a port")
+    simulated = bool(options.pop("simulate", False))
+    clock = world.clock if simulated and world is not None else None
+    try:
+        return make_serial_backend(
+            name, spec.class_, spec.port, baudrate=spec.baudrate, clock=clock, **options
+        )
+    except (TypeError, ValueError, KeyError) as exc:
+        raise LabFileError(f"devices.{name}.options: {exc}") from None
+
+
 def _simulated_serial(
-    name: str, spec: DeviceSpec, world: World | None, simulators: list[Any] | None, build
+    name: str, spec: DeviceSpec, world: World | None, simulators: list[Any] | None
 ) -> Backend:
     """Start the simulated instrument of a ``simulate`` serial device; drive it over its port.
 
@@ -70,7 +99,7 @@ def _simulated_serial(
         simulators.append(server)
     options = {**spec.options, "simulate": True}
     try:
-        backend = build(
+        backend = serial_backend(
             name, spec.model_copy(update={"port": server.port, "options": options}), world
         )
         backend.simulator = server.instrument  # so sim faults can be armed through the device

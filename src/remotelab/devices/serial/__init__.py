@@ -1,7 +1,8 @@
 """Real instruments over serial lines (pyserial): the transport, the protocols, the backends.
 
-A lab file selects these with ``backend: serial`` and a ``port:`` URL
-(``/dev/ttyUSB0``, ``socket://host:port``, ``rfc2217://host:port``, ``loop://``).
+:func:`make_serial_backend` opens a port URL (``/dev/ttyUSB0``, ``socket://host:port``,
+``rfc2217://host:port``, ``loop://``) and returns the backend of a device class; a lab
+file selects it with ``backend: serial`` (see :mod:`remotelab.lab.backends`).
 """
 
 from remotelab.devices.serial.backends import (
@@ -9,7 +10,6 @@ from remotelab.devices.serial.backends import (
     AsciiBackend,
     ScpiBackend,
     SerialBackend,
-    build_serial_backend,
     make_serial_backend,
 )
 from remotelab.devices.serial.protocols import (
@@ -32,7 +32,6 @@ __all__ = [
     "ScpiBackend",
     "SerialBackend",
     "SerialTransport",
-    "build_serial_backend",
     "decode_value",
     "encode_value",
     "make_serial_backend",

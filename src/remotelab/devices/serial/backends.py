@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from remotelab.devices.backend import Backend, Clock, RealClock
 from remotelab.devices.serial.protocols import (
@@ -26,10 +26,7 @@ from remotelab.devices.serial.protocols import (
     protocol_for,
 )
 from remotelab.devices.serial.transport import Aborted, SerialTransport
-from remotelab.errors import DeviceFault, InstrumentError, LabFileError, ProtocolError
-
-if TYPE_CHECKING:
-    from remotelab.lab.schema import DeviceSpec
+from remotelab.errors import DeviceFault, InstrumentError, ProtocolError
 
 #: the shortest real time between two status polls
 MIN_POLL_WALL = 0.002
@@ -261,7 +258,7 @@ class AsciiBackend(SerialBackend):
             raise self.garbled(self.protocol.stop_command, reply, "expected OK")
 
 
-#: serial options a lab file may set under ``options:``
+#: the driver options :func:`make_serial_backend` takes besides the port and baudrate
 SERIAL_OPTIONS = {
     "timeout": "real seconds a command may wait for its reply (default 1)",
     "retries": "how often an idempotent query is retried (default 2)",
@@ -269,7 +266,6 @@ SERIAL_OPTIONS = {
     "measure_timeout": "clock seconds a measurement or tare may take (default 60)",
     "poll_interval": "clock seconds between status polls of an operation (default 0.5)",
     "terminator": "override the protocol's line terminator",
-    "simulate": "serve the device from a simulated instrument (simulated labs)",
 }
 
 
@@ -287,7 +283,12 @@ def make_serial_backend(
     poll_interval: float = 0.5,
     terminator: str | None = None,
 ) -> SerialBackend:
-    """Open ``port`` and return the serial backend of a ``device_class`` instrument."""
+    """Open ``port`` and return the serial backend of a ``device_class`` instrument.
+
+    ``port`` is any ``serial.serial_for_url`` URL; the keyword options are described in
+    :data:`SERIAL_OPTIONS`. Raises :class:`ValueError` for a bad option value and
+    :class:`~remotelab.errors.Disconnected` if the line cannot be opened.
+    """
     protocol = protocol_for(device_class)
     transport = SerialTransport(
         name,
@@ -309,28 +310,3 @@ def make_serial_backend(
         measure_timeout=measure_timeout,
         poll_interval=poll_interval,
     )
-
-
-def build_serial_backend(name: str, spec: DeviceSpec, world: Any = None) -> SerialBackend:
-    """The serial backend of lab-file device ``name`` (``backend: serial``).
-
-    A simulated device (``options.simulate``) runs on the simulated world's clock;
-    a real one on the wall clock.
-    """
-    options = dict(spec.options)
-    unknown = sorted(set(options) - set(SERIAL_OPTIONS))
-    if unknown:
-        raise LabFileError(
-            f"devices.{name}.options: unknown serial option(s) {', '.join(unknown)}; "
-            f"known: {', '.join(SERIAL_OPTIONS)}"
-        )
-    if not spec.port:
-        raise LabFileError(f"devices.{name}.port: a serial device needs a port")
-    simulated = bool(options.pop("simulate", False))
-    clock = world.clock if simulated and world is not None else RealClock()
-    try:
-        return make_serial_backend(
-            name, spec.class_, spec.port, baudrate=spec.baudrate, clock=clock, **options
-        )
-    except (TypeError, ValueError, KeyError) as exc:
-        raise LabFileError(f"devices.{name}.options: {exc}") from None

@@ -203,15 +203,27 @@ class SerialTransport:
     def interrupt(self, command: str) -> str | None:
         """Send ``command`` now, even while another command waits for its reply.
 
-        For stop/abort commands. If the line is free this is an ordinary exchange and
-        returns the reply. Otherwise the command is written at once (between whole
-        commands, never inside one), the pending read gives up (raising
-        :class:`Aborted` in its thread), the reply is left to the next command's
-        resynchronisation, and None is returned.
+        For stop/abort commands, so it never resynchronises or reopens the line first
+        (that can take several command timeouts on an instrument that stopped
+        answering): a closed line raises :class:`Disconnected` at once.
+
+        If the line is free and in step, this is one exchange (no retry) and returns
+        the reply. If it is free but unsynchronised, the command is written and its
+        reply left to the next command's resynchronisation. If another command is in
+        flight, the command is written at once (between whole commands, never inside
+        one), the pending read gives up (raising :class:`Aborted` in its thread), and
+        the reply is likewise left to the next command. Those two return None.
         """
         if self._lock.acquire(blocking=False):
             try:
-                self._ensure_ready()
+                if self._port is None:
+                    raise Disconnected(
+                        self.device, self.url, f"the line is closed; {command!r} was not sent"
+                    )
+                if self._dirty:
+                    self._write(command)
+                    self._dirty = True  # its reply (and any late one) is drained next time
+                    return None
                 return self._exchange(command, self.timeout)
             finally:
                 self._lock.release()
