@@ -234,10 +234,14 @@ class RunStore:
         self._local = threading.local()
         self._conn = self._connect()
         with self._lock:
-            self._conn.executescript(SCHEMA)
-            # WAL checkpoints (copying the log into the database, with an fsync) happen in a
-            # background thread, not on the RunEngine's path
-            self._conn.execute("PRAGMA wal_autocheckpoint=0")
+            try:
+                self._conn.executescript(SCHEMA)
+                # WAL checkpoints (copying the log into the database, with an fsync) happen in
+                # a background thread, not on the RunEngine's path
+                self._conn.execute("PRAGMA wal_autocheckpoint=0")
+            except sqlite3.DatabaseError as exc:
+                self._conn.close()
+                raise StoreError(f"cannot open the run store {self.path}: {exc}") from None
         self._dirty = threading.Event()
         self._closing = threading.Event()
         self._checkpointer = threading.Thread(
