@@ -92,6 +92,8 @@ def test_unknown_and_ambiguous_runs(db, command, tmp_path):
     assert_user_error(result, "no run 'ffff0000'")
     result = invoke(command, "abcd", "--store", str(db), *extra)
     assert_user_error(result, "'abcd' is ambiguous")
+    result = invoke(command, "abc", "--store", str(db), *extra)
+    assert_user_error(result, "no run 'abc'", "needs at least 4 characters")
 
 
 @pytest.mark.parametrize("command", ["runs", "plot", "verify", "export"])
@@ -143,6 +145,17 @@ def test_watch_says_when_nothing_arrives_from_the_address():
     address = f"tcp://127.0.0.1:{_free_port()}"  # no proxy there
     result = invoke("watch", "E1", "--stream", address, "--timeout", "0.3")
     assert_user_error(result, "did not start", f"nothing at all arrived from {address}")
+
+
+def test_stream_proxy_refuses_an_address_in_use():
+    from remotelab.stream import StreamProxy
+
+    busy = StreamProxy("tcp://127.0.0.1:*", "tcp://127.0.0.1:*")
+    try:
+        result = invoke("stream-proxy", "--in", busy.in_address, "--out", "tcp://127.0.0.1:*")
+    finally:
+        busy.stop()
+    assert_user_error(result, "cannot bind the stream proxy", "in use")
 
 
 def test_stream_proxy_refuses_an_invalid_address():

@@ -85,7 +85,7 @@ def list_runs(
     submitter: str | None = typer.Option(None, "--submitter", "-u", help="Who submitted it."),
     since: str | None = typer.Option(None, help="Started at or after (ISO 8601, UTC default)."),
     until: str | None = typer.Option(None, help="Started at or before (ISO 8601, UTC default)."),
-    limit: int = typer.Option(50, "--limit", "-n", help="At most this many runs."),
+    limit: int = typer.Option(50, "--limit", "-n", min=1, help="At most this many runs."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     store_path: Path | None = STORE_OPTION,
 ) -> None:
