@@ -67,6 +67,20 @@ def test_plot_onto_a_directory(db, tmp_path):
     assert_user_error(result, f"cannot write {tmp_path}", "Is a directory")
 
 
+def test_plot_still_written_when_the_store_cannot_keep_it(db, tmp_path, monkeypatch):
+    import sqlite3
+
+    def refuse(self, run_uid, png, name="summary"):
+        raise sqlite3.OperationalError("attempt to write a readonly database")
+
+    monkeypatch.setattr(RunStore, "put_plot", refuse)
+    target = tmp_path / "run.png"
+    result = invoke("plot", RUN_A, "-o", str(target), "--store", str(db))
+    assert result.exit_code == 0, result.output
+    assert target.read_bytes().startswith(b"\x89PNG")
+    assert "the plot was not kept in the store" in " ".join(result.stderr.split())
+
+
 @pytest.mark.parametrize(
     ("fmt", "name"), [("csv", "primary.csv"), ("json", "primary.json"), ("hdf5", "h5")]
 )
