@@ -13,6 +13,7 @@ from bluesky import RunEngine
 from bluesky.callbacks.zmq import Publisher, RemoteDispatcher
 from bluesky.plans import count
 
+from remotelab.data import attach
 from remotelab.data.codec import DecodeError, encode
 from remotelab.errors import StreamError
 from remotelab.lab import load_lab
@@ -195,8 +196,7 @@ def test_status_follows_the_run_engine_pause_and_resume(lab, proxy):
 
     RE = RunEngine({}, context_managers=[])
     publisher = StreamPublisher(proxy.in_address, heartbeat=None)
-    RE.subscribe(publisher)
-    RE.state_hook = publisher.on_engine_state
+    attach(RE, publisher=publisher)  # documents, and the engine's state through state_hook
     publisher.wait_connected()
 
     def plan():

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from bluesky import RunEngine
 from bluesky.plans import count
 
 from remotelab.lab import load_lab
-from remotelab.stream import DOC_PREFIX, StreamProxy, StreamPublisher
+from remotelab.stream import DOC_PREFIX, STATUS_PREFIX, StreamProxy, StreamPublisher, Subscriber
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -64,6 +65,7 @@ def test_watch_gives_up_when_the_experiment_never_starts():
 
 def test_watch_joins_a_run_already_under_way():
     """A watcher started mid-run learns the run from the worker's status heartbeat."""
+    import asyncio
     import threading
 
     from bluesky import plan_stubs as bps
@@ -80,12 +82,11 @@ def test_watch_joins_a_run_already_under_way():
 
     @bpp.run_decorator(md={"experiment_id": "E-late"})
     def plan():
-        while not go_on.is_set():  # keep measuring until the watcher is listening
+        yield from bps.trigger_and_read([lab["thermometer"]])  # before anyone watches
+        # hold the run open (heartbeats go on) until the watcher has been sent a status
+        yield from bps.wait_for([lambda: asyncio.to_thread(go_on.wait, 60)])
+        for _ in range(5):
             yield from bps.trigger_and_read([lab["thermometer"]])
-            yield from bps.sleep(0.01)
-        for _ in range(10):  # then long enough for a few heartbeats
-            yield from bps.trigger_and_read([lab["thermometer"]])
-            yield from bps.sleep(0.05)
 
     uids = []
     runner = threading.Thread(target=lambda: uids.extend(RE(plan())))
@@ -94,7 +95,18 @@ def test_watch_joins_a_run_already_under_way():
     try:
         assert started.wait(30)
         proc = _watch(proxy.out_address, "E-late")
-        proxy.wait_for_subscribers(1, DOC_PREFIX + b" ", timeout=30)
+        # the watcher subscribes to documents, then status: once the proxy counts its status
+        # subscription, every status the proxy forwards reaches the watcher too
+        proxy.wait_for_subscribers(1, STATUS_PREFIX + b" ", timeout=30)
+        with Subscriber(proxy.out_address, documents=False) as probe:
+            proxy.wait_for_subscribers(2, STATUS_PREFIX + b" ", timeout=30)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                message = probe.receive(timeout=1)
+                if message is not None and message.doc.get("run_uid"):
+                    break
+            else:
+                raise AssertionError("no status naming the run reached a subscriber")
         go_on.set()
         runner.join(60)
         out, err = proc.communicate(timeout=60)
@@ -109,6 +121,5 @@ def test_watch_joins_a_run_already_under_way():
         lab.close()
     assert proc.returncode == 0, err
     (uid,) = uids
-    assert f"run {uid} success" in out
-    seen = int(out.rsplit("success: ", 1)[1].split()[0])
-    assert seen >= 1  # events after joining, found through the status's descriptors
+    # the 5 events after joining, found through the status's descriptors; not the one before
+    assert f"run {uid} success: 5 event(s)" in out

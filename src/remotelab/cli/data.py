@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sqlite3
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import typer
@@ -19,6 +21,9 @@ from rich.table import Table
 from remotelab.cli.app import app, console, err_console, user_errors
 from remotelab.errors import ExportError, StoreError, StreamError
 
+if TYPE_CHECKING:
+    from remotelab.data import RunStore
+
 OUT_DIR_OPTION = typer.Option(Path("."), "--output", "-o", help="Directory to write into.")
 PNG_OPTION = typer.Option(None, "--output", "-o", help="PNG file to write.")
 STORE_OPTION = typer.Option(
@@ -26,12 +31,30 @@ STORE_OPTION = typer.Option(
 )
 
 
-def _open_store(path: Path | None):
+@contextlib.contextmanager
+def _store(path: Path | None) -> Iterator[RunStore]:
+    """Open an existing run store for a command; a damaged file is a StoreError, not a crash."""
     from remotelab.data import RunStore
+    from remotelab.settings import get_settings
 
-    if path is not None and not path.exists():
+    if path is None:
+        path = get_settings().store_path
+        if not path.exists():
+            raise StoreError(
+                f"no run store at {path}: no run has been stored there yet "
+                "(set REMOTELAB_DATA_DIR or pass --store FILE)"
+            )
+    elif not path.exists():
         raise StoreError(f"no run store at {path}")
-    return RunStore(path, plots=False)
+    elif not path.is_file():
+        raise StoreError(f"the run store {path} is not a file")
+    store = RunStore(path, plots=False)
+    try:
+        yield store
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"cannot read the run store {path}: {exc}") from None
+    finally:
+        store.close()
 
 
 def _when(t: float | None) -> str:
@@ -62,25 +85,23 @@ def list_runs(
     submitter: str | None = typer.Option(None, "--submitter", "-u", help="Who submitted it."),
     since: str | None = typer.Option(None, help="Started at or after (ISO 8601, UTC default)."),
     until: str | None = typer.Option(None, help="Started at or before (ISO 8601, UTC default)."),
-    limit: int = typer.Option(50, "--limit", "-n", help="At most this many runs."),
+    limit: int = typer.Option(50, "--limit", "-n", min=1, help="At most this many runs."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     store_path: Path | None = STORE_OPTION,
 ) -> None:
     """List stored runs, newest first, filtered by experiment, sample, plan, submitter, time."""
     with user_errors():
-        store = _open_store(store_path)
-        try:
+        window = _parse_time(since), _parse_time(until)
+        with _store(store_path) as store:
             runs = store.runs(
                 experiment_id=experiment,
                 sample_id=sample,
                 plan_name=plan,
                 submitter=submitter,
-                since=_parse_time(since),
-                until=_parse_time(until),
+                since=window[0],
+                until=window[1],
                 limit=limit,
             )
-        finally:
-            store.close()
     if as_json:
         console.print_json(json.dumps([r.to_dict() for r in runs]))
         return
@@ -125,11 +146,8 @@ def export(
     with user_errors():
         if fmt.lower() not in FORMATS:
             raise ExportError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-        store = _open_store(store_path)
-        try:
+        with _store(store_path) as store:
             paths = export_run(store, run, fmt, out_dir, stream=stream)
-        finally:
-            store.close()
     for path in paths:
         console.print(str(path))
 
@@ -142,20 +160,22 @@ def plot(
     store_path: Path | None = STORE_OPTION,
 ) -> None:
     """Write a run's PNG summary (the one stored at run end, or drawn now)."""
+    from remotelab.data.export import write_bytes
     from remotelab.data.plots import render_run
 
     with user_errors():
-        store = _open_store(store_path)
-        try:
+        with _store(store_path) as store:
             uid = store.resolve(run)
             png = None if redraw else store.plot(uid)
             if png is None:
                 png = render_run(store, uid)
-                store.put_plot(uid, png)
-        finally:
-            store.close()
-        path = output or Path(f"run-{uid[:8]}.png")
-        path.write_bytes(png)
+                try:
+                    store.put_plot(uid, png)
+                except sqlite3.DatabaseError as exc:  # e.g. a read-only store: still write it
+                    err_console.print(
+                        f"[yellow]warning:[/] the plot was not kept in the store: {exc}"
+                    )
+        path = write_bytes(output or Path(f"run-{uid[:8]}.png"), png)
     console.print(str(path))
 
 
@@ -165,12 +185,8 @@ def verify(
     store_path: Path | None = STORE_OPTION,
 ) -> None:
     """Check that a stored run still matches the content hash recorded when it ended."""
-    with user_errors():
-        store = _open_store(store_path)
-        try:
-            result = store.verify(run)
-        finally:
-            store.close()
+    with user_errors(), _store(store_path) as store:
+        result = store.verify(run)
     colour = "green" if result.ok else "red"
     console.print(f"[{colour}]{'OK' if result.ok else 'FAILED'}[/] {result.uid}: {result.detail}")
     console.print(f"  recorded sha256 {result.expected or '-'}")
@@ -308,7 +324,7 @@ def watch(
     timeout: float | None = typer.Option(
         None, help="Give up if the experiment has not started after this many seconds."
     ),
-    rows: int = typer.Option(15, help="How many of the latest events the table shows."),
+    rows: int = typer.Option(15, min=1, help="How many of the latest events the table shows."),
 ) -> None:
     """Show a running experiment live: a table of its events and a progress bar.
 
@@ -322,11 +338,13 @@ def watch(
     with user_errors():
         sub = Subscriber(address)
     started = time.monotonic()
+    heard = False
     try:
         with Live(view.render(), console=console, refresh_per_second=8, transient=False) as live:
             while view.exit_status is None:
                 message = sub.receive(timeout=0.25)
                 if message is not None:
+                    heard = True
                     if message.kind == "status":
                         view.status(message.doc)
                     else:
@@ -337,9 +355,14 @@ def watch(
                     and timeout is not None
                     and time.monotonic() - started > timeout
                 ):
+                    why = (
+                        f"listening on {address}"
+                        if heard
+                        else f"nothing at all arrived from {address}: is the stream proxy "
+                        "running there, with a worker publishing to it?"
+                    )
                     raise StreamError(
-                        f"experiment {experiment} did not start within {timeout:g} s "
-                        f"(listening on {address})"
+                        f"experiment {experiment} did not start within {timeout:g} s ({why})"
                     )
             live.update(view.render())
     except StreamError as exc:

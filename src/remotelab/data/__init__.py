@@ -1,4 +1,4 @@
-"""The run store, export (CSV, JSON, HDF5/NeXus), plots and integrity checks."""
+"""The run store, export (CSV, JSON, HDF5/NeXus), plots, integrity checks, RunEngine wiring."""
 
 from remotelab.data.codec import DecodeError, decode, encode
 from remotelab.data.export import FORMATS, export_run, run_record
@@ -12,9 +12,11 @@ from remotelab.data.store import (
     Verification,
     content_hash,
 )
+from remotelab.data.wiring import Attachment, attach
 
 __all__ = [
     "FORMATS",
+    "Attachment",
     "DecodeError",
     "DocumentSink",
     "EventTable",
@@ -23,6 +25,7 @@ __all__ = [
     "RunSummary",
     "TiledSink",
     "Verification",
+    "attach",
     "content_hash",
     "decode",
     "encode",

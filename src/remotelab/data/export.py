@@ -17,6 +17,9 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -48,12 +51,33 @@ def export_run(
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ExportError(f"cannot create the output directory {out}: {exc}") from None
+        raise ExportError(f"cannot create the output directory {out}: {_reason(exc)}") from None
     if fmt == "csv":
         return export_csv(store, uid, out, stream=stream)
     if fmt == "json":
         return [export_json(store, uid, out, stream=stream)]
     return [export_hdf5(store, uid, out)]
+
+
+def _reason(exc: OSError) -> str:
+    return os.strerror(exc.errno) if exc.errno else str(exc)
+
+
+@contextmanager
+def writing(path: str | Path) -> Iterator[None]:
+    """Turn an ``OSError`` while writing ``path`` into an :class:`ExportError` naming it."""
+    try:
+        yield
+    except OSError as exc:
+        raise ExportError(f"cannot write {path}: {_reason(exc)}") from None
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path``; an :class:`ExportError` names the path if that fails."""
+    path = Path(path)
+    with writing(path):
+        path.write_bytes(data)
+    return path
 
 
 def _stem(uid: str) -> str:
@@ -74,7 +98,7 @@ def export_csv(store: RunStore, uid: str, out_dir: Path, *, stream: str = "prima
     base = out_dir / f"{_stem(uid)}.{stream}"
     scalars = table.scalar_columns()
     main = Path(f"{base}.csv")
-    with main.open("w", newline="") as fh:
+    with writing(main), main.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["seq_num", "time", *scalars])
         for i in range(len(table)):
@@ -88,7 +112,7 @@ def export_csv(store: RunStore, uid: str, out_dir: Path, *, stream: str = "prima
     for key in table.array_columns():
         data = table.columns[key]
         path = Path(f"{base}.{key}.csv")
-        with path.open("w", newline="") as fh:
+        with writing(path), path.open("w", newline="") as fh:
             writer = csv.writer(fh)
             flat = data.reshape(len(data), -1)
             if data.ndim == 2:
@@ -154,7 +178,8 @@ def export_json(store: RunStore, uid: str, out_dir: Path, *, stream: str = "prim
     """A stream's events, with the run's metadata, to one JSON file."""
     path = out_dir / f"{_stem(uid)}.{stream}.json"
     record = run_record(store, uid, stream=stream)
-    path.write_text(json.dumps(record, indent=1, allow_nan=False))
+    with writing(path):
+        path.write_text(json.dumps(record, indent=1, allow_nan=False))
     return path
 
 
@@ -170,7 +195,7 @@ def export_hdf5(store: RunStore, uid: str, out_dir: Path) -> Path:
     summary = store.run(uid)
     start = store.start_doc(uid)
     path = out_dir / f"{_stem(uid)}.h5"
-    with h5py.File(path, "w") as f:
+    with writing(path), h5py.File(path, "w") as f:
         f.attrs.update(
             NX_class="NXroot",
             default="entry",
@@ -282,4 +307,13 @@ def _write_stream(
                 group[key].attrs["units"] = units
 
 
-__all__ = ["FORMATS", "export_csv", "export_hdf5", "export_json", "export_run", "run_record"]
+__all__ = [
+    "FORMATS",
+    "export_csv",
+    "export_hdf5",
+    "export_json",
+    "export_run",
+    "run_record",
+    "write_bytes",
+    "writing",
+]

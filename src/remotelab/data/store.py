@@ -86,6 +86,9 @@ _SUMMARY_COLUMNS = (
     " r.exit_status, r.reason, r.num_events, r.content_hash"
 )
 
+#: the fewest characters of a run uid that :meth:`RunStore.resolve` accepts as a prefix
+MIN_PREFIX = 4
+
 #: the document fields that tie a document to its run, in the order they are tried
 _RUN_LINKS = ("run_start", "descriptor", "resource", "stream_resource")
 
@@ -234,10 +237,14 @@ class RunStore:
         self._local = threading.local()
         self._conn = self._connect()
         with self._lock:
-            self._conn.executescript(SCHEMA)
-            # WAL checkpoints (copying the log into the database, with an fsync) happen in a
-            # background thread, not on the RunEngine's path
-            self._conn.execute("PRAGMA wal_autocheckpoint=0")
+            try:
+                self._conn.executescript(SCHEMA)
+                # WAL checkpoints (copying the log into the database, with an fsync) happen in
+                # a background thread, not on the RunEngine's path
+                self._conn.execute("PRAGMA wal_autocheckpoint=0")
+            except sqlite3.DatabaseError as exc:
+                self._conn.close()
+                raise StoreError(f"cannot open the run store {self.path}: {exc}") from None
         self._dirty = threading.Event()
         self._closing = threading.Event()
         self._checkpointer = threading.Thread(
@@ -483,14 +490,18 @@ class RunStore:
         conn = self._reader()
         if conn.execute("SELECT 1 FROM runs WHERE uid=?", (uid,)).fetchone():
             return uid
-        if len(uid) >= 4:
-            rows = conn.execute(
-                "SELECT uid FROM runs WHERE uid >= ? AND uid < ? LIMIT 2", (uid, uid + "\uffff")
-            ).fetchall()
-            if len(rows) == 1:
-                return rows[0][0]
-            if len(rows) > 1:
-                raise RunNotFound(f"run uid prefix {uid!r} is ambiguous; give more characters")
+        if len(uid) < MIN_PREFIX:
+            raise RunNotFound(
+                f"no run {uid!r} in the store {self.path}; a uid prefix needs at least "
+                f"{MIN_PREFIX} characters"
+            )
+        rows = conn.execute(
+            "SELECT uid FROM runs WHERE uid >= ? AND uid < ? LIMIT 2", (uid, uid + "\uffff")
+        ).fetchall()
+        if len(rows) == 1:
+            return rows[0][0]
+        if len(rows) > 1:
+            raise RunNotFound(f"run uid prefix {uid!r} is ambiguous; give more characters")
         raise RunNotFound(f"no run {uid!r} in the store {self.path}")
 
     def runs(
@@ -758,6 +769,7 @@ class Fanout:
 
 
 __all__ = [
+    "MIN_PREFIX",
     "DocumentSink",
     "EventTable",
     "Fanout",
