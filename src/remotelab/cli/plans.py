@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from remotelab.cli.app import app, console, err_console, user_errors
+from remotelab.data import attach
 from remotelab.errors import PlanValidationError, RemotelabError, SafeStateError
 from remotelab.lab import Lab, load_lab
 from remotelab.plans import registry_for
@@ -334,8 +335,7 @@ def run_plan(
         logging.getLogger("bluesky").addHandler(logging.NullHandler())
         engine = RunEngine({}, context_managers=[abort_on_sigint])
         docs: list[tuple[str, dict]] = []
-        if store is not None:
-            engine.subscribe(store)
+        attach(engine, store=store)
         engine.subscribe(lambda name, doc: docs.append((name, doc)))
         if as_json:
             outcome, error = execute(lab, plan, engine)
