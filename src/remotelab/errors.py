@@ -94,3 +94,19 @@ class PlanNotAllowedError(RemotelabError, PermissionError):
         self.plan, self.role, self.allowed = plan, role, tuple(allowed)
         may = ", ".join(self.allowed) if self.allowed else "no plans"
         super().__init__(f"role {role!r} may not run plan {plan!r} in this lab; it may run: {may}")
+
+
+class QueueError(RemotelabError):
+    """The experiment queue (or the Prefect server behind it) could not do what was asked."""
+
+
+class ExperimentNotFound(QueueError, LookupError):
+    """No experiment with this id in this lab's queue."""
+
+
+class ExperimentStateError(QueueError):
+    """The experiment is not in a state that allows this (e.g. moving one that already runs)."""
+
+
+class WorkerUnavailable(QueueError):
+    """No live worker of the lab answered on its control channel."""
