@@ -34,6 +34,9 @@ SUBSCRIBERS = typer.Option(
     help="module:factory; factory(lab) returns a (name, doc) callback for every document. "
     "Repeatable.",
 )
+SERVER_API = typer.Option(
+    None, "--api", help="Use this existing Prefect API (e.g. PostgreSQL-backed) instead of starting one."
+)
 PARAMS = typer.Option([], "--param", "-p", help="name=value (JSON value); repeatable.")
 
 
@@ -62,11 +65,7 @@ def _import(spec: str) -> Any:
 @app.command("server")
 def server(
     lab_files: list[Path] = LABS,
-    api: str | None = typer.Option(
-        None,
-        "--api",
-        help="Use this existing Prefect API (e.g. PostgreSQL-backed) instead of starting one.",
-    ),
+    api: str | None = SERVER_API,
     host: str = typer.Option("127.0.0.1", help="Address of the embedded server."),
     port: int = typer.Option(4200, help="Port of the embedded server."),
     home: Path | None = typer.Option(
