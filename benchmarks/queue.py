@@ -25,16 +25,17 @@ from pathlib import Path
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
-import argparse
-import json
-import os
-import statistics
-import subprocess
-import tempfile
-import time
-import uuid
+import argparse  # noqa: E402
+import itertools  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
 
-import yaml
+import yaml  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
@@ -113,6 +114,7 @@ def main() -> None:
         q = ExperimentQueue(lab, api_url=api)
         q.ensure()
         q.hold()
+        worker_log = open(work / "worker.log", "wb")  # noqa: SIM115 (the child writes to it)
         worker = subprocess.Popen(
             [
                 sys.executable,
@@ -127,8 +129,8 @@ def main() -> None:
                 api,
             ],
             env=env,
-            stdout=open(work / "worker.log", "wb"),
-            stderr=subprocess.STDOUT,  # noqa: SIM115
+            stdout=worker_log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 120
         while not q.workers(fresh=True):
@@ -150,7 +152,7 @@ def main() -> None:
         done = [q.get(e.id) for e in exps]
         bad = [e for e in done if e.state != ExperimentState.completed]
         ends = sorted(e.ended for e in done)
-        cycles = [(b - a).total_seconds() for a, b in zip(ends, ends[1:], strict=False)]
+        cycles = [(b - a).total_seconds() for a, b in itertools.pairwise(ends)]
         overheads = [c - plan_time for c in cycles]
         mean_overhead = (wall - args.n * plan_time) / args.n
 

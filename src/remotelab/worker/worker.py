@@ -720,8 +720,10 @@ class LabWorker:
     # -- control -----------------------------------------------------------------------------
     def _handle(self, message: dict[str, Any]) -> dict[str, Any]:
         cmd = message.get("cmd")
-        if cmd in ("wake", "hold"):
-            self._held_stale = self._candidates_stale = True
+        if cmd in ("wake", "hold", "release"):
+            self._candidates_stale = True
+            if cmd != "wake":
+                self._held_stale = True
             self._wake.set()
             return {"ok": True}
         if cmd == "status":
