@@ -151,3 +151,33 @@ def test_two_workers_never_run_the_same_experiment(exq, lab_file, prefect_api, s
     assert ran_by <= {w.worker.id for w in workers}
     for x in labs:
         x.close()
+
+
+def test_stale_claim_on_a_finished_run_is_let_go(exq, lab_file, prefect_api, start_worker):
+    """Prefect accepts Completed → Pending (a re-run); a worker holding an old view of the
+    queue must not run a finished experiment again."""
+    from remotelab.worker import LabWorker
+
+    late_lab = load_lab(lab_file, speed=1000)
+    late = LabWorker(late_lab, api_url=prefect_api)
+    late.start()
+    try:
+        exq.hold()
+        exp = exq.submit("steps", {"n": 1}, submitter="ada")
+        late._held, late._held_stale = False, False  # its view: not held
+        late._held_at = float("inf")
+        stale_view = late.candidates()
+        assert [str(r.id) for r in stale_view] == [exp.id]
+        w = start_worker(load_lab(lab_file, speed=1000))
+        exq.release()
+        done = exq.wait_for(exp.id)
+        assert done.state == ExperimentState.completed
+        late._candidates, late._candidates_stale = stale_view, False
+        late._candidates_at = float("inf")
+        assert late.claim() is None
+        again = exq.get(exp.id)
+        assert again.state == ExperimentState.completed and again.message == done.message
+        assert len(w.docs("start", exp.id)) == 1
+    finally:
+        late.close()
+        late_lab.close()
