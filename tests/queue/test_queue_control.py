@@ -127,7 +127,8 @@ def test_operator_confirmation(exq, lab, start_worker):
     nxt = exq.submit("steps", {"n": 1}, submitter="ada")
     asking = exq.wait_for(exp.id, [ExperimentState.paused])
     assert asking.state_name == "AwaitingOperator" and "load tray 2" in asking.message
-    assert w.worker.question is not None and w.worker.question.prompt.startswith("load tray 2")
+    question = wait_until(lambda: exq.question(exp.id), what="the question")
+    assert question.prompt == "load tray 2, then confirm" and question.kind == "value"
     assert exq.get(nxt.id).state == ExperimentState.queued  # the lab is held by the question
     exq.answer(exp.id, "tray 2 loaded")
     assert exq.wait_for(exp.id).state == ExperimentState.completed
