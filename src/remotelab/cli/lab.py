@@ -11,8 +11,9 @@ from rich.table import Table
 from remotelab.cli.app import app, console, user_errors
 from remotelab.lab import load_lab
 
-LAB_OPTION = typer.Option(None, "--lab", "-l",
-                          help="Lab file (YAML); default: the shipped simulated lab.")
+LAB_OPTION = typer.Option(
+    None, "--lab", "-l", help="Lab file (YAML); default: the shipped simulated lab."
+)
 
 
 @app.command("lab")

@@ -77,10 +77,10 @@ class TemperatureController(Actuator):
 
     def set(self, value: float, **_: Any) -> Status:
         self.check_limit("setpoint", value, "degC")
-        self.setpoint.put(float(value))
         return self.operate(f"settle at {value} degC", lambda: self._settle(float(value)))
 
     def _settle(self, target: float) -> None:
+        self.setpoint.put(target)
         tolerance, hold = float(self.tolerance.get()), float(self.settle_time.get())
         since: list[float | None] = [None]
 
@@ -178,14 +178,13 @@ class Stirrer(Actuator):
     def set(self, value: float, **_: Any) -> Status:
         self.check_limit("setpoint", value, "rpm")
         target = float(value)
-        self.setpoint.put(target)
         band = max(5.0, 0.02 * target)
-        return self.operate(
-            f"spin to {target:g} rpm",
-            lambda: self._wait_until(
-                lambda: abs(self.speed.get() - target) <= band, self.poll_interval
-            ),
-        )
+
+        def spin() -> None:
+            self.setpoint.put(target)
+            self._wait_until(lambda: abs(self.speed.get() - target) <= band, self.poll_interval)
+
+        return self.operate(f"spin to {target:g} rpm", spin)
 
     def stop(self, *, success: bool = False) -> None:
         super().stop(success=success)

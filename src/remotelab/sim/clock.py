@@ -32,7 +32,7 @@ class SimClock:
 
     def time(self) -> float:
         local = getattr(self._local, "now", None)
-        return self._now if local is None else local
+        return self._now if local is None else max(local, self._now)
 
     def wall(self, seconds: float) -> float:
         return 0.0 if math.isinf(self.speed) else max(seconds, 0.0) / self.speed

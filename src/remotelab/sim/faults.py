@@ -16,37 +16,40 @@ class Fault(StrEnum):
 
 
 class FaultPlan:
-    """The faults armed on one instrument, consumed one per matching operation."""
+    """The faults armed on one instrument, consumed one per matching operation.
+
+    A fault armed with an ``action`` fires only on that action (e.g. ``dispense``).
+    """
 
     def __init__(self) -> None:
-        self._armed: list[Fault] = []
+        self._armed: list[tuple[Fault, str | None]] = []
         self._lock = threading.Lock()
 
-    def arm(self, fault: Fault | str) -> None:
+    def arm(self, fault: Fault | str, action: str | None = None) -> None:
         with self._lock:
-            self._armed.append(Fault(fault))
+            self._armed.append((Fault(fault), action))
 
-    def take(self, *kinds: Fault) -> Fault | None:
-        """Consume and return the first armed fault among ``kinds``, if any."""
+    def take(self, *kinds: Fault, action: str | None = None) -> Fault | None:
+        """Consume and return the first armed fault among ``kinds`` that fits ``action``."""
         with self._lock:
-            for i, fault in enumerate(self._armed):
-                if fault in kinds:
-                    return self._armed.pop(i)
+            for i, (fault, only) in enumerate(self._armed):
+                if fault in kinds and (only is None or only == action):
+                    return self._armed.pop(i)[0]
         return None
 
     def clear(self) -> None:
         with self._lock:
             self._armed.clear()
 
-    @property
-    def armed(self) -> tuple[Fault, ...]:
+    def armed(self, action: str | None = None) -> tuple[Fault, ...]:
+        """The faults that would fire on ``action``."""
         with self._lock:
-            return tuple(self._armed)
+            return tuple(f for f, only in self._armed if only is None or only == action)
 
 
-def inject_fault(device, fault: Fault | str) -> None:
-    """Arm ``fault`` on a device of a simulated lab (its backend must be simulated)."""
+def inject_fault(device, fault: Fault | str, action: str | None = None) -> None:
+    """Arm ``fault`` on a device of a simulated lab, optionally only for one ``action``."""
     faults = getattr(device.backend, "faults", None)
     if not isinstance(faults, FaultPlan):
         raise TypeError(f"{device.name} is not driven by a simulator; faults cannot be injected")
-    faults.arm(fault)
+    faults.arm(fault, action)

@@ -53,9 +53,9 @@ class SimInstrument(Backend):
     def write(self, quantity: str, value: Any) -> None:
         if quantity not in self.writable:
             raise DeviceFault(self.name, f"{self.model} cannot set {quantity!r}")
-        if self.faults.take(Fault.FAIL):
+        if self.faults.take(Fault.FAIL, action=quantity):
             raise DeviceFault(self.name, f"instrument error setting {quantity} (injected fault)")
-        if self.faults.take(Fault.HANG):
+        if self.faults.take(Fault.HANG, action=quantity):
             return  # accepted, but the instrument does nothing: it hangs
         getattr(self, f"set_{quantity}")(value)
 
@@ -64,7 +64,7 @@ class SimInstrument(Backend):
         if handler is None:
             raise DeviceFault(self.name, f"{self.model} cannot {action!r}")
         self._stop.clear()
-        fault = self.faults.take(Fault.FAIL, Fault.HANG)
+        fault = self.faults.take(Fault.FAIL, Fault.HANG, action=action)
         if fault is Fault.FAIL:
             raise DeviceFault(self.name, f"instrument error during {action} (injected fault)")
         if fault is Fault.HANG:
@@ -301,8 +301,7 @@ class SimSyringePump(SimInstrument):
         self.rate = float(value)
 
     def run(self, action: str, **params: Any) -> Any:
-        if action == "dispense" and Fault.FAIL in self.faults.armed:
-            self.faults.take(Fault.FAIL)
+        if action == "dispense" and self.faults.take(Fault.FAIL, action=action):
             half = min(float(params["volume"]), self.remaining) / 2
             self.clock.sleep(half / self.rate * 60.0)
             self._deliver(half)
@@ -354,7 +353,7 @@ class SimArm(SimInstrument):
         same_rack = "/" in location and location.split("/")[0] == self.location.split("/")[0]
         duration = self.travel_s / 2 if same_rack else self.travel_s
         origin, self.location = self.location, "moving"
-        if self.holding is not None and self.faults.take(Fault.DROP):
+        if self.holding is not None and self.faults.take(Fault.DROP, action="goto"):
             self.clock.sleep(duration / 2)
             with self.world.lock:
                 self.world.samples[self.holding].location = FLOOR
