@@ -4,7 +4,7 @@ operator questions, and two workers on one lab."""
 from __future__ import annotations
 
 import pytest
-from conftest import wait_until, write_lab
+from queue_helpers import wait_until, write_lab
 
 from remotelab.errors import ExperimentStateError
 from remotelab.lab import load_lab
