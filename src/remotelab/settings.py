@@ -1,11 +1,13 @@
 """remotelab's settings, read from ``REMOTELAB_*`` environment variables.
 
-Only what several parts of remotelab share lives here: where data is kept and where the
-live stream is published.
+Only what several parts of remotelab share lives here: where data is kept, where the
+live stream is published, and which Prefect API the queue uses. Nothing here reads a
+config file.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import platformdirs
@@ -24,7 +26,7 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(
         default_factory=_default_data_dir,
-        description="Directory holding the run store and its plots.",
+        description="Directory holding the run store, its plots and the embedded Prefect server.",
     )
     stream_in: str = Field(
         "tcp://127.0.0.1:5577",
@@ -33,6 +35,10 @@ class Settings(BaseSettings):
     stream_out: str = Field(
         "tcp://127.0.0.1:5578",
         description="Address the stream proxy sends documents out on (subscribers connect).",
+    )
+    prefect_api_url: str | None = Field(
+        None,
+        description="Prefect API of the queue (else $PREFECT_API_URL, else the embedded server).",
     )
 
     @property
@@ -46,4 +52,14 @@ def get_settings() -> Settings:
     return Settings()
 
 
-__all__ = ["Settings", "get_settings"]
+def data_dir() -> Path:
+    """remotelab's data directory: ``$REMOTELAB_DATA_DIR``, else the user data directory."""
+    return get_settings().data_dir.expanduser()
+
+
+def prefect_api_url() -> str | None:
+    """The Prefect API remotelab uses: ``$REMOTELAB_PREFECT_API_URL``, else ``$PREFECT_API_URL``."""
+    return get_settings().prefect_api_url or os.environ.get("PREFECT_API_URL") or None
+
+
+__all__ = ["Settings", "data_dir", "get_settings", "prefect_api_url"]

@@ -1,0 +1,61 @@
+"""Fixtures of the queue tests: one real Prefect server for the session, a lab per test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from queue_helpers import WorkerThread, write_lab
+
+from remotelab.lab import load_lab
+from remotelab.queue import ExperimentQueue
+from remotelab.queue.server import PrefectServer
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory) -> Iterator[str]:
+    """A real ``prefect server start`` on SQLite in a temporary PREFECT_HOME."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    with PrefectServer(home) as server:
+        old = os.environ.get("PREFECT_API_URL")
+        os.environ["PREFECT_API_URL"] = server.api_url
+        yield server.api_url
+        if old is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = old
+
+
+@pytest.fixture
+def lab_file(tmp_path) -> Path:
+    return write_lab(tmp_path)
+
+
+@pytest.fixture
+def lab(lab_file):
+    lab = load_lab(lab_file, speed=1000)
+    yield lab
+    lab.close()
+
+
+@pytest.fixture
+def exq(lab, prefect_api) -> Iterator[ExperimentQueue]:
+    with ExperimentQueue(lab, api_url=prefect_api) as q:
+        q.ensure()
+        yield q
+
+
+@pytest.fixture
+def start_worker(prefect_api) -> Iterator[Callable[..., WorkerThread]]:
+    started: list[WorkerThread] = []
+
+    def start(lab, **kwargs) -> WorkerThread:
+        w = WorkerThread(lab, prefect_api, **kwargs)
+        started.append(w)
+        return w
+
+    yield start
+    for w in started:
+        w.stop()
