@@ -3,12 +3,15 @@ operator questions, and two workers on one lab."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 from queue_helpers import wait_until, write_lab
 
 from remotelab.errors import ExperimentStateError
 from remotelab.lab import load_lab
 from remotelab.queue import ExperimentQueue, ExperimentState
+from remotelab.queue.service import needs_approval
 
 LONG = {"n": 100_000, "step_s": 0.01, "stir": 400}
 
@@ -98,27 +101,34 @@ def test_hold_finishes_current_and_starts_no_more(exq, lab, start_worker):
 
 
 def test_approval_gate(tmp_path, prefect_api, start_worker):
-    lab = load_lab(
-        write_lab(tmp_path, approval={"roles": ["guest"], "plans": ["boom"]}), speed=1000
-    )
+    lab = load_lab(write_lab(tmp_path, approval={"plans": ["boom"]}), speed=1000)
     with ExperimentQueue(lab, api_url=prefect_api) as q:
-        gated = q.submit("steps", {"n": 1}, submitter="gus", role="guest")
-        by_plan = q.submit("boom", {}, submitter="ada", role="researcher")
+        gated = q.submit("boom", {}, submitter="gus", role="researcher")
+        approved_later = q.submit("boom", {}, submitter="ada", role="researcher")
         free = q.submit("steps", {"n": 1}, submitter="ada", role="researcher")
+        own = q.submit("steps", {"n": 1}, submitter="mia", role="manager")
         assert gated.state == ExperimentState.waiting_for_approval
-        assert by_plan.state == ExperimentState.waiting_for_approval
-        assert free.state == ExperimentState.queued
+        assert approved_later.state == ExperimentState.waiting_for_approval
+        assert free.state == own.state == ExperimentState.queued
         w = start_worker(lab)
         assert q.wait_for(free.id).state == ExperimentState.completed
+        assert q.wait_for(own.id).state == ExperimentState.completed
         assert w.worker.claim() is None  # the gated ones are not claimable
         assert q.get(gated.id).state == ExperimentState.waiting_for_approval
-        q.reject(by_plan.id, by="mia", reason="not today")
-        q.approve(gated.id, by="mia")
-        assert q.wait_for(gated.id).state == ExperimentState.completed
-        assert q.get(by_plan.id).state == ExperimentState.cancelled
+        q.reject(gated.id, by="mia", reason="not today")
+        q.approve(approved_later.id, by="mia")
+        assert q.wait_for(approved_later.id).state == ExperimentState.failed  # boom raises
+        assert q.get(gated.id).state == ExperimentState.cancelled
         with pytest.raises(ExperimentStateError):
-            q.approve(gated.id, by="mia")
+            q.approve(approved_later.id, by="mia")
     lab.close()
+
+
+def test_approval_by_role():
+    rules = SimpleNamespace(plans=SimpleNamespace(approval={"roles": ["researcher"]}))
+    assert needs_approval(rules, "steps", "researcher")
+    assert not needs_approval(rules, "steps", "manager")
+    assert not needs_approval(rules, "steps", "admin")
 
 
 def test_operator_confirmation(exq, lab, start_worker):

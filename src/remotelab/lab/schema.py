@@ -106,7 +106,10 @@ class PlansSpec(_Strict):
 
     modules: list[str] = Field(default_factory=list)
     roles: dict[str, list[str]] = Field(default_factory=dict)
-    approval: dict[str, list[str]] = Field(default_factory=dict)
+    approval: dict[Literal["roles", "plans"], list[str]] = Field(
+        default_factory=dict,
+        description="submissions that wait for a manager: by these roles, or of these plans",
+    )
 
 
 class LabSpec(_Strict):
