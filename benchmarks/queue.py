@@ -233,6 +233,10 @@ def main() -> None:
                 f"  remotelab: {ms(mean_overhead)} mean, "
                 f"{ms(statistics.median(overheads))} median per experiment"
             )
+            print(
+                f"  ratio queueserver / remotelab (mean overhead): "
+                f"{r['overhead_s'] / mean_overhead:.1f}x"
+            )
     else:
         print("(no --anchor / $REMOTELAB_QUEUESERVER_ANCHOR: bluesky-queueserver not measured)")
 
