@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from queue_helpers import docs_of, subprocess_env, wait_until
 
+from remotelab.data import RunStore
 from remotelab.queue import ExperimentState
 
 LONG = {"n": 100_000, "step_s": 0.01, "stir": 400}
@@ -106,9 +107,14 @@ def test_sigkill_then_restart_marks_crashed_keeps_data_and_goes_on(
     assert [e.id for e in w.crashed] == [victim.id]
     crashed = exq.get(victim.id)
     assert crashed.state == ExperimentState.crashed and "not re-run" in crashed.message
-    # every document emitted before the kill is still there
+    # every document emitted before the kill is still there, in the worker's run store too
     assert len(docs_of(kept, "start", victim.id)) == 1
     assert len(docs_of(kept, "event", victim.id)) >= 3
+    with RunStore(tmp_path / "runs.sqlite", plots=False) as store:
+        (run,) = store.runs(experiment_id=victim.id)
+        assert run.status == "incomplete"
+        stored = [name for name, _ in store.documents(run.uid)]
+        assert stored.count("event") >= len(docs_of(kept, "event", victim.id))
     # the devices were driven to their safe state, and the queue goes on
     assert lab["stirrer"].setpoint.get() == 0 and lab["heater"].setpoint.get() == 25
     assert exq.wait_for(nxt.id).state == ExperimentState.completed

@@ -129,6 +129,16 @@ def worker(
         0.0, help="On SIGTERM, let the current experiment run this many seconds before aborting it."
     ),
     subscriber: list[str] = SUBSCRIBERS,
+    store: bool = typer.Option(
+        True,
+        "--store/--no-store",
+        help="Keep every document in the run store (REMOTELAB_DATA_DIR).",
+    ),
+    stream: str | None = typer.Option(
+        None,
+        help="Publish documents and status to this stream proxy input "
+        "(default REMOTELAB_STREAM_IN; 'none' to publish nothing).",
+    ),
     data_url: str | None = typer.Option(
         None, help="Link to a run's data in summaries, with {uid}, e.g. http://lab:8000/runs/{uid}."
     ),
@@ -143,9 +153,19 @@ def worker(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for noisy in ("httpx", "httpcore", "prefect"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from remotelab.data import RunStore
+    from remotelab.settings import get_settings
+    from remotelab.stream import StreamPublisher
+
+    settings = get_settings()
     with user_errors():
         lab = _load(lab_file, speed)
-        subs = [_import(s)(lab) for s in subscriber]
+        run_store = RunStore(settings.store_path) if store else None
+        address = stream or settings.stream_in
+        publisher = None if address == "none" else StreamPublisher(address, lab=lab.name)
+        # the store first: a document is durable before any other callback sees it
+        subs = [cb for cb in (run_store, publisher) if cb is not None]
+        subs += [_import(s)(lab) for s in subscriber]
         reg = _import(registry)(lab) if registry else None
         w = LabWorker(
             lab,
@@ -157,6 +177,11 @@ def worker(
             grace=grace,
             data_url=data_url,
         )
+        if publisher is not None:
+            w.RE.state_hook = publisher.on_engine_state  # paused / running in the status
+            console.print(f"publishing documents and status to {address}")
+        if run_store is not None:
+            console.print(f"run store {run_store.path}")
         try:
             crashed = w.start()
             for exp in crashed:
@@ -169,6 +194,10 @@ def worker(
         finally:
             w.close()
             lab.close()
+            if publisher is not None:
+                publisher.close()
+            if run_store is not None:
+                run_store.close()
         console.print(f"worker {w.id} stopped")
 
 
