@@ -72,3 +72,25 @@ class SafeStateError(RemotelabError):
         self.failures = failures
         detail = "; ".join(f"{k}: {v}" for k, v in failures.items())
         super().__init__(f"devices not in their safe state: {detail}")
+
+
+class PlanValidationError(RemotelabError, ValueError):
+    """A plan submission that cannot run: ``errors`` lists ``{"param", "message"}`` per problem."""
+
+    def __init__(self, plan: str, errors: list[dict[str, Any]]):
+        self.plan = plan
+        self.errors = [dict(e) for e in errors]
+        detail = "; ".join(
+            f"{e['param']}: {e['message']}" if e.get("param") else str(e["message"])
+            for e in self.errors
+        )
+        super().__init__(f"plan {plan!r} cannot run: {detail}")
+
+
+class PlanNotAllowedError(RemotelabError, PermissionError):
+    """The submitter's role may not run this plan in this lab."""
+
+    def __init__(self, plan: str, role: str, allowed: list[str] | tuple[str, ...]):
+        self.plan, self.role, self.allowed = plan, role, tuple(allowed)
+        may = ", ".join(self.allowed) if self.allowed else "no plans"
+        super().__init__(f"role {role!r} may not run plan {plan!r} in this lab; it may run: {may}")

@@ -1,0 +1,449 @@
+"""The plan registry: the only way a plan name and a JSON body from outside become a run.
+
+A plan is a bluesky plan function decorated with :func:`plan`, which names it and
+gives it a pydantic parameter model (see :mod:`remotelab.plans.params`). A
+:class:`PlanRegistry` holds plan definitions and the lab's role rules; it gives
+each plan's JSON Schema, validates a submission against the schema *and* the lab
+(devices exist and are of the right kind, samples, wells and locations are known,
+plan-specific checks such as device soft limits), and builds the bluesky plan with
+provenance merged into its start document.
+
+``registry_for(lab)`` is the registry of one lab: the built-in plans, the plans of
+the lab file's ``plans.modules``, and its ``plans.roles`` rules.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import typing
+from collections.abc import Callable, Generator, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from bluesky.preprocessors import msg_mutator
+from pydantic import BaseModel, Field, ValidationError
+
+from remotelab.devices import LOST
+from remotelab.errors import LabFileError, PlanNotAllowedError, PlanValidationError
+from remotelab.plans.params import DEVICE_KINDS, PlanParams
+from remotelab.plans.provenance import provenance
+
+if TYPE_CHECKING:
+    from remotelab.lab import Lab
+
+#: modules whose plans every lab offers
+BUILTIN_MODULES: tuple[str, ...] = ("remotelab.plans.basic",)
+#: in ``plans.roles``, this entry allows every plan
+ALL_PLANS = "*"
+
+Check = Callable[[Any, "Lab"], Iterable[tuple[str, str]]]
+
+
+@dataclass(frozen=True)
+class PlanDefinition:
+    """A registered plan: its name, function, parameter model and lab-aware checks."""
+
+    name: str
+    func: Callable[..., Generator]
+    params: type[PlanParams]
+    description: str
+    check: Check | None = None
+    example: dict[str, Any] = field(default_factory=dict)
+    module: str = ""
+
+    def schema(self) -> dict[str, Any]:
+        schema = self.params.model_json_schema()
+        schema["title"] = self.name
+        schema["description"] = self.description
+        return schema
+
+
+def plan(
+    name: str | None = None,
+    *,
+    params: type[PlanParams],
+    description: str | None = None,
+    check: Check | None = None,
+    example: Mapping[str, Any] | None = None,
+) -> Callable[[Callable[..., Generator]], Callable[..., Generator]]:
+    """Declare a bluesky plan function as a registrable plan.
+
+    ``params`` is its parameter model; the plan function is called with the
+    validated parameters as keyword arguments, device names replaced by the lab's
+    devices (and ``lab=`` if the function takes it). ``check(params, lab)`` yields
+    ``(param, message)`` for lab-specific problems. ``example`` is a parameter set
+    that runs on the shipped simulated lab. The function itself is returned
+    unchanged, so it stays an ordinary bluesky plan.
+    """
+
+    def decorate(func: Callable[..., Generator]) -> Callable[..., Generator]:
+        doc = inspect.getdoc(func) or ""
+        definition = PlanDefinition(
+            name=name or func.__name__,
+            func=func,
+            params=params,
+            description=description or doc.split("\n\n")[0].replace("\n", " "),
+            check=check,
+            example=dict(example or {}),
+            module=func.__module__,
+        )
+        func.__remotelab_plan__ = definition  # type: ignore[attr-defined]
+        return func
+
+    return decorate
+
+
+def plans_in_module(module: ModuleType) -> list[PlanDefinition]:
+    """The plans a module defines (not those it merely imports)."""
+    found = []
+    for value in vars(module).values():
+        definition = getattr(value, "__remotelab_plan__", None)
+        if isinstance(definition, PlanDefinition) and definition.module == module.__name__:
+            found.append(definition)
+    return found
+
+
+class ValidatedPlan(BaseModel):
+    """A submission the registry accepted: ready to be queued and built."""
+
+    name: str = Field(description="registered plan name")
+    params: dict[str, Any] = Field(description="validated parameters, defaults filled, JSON-ready")
+    submitted: dict[str, Any] = Field(
+        default_factory=dict, description="the parameters as submitted"
+    )
+    sample_ids: list[str] = Field(default_factory=list, description="samples the plan touches")
+    devices: list[str] = Field(default_factory=list, description="devices the plan uses")
+
+
+def _marker(info: Any) -> dict[str, Any]:
+    extra = info.json_schema_extra
+    return extra if isinstance(extra, dict) else {}
+
+
+def _is_list(annotation: Any) -> bool:
+    if typing.get_origin(annotation) in (list, tuple):
+        return True
+    return any(_is_list(arg) for arg in typing.get_args(annotation))
+
+
+def _names(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, list | tuple):
+        return [str(v) for v in value]
+    return [str(value)]
+
+
+def _pydantic_errors(exc: ValidationError, model: type[PlanParams]) -> list[dict[str, Any]]:
+    fields = model.model_fields
+    out = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        param = ".".join(loc) if loc else None
+        top = fields.get(loc[0]) if loc else None
+        if err["type"] == "missing":
+            desc = f": {top.description}" if top is not None and top.description else ""
+            message = f"required parameter is missing (expected{desc})"
+        elif err["type"] == "extra_forbidden":
+            message = f"unknown parameter; this plan takes: {', '.join(fields)}"
+        else:
+            unit = _marker(top).get("unit") if top is not None else None
+            got = err.get("input")
+            message = f"{err['msg']}{' ' + unit if unit else ''} (got {got!r})"
+        out.append({"param": param, "message": message})
+    return out
+
+
+class PlanRegistry:
+    """Plan definitions by name, and which plans each role may run."""
+
+    def __init__(
+        self,
+        definitions: Iterable[PlanDefinition] = (),
+        *,
+        roles: Mapping[str, Iterable[str]] | None = None,
+    ):
+        self._plans: dict[str, PlanDefinition] = {}
+        for definition in definitions:
+            self.register(definition)
+        self.roles: dict[str, list[str]] = {r: list(p) for r, p in (roles or {}).items()}
+
+    # -- registration ------------------------------------------------------------------------
+    def register(self, item: PlanDefinition | Callable[..., Generator]) -> PlanDefinition:
+        """Add a plan (a definition or a function decorated with :func:`plan`)."""
+        definition = (
+            item if isinstance(item, PlanDefinition) else getattr(item, "__remotelab_plan__", None)
+        )
+        if not isinstance(definition, PlanDefinition):
+            raise TypeError(f"{item!r} is not a plan; decorate it with remotelab.plans.plan")
+        known = self._plans.get(definition.name)
+        if known is not None and known.func is not definition.func:
+            raise LabFileError(
+                f"plan {definition.name!r} from {definition.module} clashes with the plan of "
+                f"that name from {known.module}"
+            )
+        self._plans[definition.name] = definition
+        return definition
+
+    def add_module(self, module_name: str) -> list[PlanDefinition]:
+        """Import ``module_name`` and register the plans it defines."""
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise LabFileError(f"plans.modules: cannot import {module_name!r}: {exc}") from None
+        definitions = plans_in_module(module)
+        if not definitions:
+            raise LabFileError(f"plans.modules: {module_name!r} defines no plans")
+        return [self.register(d) for d in definitions]
+
+    # -- listing -----------------------------------------------------------------------------
+    def names(self) -> list[str]:
+        return sorted(self._plans)
+
+    def definition(self, name: str) -> PlanDefinition:
+        if name not in self._plans:
+            raise PlanValidationError(
+                name,
+                [
+                    {
+                        "param": "plan",
+                        "message": f"unknown plan {name!r}; known: {', '.join(self.names())}",
+                    }
+                ],
+            )
+        return self._plans[name]
+
+    def schema(self, name: str) -> dict:
+        """The JSON Schema of a plan's parameters."""
+        return self.definition(name).schema()
+
+    def describe(self) -> list[dict]:
+        """Every plan: name, description, JSON Schema and an example parameter set."""
+        return [
+            {
+                "name": d.name,
+                "description": d.description,
+                "schema": d.schema(),
+                "example": d.example,
+                "module": d.module,
+            }
+            for d in (self._plans[n] for n in self.names())
+        ]
+
+    def allowed(self, role: str) -> list[str]:
+        """The plans ``role`` may run (all of them if the lab sets no rule for it)."""
+        if role not in self.roles:
+            return self.names()
+        rule = self.roles[role]
+        if ALL_PLANS in rule:
+            return self.names()
+        return [n for n in self.names() if n in rule]
+
+    # -- validation --------------------------------------------------------------------------
+    def validate(
+        self, name: str, params: dict | None, *, lab: Lab, role: str = "manager"
+    ) -> ValidatedPlan:
+        """Check a submission; return it validated or raise naming every problem.
+
+        Raises :class:`PlanValidationError` (unknown plan, bad parameters, unknown or
+        wrong-kind devices, unknown samples…) or :class:`PlanNotAllowedError`.
+        """
+        definition = self.definition(name)
+        if name not in self.allowed(role):
+            raise PlanNotAllowedError(name, role, self.allowed(role))
+        if params is None:
+            params = {}
+        if not isinstance(params, Mapping):
+            raise PlanValidationError(
+                name,
+                [{"param": None, "message": f"parameters must be an object, not {params!r}"}],
+            )
+        submitted = dict(params)
+        model_cls = definition.params
+        errors: list[dict[str, Any]] = []
+        try:
+            model = model_cls.model_validate(submitted)
+        except ValidationError as exc:
+            errors.extend(_pydantic_errors(exc, model_cls))
+            model = None
+        bad = {e["param"].split(".")[0] for e in errors if e.get("param")}
+        values = model.model_dump() if model is not None else submitted
+        filled, ref_errors, devices, samples = self._check_references(
+            model_cls, values, lab, skip=bad
+        )
+        errors.extend(ref_errors)
+        if model is not None and filled:
+            model = model_cls.model_validate({**model.model_dump(), **filled})
+        if model is not None and not errors and definition.check is not None:
+            errors.extend({"param": p, "message": m} for p, m in definition.check(model, lab))
+        if errors:
+            raise PlanValidationError(name, errors)
+        assert model is not None
+        return ValidatedPlan(
+            name=name,
+            params=model.model_dump(mode="json"),
+            submitted=submitted,
+            sample_ids=samples,
+            devices=devices,
+        )
+
+    def _check_references(
+        self, model_cls: type[PlanParams], values: Mapping[str, Any], lab: Lab, *, skip: set[str]
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], list[str], list[str]]:
+        """Devices, samples, wells and locations the parameters name, checked against the lab."""
+        filled: dict[str, Any] = {}
+        errors: list[dict[str, Any]] = []
+        devices: list[str] = []
+        samples: list[str] = []
+        wells = {w for n, lw in lab.spec.labware.items() for w in lw.well_names(n)}
+        for pname, info in model_cls.model_fields.items():
+            if pname in skip:
+                continue
+            marker = _marker(info)
+            value = values.get(pname, None if info.is_required() else info.get_default())
+            many = _is_list(info.annotation)
+            kind = marker.get("device_kind")
+            if kind is not None:
+                what, fits = DEVICE_KINDS[kind]
+                of_kind = [n for n, d in lab.devices.items() if fits(d)]
+                if value is None:
+                    if marker.get("optional"):
+                        continue
+                    if many and of_kind:
+                        value = filled[pname] = of_kind
+                    elif not many and len(of_kind) == 1:
+                        value = filled[pname] = of_kind[0]
+                    else:
+                        choice = f"name one of: {', '.join(of_kind)}" if of_kind else "none here"
+                        errors.append(
+                            {"param": pname, "message": f"expected {what} of this lab; {choice}"}
+                        )
+                        continue
+                for item in _names(value):
+                    if item not in lab.devices:
+                        errors.append(
+                            {
+                                "param": pname,
+                                "message": f"unknown device {item!r}; expected {what}: "
+                                f"{', '.join(of_kind) or 'this lab has none'}",
+                            }
+                        )
+                    elif not fits(lab.devices[item]):
+                        cls = type(lab.devices[item]).__name__
+                        errors.append(
+                            {
+                                "param": pname,
+                                "message": f"device {item!r} is a {cls}, not {what}; "
+                                f"this lab's: {', '.join(of_kind) or 'none'}",
+                            }
+                        )
+                    elif item not in devices:
+                        devices.append(item)
+            if marker.get("sample"):
+                for item in _names(value):
+                    if item not in lab.tracker.positions:
+                        errors.append(
+                            {
+                                "param": pname,
+                                "message": f"unknown sample {item!r}; this lab's samples: "
+                                f"{', '.join(lab.tracker.samples)}",
+                            }
+                        )
+                    elif lab.tracker.where(item) == LOST:
+                        errors.append({"param": pname, "message": f"sample {item!r} is lost"})
+                    elif item not in samples:
+                        samples.append(item)
+            if marker.get("well"):
+                for item in _names(value):
+                    if item not in wells:
+                        errors.append(
+                            {
+                                "param": pname,
+                                "message": f"unknown well {item!r}; this lab's wells: "
+                                f"{', '.join(sorted(wells))}",
+                            }
+                        )
+            if marker.get("location"):
+                for item in _names(value):
+                    if item not in lab.tracker.locations:
+                        errors.append(
+                            {
+                                "param": pname,
+                                "message": f"unknown location {item!r}; this lab's locations: "
+                                f"{', '.join(lab.tracker.locations)}",
+                            }
+                        )
+        return filled, errors, devices, samples
+
+    # -- building ----------------------------------------------------------------------------
+    def build(self, validated: ValidatedPlan, lab: Lab, *, md: dict | None = None) -> Generator:
+        """The bluesky plan of a validated submission, with provenance in its start document.
+
+        ``md`` may supply ``experiment_id`` and ``submitter`` (the queue does); any
+        other keys are added to the start document too. Nothing touches a device
+        inside the returned generator beyond the messages it yields.
+        """
+        definition = self.definition(validated.name)
+        model = definition.params.model_validate(validated.params)
+        kwargs: dict[str, Any] = {}
+        used = []
+        for pname, info in definition.params.model_fields.items():
+            value = getattr(model, pname)
+            if _marker(info).get("device_kind") and value is not None:
+                if isinstance(value, list | tuple):
+                    value = [lab[n] for n in value]
+                    used.extend(value)
+                else:
+                    value = lab[value]
+                    used.append(value)
+            kwargs[pname] = value
+        if "lab" in inspect.signature(definition.func).parameters:
+            kwargs["lab"] = lab
+        start_md = provenance(validated, lab, used, md or {})
+        inner = definition.func(**kwargs)
+
+        def inject(msg):
+            if msg.command == "open_run":
+                return msg._replace(kwargs={**msg.kwargs, **start_md})
+            return msg
+
+        return msg_mutator(inner, inject)
+
+
+def builtin_plans() -> list[PlanDefinition]:
+    """The plans every lab offers."""
+    found: list[PlanDefinition] = []
+    for name in BUILTIN_MODULES:
+        found.extend(plans_in_module(importlib.import_module(name)))
+    return found
+
+
+def registry_for(lab: Lab) -> PlanRegistry:
+    """The registry of ``lab``: built-in plans, its ``plans.modules``, its ``plans.roles``."""
+    spec = lab.spec.plans
+    registry = PlanRegistry(builtin_plans())
+    for module in spec.modules:
+        registry.add_module(module)
+    for role, names in spec.roles.items():
+        unknown = [n for n in names if n != ALL_PLANS and n not in registry.names()]
+        if unknown:
+            raise LabFileError(
+                f"plans.roles.{role}: unknown plan(s) {', '.join(unknown)}; "
+                f"plans: {', '.join(registry.names())}"
+            )
+    registry.roles = {r: list(n) for r, n in spec.roles.items()}
+    return registry
+
+
+__all__ = [
+    "BUILTIN_MODULES",
+    "PlanDefinition",
+    "PlanRegistry",
+    "ValidatedPlan",
+    "builtin_plans",
+    "plan",
+    "plans_in_module",
+    "registry_for",
+]
