@@ -94,3 +94,19 @@ class PlanNotAllowedError(RemotelabError, PermissionError):
         self.plan, self.role, self.allowed = plan, role, tuple(allowed)
         may = ", ".join(self.allowed) if self.allowed else "no plans"
         super().__init__(f"role {role!r} may not run plan {plan!r} in this lab; it may run: {may}")
+
+
+class StoreError(RemotelabError):
+    """The run store could not be opened, written or queried as asked."""
+
+
+class RunNotFound(StoreError, LookupError):
+    """No stored run has the given uid (or the uid prefix matches several)."""
+
+
+class ExportError(RemotelabError, ValueError):
+    """A run could not be exported in the format asked for."""
+
+
+class StreamError(RemotelabError):
+    """The live document stream could not be published or subscribed to."""

@@ -1,0 +1,49 @@
+"""remotelab's settings, read from ``REMOTELAB_*`` environment variables.
+
+Only what several parts of remotelab share lives here: where data is kept and where the
+live stream is published.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import platformdirs
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("remotelab", appauthor=False))
+
+
+class Settings(BaseSettings):
+    """Settings from the environment: ``REMOTELAB_DATA_DIR``, ``REMOTELAB_STREAM_IN`` …"""
+
+    model_config = SettingsConfigDict(env_prefix="REMOTELAB_", extra="ignore")
+
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="Directory holding the run store and its plots.",
+    )
+    stream_in: str = Field(
+        "tcp://127.0.0.1:5577",
+        description="Address the stream proxy takes documents in on (publishers connect).",
+    )
+    stream_out: str = Field(
+        "tcp://127.0.0.1:5578",
+        description="Address the stream proxy sends documents out on (subscribers connect).",
+    )
+
+    @property
+    def store_path(self) -> Path:
+        """The run store's database file."""
+        return self.data_dir / "runs.sqlite"
+
+
+def get_settings() -> Settings:
+    """The settings as the environment gives them now."""
+    return Settings()
+
+
+__all__ = ["Settings", "get_settings"]
