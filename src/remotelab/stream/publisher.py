@@ -1,0 +1,186 @@
+"""Publish bluesky documents and the worker's status to the stream proxy.
+
+The wire format is that of ``bluesky.callbacks.zmq.Publisher``: one zmq message
+``prefix + b" " + name + b" " + payload`` per document, the payload encoded with
+:func:`remotelab.data.codec.encode` (msgpack; never pickle). Documents go under
+:data:`DOC_PREFIX`, worker status under :data:`STATUS_PREFIX` (name ``status``), so a
+``RemoteDispatcher(address, prefix=DOC_PREFIX, deserializer=decode)`` sees documents only.
+
+Publishing never blocks the RunEngine: with no proxy or no subscriber, zmq drops messages.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Literal
+
+import zmq
+
+from remotelab.data.codec import encode
+from remotelab.errors import StreamError
+
+#: prefix of document messages
+DOC_PREFIX = b"remotelab"
+#: prefix of worker status messages (their name is ``status``)
+STATUS_PREFIX = b"remotelab.status"
+
+State = Literal["idle", "running", "paused"]
+
+
+class StreamPublisher:
+    """A bluesky callback that publishes documents, and the worker's status, to a proxy.
+
+    It follows the documents to keep a status (``idle``/``running``/``paused``, the current
+    experiment and run, progress as events done of ``num_points``) and publishes it on every
+    change, at most ``progress_rate`` times a second while events flow, and every
+    ``heartbeat`` seconds so that late subscribers learn the state.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        prefix: bytes = DOC_PREFIX,
+        status_prefix: bytes = STATUS_PREFIX,
+        worker: str = "",
+        lab: str = "",
+        heartbeat: float | None = 1.0,
+        progress_rate: float = 10.0,
+        send_hwm: int = 100_000,
+    ):
+        for p in (prefix, status_prefix):
+            if not isinstance(p, bytes) or b" " in p or not p:
+                raise StreamError(f"a stream prefix must be non-empty bytes without b' ': {p!r}")
+        if prefix == status_prefix:
+            raise StreamError("documents and status need different prefixes")
+        self.address = address
+        self._doc_head = prefix + b" "
+        self._status_head = status_prefix + b" status "
+        self._context = zmq.Context()
+        # XPUB speaks the PUB wire protocol and also lets us see the proxy's subscription,
+        # which tells us the connection is up (wait_connected).
+        self._socket = self._context.socket(zmq.XPUB)
+        self._socket.setsockopt(zmq.SNDHWM, send_hwm)
+        self._socket.setsockopt(zmq.LINGER, 1000)
+        try:
+            self._socket.connect(address)
+        except zmq.ZMQError as exc:
+            self._context.destroy(linger=0)
+            raise StreamError(f"cannot connect the stream publisher to {address}: {exc}") from None
+        self._lock = threading.Lock()
+        self._closed = False
+        self._connected = False
+        self.status: dict[str, Any] = {
+            "worker": worker,
+            "lab": lab,
+            "state": "idle",
+            "experiment_id": None,
+            "plan_name": None,
+            "run_uid": None,
+            "descriptors": [],
+            "progress": {"done": 0, "total": None},
+        }
+        self._min_progress_gap = 1.0 / progress_rate if progress_rate > 0 else 0.0
+        self._last_status = 0.0
+        self._stop_heartbeat = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+        if heartbeat:
+            self._heartbeat = threading.Thread(
+                target=self._beat, args=(heartbeat,), name="remotelab-stream-heartbeat", daemon=True
+            )
+            self._heartbeat.start()
+
+    # -- documents ---------------------------------------------------------------------------
+    def __call__(self, name: str, doc: dict[str, Any]) -> None:
+        """Publish one document (and update the status it implies)."""
+        message = self._doc_head + name.encode() + b" " + encode(doc)
+        with self._lock:
+            if self._closed:
+                return
+            self._socket.send(message, copy=False)
+            self._follow(name, doc)
+
+    def _follow(self, name: str, doc: dict[str, Any]) -> None:
+        s = self.status
+        if name == "start":
+            total = doc.get("num_points")
+            s.update(
+                state="running" if s["state"] != "paused" else "paused",
+                experiment_id=doc.get("experiment_id"),
+                plan_name=doc.get("plan_name"),
+                run_uid=doc["uid"],
+                descriptors=[],
+                progress={"done": 0, "total": total if isinstance(total, int) else None},
+            )
+            self._send_status()
+        elif name == "descriptor" and doc.get("run_start") == s["run_uid"]:
+            s["descriptors"] = [*s["descriptors"], doc["uid"]]
+            self._send_status()
+        elif name in ("event", "event_page"):
+            if doc.get("descriptor") in s["descriptors"]:
+                n = 1 if name == "event" else len(doc.get("seq_num", []))
+                s["progress"] = {**s["progress"], "done": s["progress"]["done"] + n}
+                if time.monotonic() - self._last_status >= self._min_progress_gap:
+                    self._send_status()
+        elif name == "stop" and doc.get("run_start") == s["run_uid"]:
+            s.update(state="idle", run_uid=None, descriptors=[], exit_status=doc.get("exit_status"))
+            self._send_status()
+
+    # -- status ------------------------------------------------------------------------------
+    def set_state(self, state: State, **fields: Any) -> None:
+        """Set the worker's state (``paused`` on a RunEngine pause, …) and publish it."""
+        if state not in ("idle", "running", "paused"):
+            raise StreamError(f"worker state must be idle, running or paused, not {state!r}")
+        with self._lock:
+            self.status.update(fields, state=state)
+            self._send_status()
+
+    def publish_status(self) -> None:
+        """Publish the current status now."""
+        with self._lock:
+            self._send_status()
+
+    def _send_status(self) -> None:
+        if self._closed:
+            return
+        self._last_status = time.monotonic()
+        self._socket.send(self._status_head + encode({**self.status, "time": time.time()}))
+
+    def _beat(self, period: float) -> None:
+        while not self._stop_heartbeat.wait(period):
+            self.publish_status()
+
+    # -- connection --------------------------------------------------------------------------
+    def wait_connected(self, timeout: float = 5.0) -> None:
+        """Wait until the proxy has subscribed to this publisher; raise StreamError if not."""
+        with self._lock:
+            if self._connected:
+                return
+            if self._socket.poll(int(timeout * 1000), zmq.POLLIN):
+                while self._socket.poll(0, zmq.POLLIN):
+                    self._socket.recv()
+                self._connected = True
+                return
+        raise StreamError(f"no stream proxy answered at {self.address} within {timeout} s")
+
+    def close(self) -> None:
+        """Stop the heartbeat and close the socket."""
+        self._stop_heartbeat.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join()
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._socket.close()
+            self._context.term()
+
+    def __enter__(self) -> StreamPublisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = ["DOC_PREFIX", "STATUS_PREFIX", "State", "StreamPublisher"]
