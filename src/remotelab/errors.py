@@ -110,3 +110,31 @@ class ExportError(RemotelabError, ValueError):
 
 class StreamError(RemotelabError):
     """The live document stream could not be published or subscribed to."""
+
+
+class AuthenticationError(RemotelabError):
+    """No API token, or a token that is malformed, unknown or revoked."""
+
+
+class PermissionDeniedError(RemotelabError, PermissionError):
+    """The caller's role (or lab access) does not allow this action."""
+
+
+class AccountError(RemotelabError, ValueError):
+    """A user or token operation that cannot be done (bad name, unknown role, duplicate)."""
+
+
+class UnknownAccountError(AccountError, LookupError):
+    """No user or token with this name or id."""
+
+
+class UnknownLabError(RemotelabError, LookupError):
+    """A lab name that this gateway does not serve."""
+
+
+class AccountExistsError(AccountError):
+    """A user with this name exists already."""
+
+
+class UnknownPlanError(RemotelabError, LookupError):
+    """A plan name that the lab does not offer."""
