@@ -138,3 +138,19 @@ class AccountExistsError(AccountError):
 
 class UnknownPlanError(RemotelabError, LookupError):
     """A plan name that the lab does not offer."""
+
+
+class QueueError(RemotelabError):
+    """The experiment queue (or the Prefect server behind it) could not do what was asked."""
+
+
+class ExperimentNotFound(QueueError, LookupError):
+    """No experiment with this id in this lab's queue."""
+
+
+class ExperimentStateError(QueueError):
+    """The experiment is not in a state that allows this (e.g. moving one that already runs)."""
+
+
+class WorkerUnavailable(QueueError):
+    """No live worker of the lab answered on its control channel."""

@@ -6,6 +6,7 @@ live stream is published.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import platformdirs
@@ -46,4 +47,14 @@ def get_settings() -> Settings:
     return Settings()
 
 
-__all__ = ["Settings", "get_settings"]
+def data_dir() -> Path:
+    """remotelab's data directory (``REMOTELAB_DATA_DIR``)."""
+    return get_settings().data_dir
+
+
+def prefect_api_url() -> str | None:
+    """The Prefect API remotelab uses: ``$REMOTELAB_PREFECT_API_URL``, else ``$PREFECT_API_URL``."""
+    return os.environ.get("REMOTELAB_PREFECT_API_URL") or os.environ.get("PREFECT_API_URL") or None
+
+
+__all__ = ["Settings", "data_dir", "get_settings", "prefect_api_url"]

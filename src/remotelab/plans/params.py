@@ -114,9 +114,14 @@ def DeviceParam(
     )
 
 
-def SampleParam(default: Any = ..., *, description: str) -> Any:
+def SampleParam(default: Any = ..., *, description: str, min_length: int | None = None) -> Any:
     """A sample id (or list of ids) the lab knows."""
-    return Field(default, description=description, json_schema_extra={"sample": True})
+    return Field(
+        default,
+        description=description,
+        min_length=min_length,
+        json_schema_extra={"sample": True},
+    )
 
 
 def WellParam(default: Any = ..., *, description: str) -> Any:

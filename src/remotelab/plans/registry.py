@@ -34,7 +34,12 @@ if TYPE_CHECKING:
     from remotelab.lab import Lab
 
 #: modules whose plans every lab offers
-BUILTIN_MODULES: tuple[str, ...] = ("remotelab.plans.basic",)
+BUILTIN_MODULES: tuple[str, ...] = (
+    "remotelab.plans.basic",
+    "remotelab.plans.samples",
+    "remotelab.plans.titration",
+    "remotelab.plans.optimize",
+)
 #: in ``plans.roles``, this entry allows every plan
 ALL_PLANS = "*"
 

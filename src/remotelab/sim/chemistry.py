@@ -105,3 +105,55 @@ def mix(
 def density(composition: Mapping[str, float]) -> float:
     """g/mL; dilute solutions are close to water."""
     return 1.0 + 0.004 * sum(composition.values())
+
+
+@dataclass(frozen=True)
+class Reaction:
+    """``a + b → product`` in a heated vessel: the simulated lab's hidden optimisation target.
+
+    The yield depends on the mole fraction ``x`` of ``a`` in the reagent mix and the
+    temperature ``T``; it peaks (``max_yield``) at ``(best_fraction, best_temperature)``,
+    with a ridge along which the best temperature rises with ``x`` (``coupling`` °C per
+    unit of ``x``). Reacting consumes both reagents and forms ``yield × (c_a + c_b) / 2``
+    of product.
+    """
+
+    a: str = "reagent_a"
+    b: str = "reagent_b"
+    product: str = "product"
+    best_fraction: float = 0.6
+    best_temperature: float = 55.0
+    fraction_width: float = 0.12
+    temperature_width: float = 12.0
+    coupling: float = 20.0
+    max_yield: float = 0.9
+
+    @classmethod
+    def hidden(cls, seed: int) -> Reaction:
+        """The reaction of a world with this seed: its optimum is drawn from the seed."""
+        rng = np.random.default_rng([int(seed), 0x5EAC7])
+        return cls(
+            best_fraction=round(float(rng.uniform(0.35, 0.70)), 4),
+            best_temperature=round(float(rng.uniform(40.0, 70.0)), 2),
+        )
+
+    @property
+    def optimum(self) -> tuple[float, float]:
+        """(fraction of ``a``, temperature °C) of the highest yield."""
+        return self.best_fraction, self.best_temperature
+
+    def yield_at(self, fraction: float, temperature: float) -> float:
+        dx = (fraction - self.best_fraction) / self.fraction_width
+        ridge = self.best_temperature + self.coupling * (fraction - self.best_fraction)
+        dt = (temperature - ridge) / self.temperature_width
+        return self.max_yield * float(np.exp(-0.5 * (dx * dx + dt * dt)))
+
+    def react(self, composition: Mapping[str, float], temperature: float) -> dict[str, float]:
+        """The composition after the reagents in ``composition`` have reacted at ``temperature``."""
+        ca, cb = composition.get(self.a, 0.0), composition.get(self.b, 0.0)
+        if ca <= 0 or cb <= 0:
+            return dict(composition)
+        out = {k: v for k, v in composition.items() if k not in (self.a, self.b)}
+        formed = self.yield_at(ca / (ca + cb), temperature) * (ca + cb) / 2
+        out[self.product] = out.get(self.product, 0.0) + formed
+        return out

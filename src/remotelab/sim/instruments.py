@@ -166,10 +166,17 @@ class SimSpectrometer(SimInstrument):
     measure_time: ClassVar[float] = 1.0
 
     def __init__(
-        self, world: World, name: str, station: str = "spectrometer", path_cm: float = 1.0
+        self,
+        world: World,
+        name: str,
+        station: str = "spectrometer",
+        path_cm: float = 1.0,
+        well: str | None = None,
     ):
         super().__init__(world, name)
         self.station, self.path_cm = station, float(path_cm)
+        #: a labware well the spectrometer looks into instead (a dip probe), if set
+        self.well = well
 
     def get_wavelength(self) -> np.ndarray:
         return chemistry.WAVELENGTHS.copy()
@@ -177,8 +184,12 @@ class SimSpectrometer(SimInstrument):
     def do_measure(self) -> dict[str, np.ndarray]:
         self.busy(self.measure_time, "measurement", shared=False)
         with self.world.lock:
-            vessel = self.world.sample_at(self.station)
-            composition = dict(vessel.composition) if vessel else {}
+            if self.well is not None:
+                well = self.world.wells.get(self.well)
+                composition = dict(well.composition) if well and well.volume_ul else {}
+            else:
+                vessel = self.world.sample_at(self.station)
+                composition = dict(vessel.composition) if vessel else {}
         spectrum = chemistry.absorbance(composition, self.path_cm)
         spectrum = spectrum + self.noise(0.001, spectrum.size)
         if self.out_of_range():
@@ -382,9 +393,20 @@ class SimLiquidHandler(SimInstrument):
 
     model = "SIM-LH-1"
 
-    def __init__(self, world: World, name: str, flow_ul_s: float = 500.0):
+    def __init__(
+        self,
+        world: World,
+        name: str,
+        flow_ul_s: float = 500.0,
+        heated: dict[str, str] | None = None,
+    ):
         super().__init__(world, name)
         self.flow = float(flow_ul_s)
+        #: wells that sit in a heated block (well → thermal zone): reagents react there
+        for well, zone in (heated or {}).items():
+            if well not in world.wells:
+                raise TypeError(f"heated well {well!r} is not a labware well")
+            world.heat_well(well, zone)
         self.tip_ul = 0.0
         self.tip_composition: dict[str, float] = {}
         self.waste_ul = 0.0
@@ -424,6 +446,7 @@ class SimLiquidHandler(SimInstrument):
             )
             target.volume_ul += volume
             self.tip_ul -= volume
+            self.world.react(well)
 
     def do_eject(self) -> None:
         self.busy(1.0, "eject")

@@ -117,6 +117,10 @@ class World:
         self.wells: dict[str, Well] = {}
         self.zones: dict[str, ThermalZone] = {}
         self.spilled_ml = 0.0
+        #: the reaction the heated wells run; its optimum is hidden, drawn from the seed
+        self.reaction = chemistry.Reaction.hidden(self.seed)
+        #: well → thermal zone, for wells that sit in a heated block
+        self.heated_wells: dict[str, str] = {}
         self.lock = threading.RLock()
         self._rngs: dict[str, np.random.Generator] = {}
 
@@ -182,3 +186,18 @@ class World:
         well = Well(float(volume_ul), float(capacity_ul), dict(composition or {}))
         self.wells[name] = well
         return well
+
+    def heat_well(self, well: str, zone: str) -> None:
+        """Put ``well`` in the thermal zone ``zone``: its reagents react at that temperature."""
+        self.zone(zone)
+        self.heated_wells[well] = zone
+
+    def react(self, well: str) -> None:
+        """Let the reagents in a heated ``well`` react at the zone's present temperature."""
+        with self.lock:
+            zone = self.heated_wells.get(well)
+            target = self.wells.get(well)
+            if zone is None or target is None:
+                return
+            temperature = self.zone(zone).temperature()
+            target.composition = self.reaction.react(target.composition, temperature)

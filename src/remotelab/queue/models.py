@@ -1,0 +1,197 @@
+"""The experiment (the queue item) and how it maps onto a Prefect flow run.
+
+An experiment *is* a flow run of the lab's deployment. remotelab keeps its fields on the run:
+
+- ``parameters``: ``plan``, ``params``, ``submitter``, ``role``;
+- tags: ``lab:<lab>``, ``priority:<priority>``, ``plan:<plan>``, ``submitter:<name>``;
+- labels: ``remotelab.run_uids``, ``remotelab.exit_status``, ``remotelab.worker``;
+- state names and messages: ``AwaitingApproval``, ``AwaitingOperator`` (with the question), the
+  error of a failed run, the worker that ran it.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+#: the Prefect flow every experiment is a run of
+FLOW_NAME = "remotelab-experiment"
+#: state names remotelab gives Prefect states
+AWAITING_APPROVAL = "AwaitingApproval"
+AWAITING_OPERATOR = "AwaitingOperator"
+PAUSED_NAME = "Paused"
+
+
+class Priority(str, Enum):
+    """How soon an experiment runs: urgent before normal before low; FIFO within one."""
+
+    urgent = "urgent"
+    normal = "normal"
+    low = "low"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+
+_RANK = {Priority.urgent: 1, Priority.normal: 2, Priority.low: 3}
+
+
+class ExperimentState(str, Enum):
+    """Where an experiment is in its life."""
+
+    waiting_for_approval = "waiting_for_approval"
+    queued = "queued"
+    running = "running"
+    paused = "paused"
+    completed = "completed"
+    failed = "failed"
+    cancelled = "cancelled"
+    crashed = "crashed"
+
+    @property
+    def finished(self) -> bool:
+        return self in FINISHED
+
+
+FINISHED = {
+    ExperimentState.completed,
+    ExperimentState.failed,
+    ExperimentState.cancelled,
+    ExperimentState.crashed,
+}
+
+
+def pool_name(lab: str) -> str:
+    """The Prefect work pool of a lab."""
+    return f"remotelab-{lab}"
+
+
+def lab_tag(lab: str) -> str:
+    return f"lab:{lab}"
+
+
+def priority_tag(priority: Priority | str) -> str:
+    return f"priority:{Priority(priority).value}"
+
+
+def state_of(state_type: str, state_name: str | None) -> ExperimentState:
+    """The experiment state a Prefect state (type, name) stands for."""
+    t = state_type.upper()
+    if t == "SCHEDULED":
+        return ExperimentState.queued
+    if t == "PAUSED":
+        if state_name == AWAITING_APPROVAL:
+            return ExperimentState.waiting_for_approval
+        return ExperimentState.paused
+    if t in ("PENDING", "RUNNING", "CANCELLING"):
+        return ExperimentState.running
+    return {
+        "COMPLETED": ExperimentState.completed,
+        "FAILED": ExperimentState.failed,
+        "CANCELLED": ExperimentState.cancelled,
+        "CRASHED": ExperimentState.crashed,
+    }.get(t, ExperimentState.failed)
+
+
+_WORKER_RE = re.compile(r"\bworker (\S+)")
+
+
+def worker_in_message(message: str | None) -> str | None:
+    """The worker id a remotelab state message names (``... worker <id> ...``)."""
+    m = _WORKER_RE.search(message or "")
+    return m.group(1) if m else None
+
+
+class Experiment(BaseModel):
+    """One experiment in a lab's queue, read from its Prefect flow run."""
+
+    id: str = Field(description="the experiment id: its Prefect flow run id")
+    name: str = Field("", description="the flow run's name, as Prefect's UI shows it")
+    lab: str
+    plan: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    submitter: str = ""
+    role: str = ""
+    priority: Priority = Priority.normal
+    state: ExperimentState
+    state_name: str = Field("", description="the Prefect state's name")
+    message: str = Field("", description="the Prefect state's message")
+    created: datetime | None = None
+    scheduled: datetime | None = Field(None, description="order key within a priority")
+    started: datetime | None = None
+    ended: datetime | None = None
+    run_uids: list[str] = Field(default_factory=list)
+    exit_status: str | None = None
+    error: str | None = None
+    worker: str | None = None
+
+    @classmethod
+    def from_flow_run(cls, run: Any) -> Experiment:
+        """Build from a Prefect ``FlowRun`` (client schema)."""
+        params = run.parameters or {}
+        tags = list(run.tags or [])
+        labels = dict(run.labels or {})
+        lab = next((t.split(":", 1)[1] for t in tags if t.startswith("lab:")), "")
+        prio = next((t.split(":", 1)[1] for t in tags if t.startswith("priority:")), "normal")
+        state = run.state
+        stype = state.type.value if state is not None else "SCHEDULED"
+        sname = state.name if state is not None else ""
+        message = (state.message or "") if state is not None else ""
+        estate = state_of(stype, sname)
+        uids = [u for u in str(labels.get("remotelab.run_uids", "")).split(",") if u]
+        return cls(
+            id=str(run.id),
+            name=run.name or "",
+            lab=lab,
+            plan=str(params.get("plan", "")),
+            params=dict(params.get("params") or {}),
+            submitter=str(params.get("submitter", "")),
+            role=str(params.get("role", "")),
+            priority=Priority(prio) if prio in Priority.__members__ else Priority.normal,
+            state=estate,
+            state_name=sname or "",
+            message=message,
+            created=run.created,
+            scheduled=run.next_scheduled_start_time or run.expected_start_time,
+            started=run.start_time,
+            ended=run.end_time,
+            run_uids=uids,
+            exit_status=labels.get("remotelab.exit_status"),
+            error=message if estate in (ExperimentState.failed, ExperimentState.crashed) else None,
+            worker=labels.get("remotelab.worker") or worker_in_message(message),
+        )
+
+    def order_key(self) -> tuple[int, datetime | None]:
+        return (self.priority.rank, self.scheduled)
+
+
+class Question(BaseModel):
+    """A question a running plan asks the operator (``ask_operator``)."""
+
+    id: str
+    experiment_id: str
+    prompt: str
+    kind: str = Field("confirm", description="'confirm' (answer: true/false) or 'value'")
+
+
+__all__ = [
+    "AWAITING_APPROVAL",
+    "AWAITING_OPERATOR",
+    "FINISHED",
+    "FLOW_NAME",
+    "PAUSED_NAME",
+    "Experiment",
+    "ExperimentState",
+    "Priority",
+    "Question",
+    "lab_tag",
+    "pool_name",
+    "priority_tag",
+    "state_of",
+    "worker_in_message",
+]

@@ -1,0 +1,136 @@
+"""Talking to Prefect: a client for a given API URL, and the lab's pool, queues and deployment.
+
+:func:`ensure_lab` is idempotent: it creates what is missing and leaves the rest alone.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+from uuid import UUID
+
+from prefect.client.orchestration import SyncPrefectClient
+from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.exceptions import ObjectAlreadyExists
+
+from remotelab.errors import QueueError
+from remotelab.queue.models import FLOW_NAME, Priority, pool_name
+from remotelab.settings import prefect_api_url
+
+#: the work pool type remotelab's pools have (no stock Prefect worker serves it)
+POOL_TYPE = "remotelab"
+
+#: the JSON Schema of an experiment's flow run parameters (Prefect checks it on submission)
+PARAMETER_SCHEMA: dict[str, Any] = {
+    "title": "Parameters",
+    "type": "object",
+    "properties": {
+        "plan": {"title": "plan", "type": "string", "position": 0},
+        "params": {"title": "params", "type": "object", "position": 1},
+        "submitter": {"title": "submitter", "type": "string", "position": 2},
+        "role": {"title": "role", "type": "string", "position": 3},
+    },
+    "required": ["plan"],
+}
+
+
+def resolve_api_url(api_url: str | None = None) -> str:
+    url = api_url or prefect_api_url()
+    if not url:
+        raise QueueError(
+            "no Prefect API: start one with `remotelab server` and set REMOTELAB_PREFECT_API_URL "
+            "(or PREFECT_API_URL), or pass --api"
+        )
+    return url.rstrip("/")
+
+
+def connect(api_url: str | None = None) -> SyncPrefectClient:
+    """An open synchronous Prefect client for ``api_url`` (default: from the environment)."""
+    client = SyncPrefectClient(
+        resolve_api_url(api_url),
+        auth_string=os.environ.get("PREFECT_API_AUTH_STRING") or None,
+        api_key=os.environ.get("PREFECT_API_KEY") or None,
+    )
+    client.__enter__()
+    return client
+
+
+class ClientPerThread:
+    """One Prefect client per thread (a client is not shared across threads)."""
+
+    def __init__(self, api_url: str | None = None):
+        self.api_url = resolve_api_url(api_url)
+        self._local = threading.local()
+        self._all: list[SyncPrefectClient] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> SyncPrefectClient:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = connect(self.api_url)
+            self._local.client = client
+            with self._lock:
+                self._all.append(client)
+        return client
+
+    def close(self) -> None:
+        with self._lock:
+            clients, self._all = self._all, []
+        for client in clients:
+            try:
+                client.__exit__(None, None, None)
+            except Exception:
+                continue
+
+
+def ensure_lab(client: SyncPrefectClient, lab: str) -> UUID:
+    """Create the lab's work pool, its priority queues and its deployment if missing.
+
+    Returns the deployment id. Safe to call again and from several processes.
+    """
+    pool = pool_name(lab)
+    try:
+        client.create_work_pool(
+            WorkPoolCreate(
+                name=pool,
+                type=POOL_TYPE,
+                description=f"remotelab lab {lab}: one experiment at a time, served by "
+                "`remotelab worker`. Pause the pool to hold the lab.",
+            )
+        )
+    except ObjectAlreadyExists:
+        pass
+    existing = {q.name for q in client.read_work_queues(work_pool_name=pool)}
+    for prio in Priority:
+        if prio.value not in existing:
+            try:
+                client.create_work_queue(
+                    name=prio.value,
+                    work_pool_name=pool,
+                    priority=prio.rank,
+                    description=f"{prio.value} experiments of lab {lab}",
+                )
+            except ObjectAlreadyExists:
+                pass
+    flow_id = client.create_flow_from_name(FLOW_NAME)
+    return client.create_deployment(
+        flow_id=flow_id,
+        name=lab,
+        work_pool_name=pool,
+        work_queue_name=Priority.normal.value,
+        parameter_openapi_schema=PARAMETER_SCHEMA,
+        enforce_parameter_schema=True,
+        description=f"Experiments on lab {lab}; each flow run is one remotelab experiment.",
+        tags=["remotelab"],
+    )
+
+
+__all__ = [
+    "PARAMETER_SCHEMA",
+    "POOL_TYPE",
+    "ClientPerThread",
+    "connect",
+    "ensure_lab",
+    "resolve_api_url",
+]

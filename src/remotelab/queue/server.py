@@ -1,0 +1,148 @@
+"""The embedded Prefect server: ``prefect server start`` on SQLite under remotelab's data directory.
+
+For a real deployment point remotelab at an existing Prefect API (PostgreSQL-backed) instead;
+:func:`prefect_env` gives the settings either way.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from remotelab.errors import QueueError
+
+#: settings that keep an embedded SQLite server healthy under a large backlog
+EMBEDDED_SERVER_SETTINGS = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_FOREMAN_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_CANCELLATION_CLEANUP_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_PAUSE_EXPIRATIONS_ENABLED": "false",
+    "PREFECT_UI_ENABLED": "true",
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+}
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(api_url: str, timeout: float = 60.0, proc: subprocess.Popen | None = None) -> None:
+    """Wait until ``{api_url}/health`` answers; :class:`QueueError` if it does not in time."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise QueueError(
+                f"the Prefect server exited with code {proc.returncode} while starting"
+            )
+        try:
+            if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError as exc:
+            last = str(exc)
+        time.sleep(0.1)
+    raise QueueError(f"the Prefect API at {api_url} did not answer within {timeout:.0f} s ({last})")
+
+
+class PrefectServer:
+    """A ``prefect server start`` subprocess with its own PREFECT_HOME (SQLite database).
+
+    Use as a context manager, or call :meth:`start` and :meth:`stop`.
+    """
+
+    def __init__(
+        self,
+        home: Path | str,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        log: Path | str | None = None,
+    ):
+        self.home = Path(home)
+        self.host = host
+        self.port = port or free_port(host)
+        self.log = Path(log) if log else self.home / "server.log"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.host}:{self.port}/api"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        """The environment of the server process."""
+        return {
+            **os.environ,
+            **EMBEDDED_SERVER_SETTINGS,
+            "PREFECT_HOME": str(self.home),
+            "PREFECT_API_URL": self.api_url,
+            "PREFECT_SERVER_API_HOST": self.host,
+            "PREFECT_SERVER_API_PORT": str(self.port),
+        }
+
+    def start(self, timeout: float = 90.0) -> PrefectServer:
+        self.home.mkdir(parents=True, exist_ok=True)
+        out = open(self.log, "ab")  # noqa: SIM115 (kept open for the child's lifetime)
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "prefect",
+                "server",
+                "start",
+                "--host",
+                self.host,
+                "--port",
+                str(self.port),
+            ],
+            env=self.env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        out.close()
+        try:
+            wait_healthy(self.api_url, timeout, self.proc)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self, timeout: float = 15.0) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout)
+        except (subprocess.TimeoutExpired, ProcessLookupError):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+
+    def wait(self) -> int:
+        """Block until the server exits; its exit code."""
+        return self.proc.wait() if self.proc else 0
+
+    def __enter__(self) -> PrefectServer:
+        return self.start() if self.proc is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

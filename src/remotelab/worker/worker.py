@@ -1,0 +1,701 @@
+"""The lab worker: one long-lived process per lab that runs the lab's experiments.
+
+It keeps the lab's devices connected and one ``RunEngine`` alive across experiments (no process
+per experiment), claims the lab's next flow run through Prefect's own state orchestration
+(Scheduled → Pending → Running; a claim another worker won is refused by Prefect), runs the
+plan, and records the outcome as Prefect states, labels, logs and an artifact. New work and
+controls arrive over a zmq control channel (see :mod:`remotelab.queue.control`); a short poll
+of Prefect backs it up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import queue
+import signal
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from bluesky import RunEngine
+from bluesky.utils import RunEngineInterrupted
+from prefect.client.schemas.actions import LogCreate, VariableCreate, VariableUpdate
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterId,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+    FlowRunFilterTags,
+)
+from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.sorting import FlowRunSort
+from prefect.states import Cancelled, Completed, Crashed, Failed, Paused, Pending, Running, State
+
+from remotelab.errors import SafeStateError
+from remotelab.queue import control
+from remotelab.queue.models import (
+    AWAITING_APPROVAL,
+    AWAITING_OPERATOR,
+    PAUSED_NAME,
+    Experiment,
+    Priority,
+    Question,
+    pool_name,
+    priority_tag,
+)
+from remotelab.queue.prefect_api import ClientPerThread, ensure_lab
+from remotelab.queue.service import PlanRegistryLike, default_registry
+from remotelab.worker.operator import ASK_OPERATOR
+
+log = logging.getLogger("remotelab.worker")
+
+DocumentCallback = Callable[[str, dict[str, Any]], Any]
+
+
+def _tag(worker_id: str) -> str:
+    return f"[worker {worker_id}]"
+
+
+class LabWorker:
+    """Runs one lab's experiments, one at a time, on one RunEngine.
+
+    ``subscribers`` receive every ``(name, doc)`` the RunEngine emits (the run store and the
+    document stream plug in here). ``registry`` defaults to the lab's plan registry.
+    """
+
+    def __init__(
+        self,
+        lab: Any,
+        *,
+        api_url: str | None = None,
+        registry: PlanRegistryLike | None = None,
+        subscribers: Sequence[DocumentCallback] = (),
+        control_bind: str = "tcp://127.0.0.1:0",
+        poll_interval: float = 1.0,
+        grace: float = 0.0,
+        data_url: str | None = None,
+        worker_id: str | None = None,
+    ):
+        self.lab = lab
+        self.name: str = lab.name
+        self.id = (
+            worker_id or f"{socket.gethostname().split('.')[0]}-{os.getpid()}-{uuid4().hex[:6]}"
+        )
+        self.poll_interval = poll_interval
+        self.grace = grace
+        self.data_url = data_url
+        self._clients = ClientPerThread(api_url)
+        self._registry = registry
+        self.RE = RunEngine({}, context_managers=[], call_returns_result=True)
+        for callback in subscribers:
+            self.RE.subscribe(callback)
+        self.RE.subscribe(self._on_document)
+        self.RE.register_command(ASK_OPERATOR, self._ask_operator)
+        self.control_bind = control_bind
+        self.control: control.ControlServer | None = None
+        self.deployment_id: UUID | None = None
+        self.current: Experiment | None = None
+        self.question: Question | None = None
+        self.completed = 0
+        self._question_future: tuple[asyncio.AbstractEventLoop, asyncio.Future] | None = None
+        self._commands: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._closed = threading.Event()
+        self._cancel_reason: str | None = None
+        self._lock = threading.RLock()
+        self._uids: list[str] = []
+        self._exit_statuses: list[str] = []
+        self._threads: list[threading.Thread] = []
+        self._post: queue.Queue[Callable[[], Any] | None] = queue.Queue()
+
+    # -- life cycle --------------------------------------------------------------------------
+    @property
+    def client(self):
+        return self._clients.get()
+
+    @property
+    def registry(self) -> PlanRegistryLike:
+        if self._registry is None:
+            self._registry = default_registry(self.lab)
+        return self._registry
+
+    def start(self) -> list[Experiment]:
+        """Connect: create the lab's Prefect objects, open the control channel, announce this
+        worker, mark experiments left running by dead workers Crashed and make the devices
+        safe. Returns the experiments it marked crashed."""
+        self.deployment_id = ensure_lab(self.client, self.name)
+        self.control = control.ControlServer(self._handle, self.control_bind).start()
+        self._announce(create=True)
+        crashed = self.recover()
+        self._safe_state("worker start")
+        for target, name in (
+            (self._heartbeat_loop, "heartbeat"),
+            (self._watch_loop, "watch"),
+            (self._post_loop, "post"),
+        ):
+            thread = threading.Thread(target=target, name=f"remotelab-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        log.info("worker %s serves lab %s on %s", self.id, self.name, self.control.endpoint)
+        return crashed
+
+    def close(self) -> None:
+        """Stop serving: close the control channel and withdraw the announcement."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._stopping.set()
+        self._wake.set()
+        self._post.put(None)
+        for thread in self._threads:
+            thread.join(5)
+        if self.control is not None:
+            self.control.close()
+        with contextlib.suppress(Exception):
+            self.client.delete_variable_by_name(control.variable_name(self.name, self.id))
+        self._clients.close()
+
+    def __enter__(self) -> LabWorker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def run_forever(self) -> None:
+        """Serve the lab until SIGTERM/SIGINT (or :meth:`shutdown`)."""
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda signum, _f: self.shutdown(signal.Signals(signum).name))
+        while not self._stopping.is_set():
+            self._wake.clear()
+            if self.run_next() is None and not self._stopping.is_set():
+                self._wake.wait(self.poll_interval)
+
+    def shutdown(self, reason: str = "shutdown") -> None:
+        """Start no more experiments; abort the current one (after ``grace`` seconds)."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        self._wake.set()
+        if self.current is not None:
+            why = f"aborted: the worker was stopped ({reason})"
+
+            def later() -> None:
+                if self.grace > 0:
+                    deadline = time.monotonic() + self.grace
+                    while self.current is not None and time.monotonic() < deadline:
+                        time.sleep(0.05)
+                if self.current is not None:
+                    self._interrupt("abort", {"reason": why})
+
+            threading.Thread(target=later, name="remotelab-shutdown", daemon=True).start()
+
+    # -- announcement, heartbeat, watching for cancellation -----------------------------------
+    def _info(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "lab": self.name,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "control": self.control.endpoint if self.control else "",
+            "heartbeat": control.now_iso(),
+            "current": self.current.id if self.current else None,
+            "question": self.question.model_dump() if self.question else None,
+            "re_state": str(self.RE.state),
+        }
+
+    def _announce(self, create: bool = False) -> None:
+        name = control.variable_name(self.name, self.id)
+        if create:
+            with contextlib.suppress(Exception):
+                self.client.delete_variable_by_name(name)
+            self.client.create_variable(
+                VariableCreate(name=name, value=self._info(), tags=["remotelab", "worker"])
+            )
+        else:
+            self.client.update_variable(VariableUpdate(name=name, value=self._info()))
+
+    def _heartbeat_loop(self) -> None:
+        while not self._stopping.wait(control.HEARTBEAT_INTERVAL):
+            try:
+                self._announce()
+                self.client.send_worker_heartbeat(
+                    pool_name(self.name), f"remotelab {self.id}", control.HEARTBEAT_INTERVAL
+                )
+            except Exception as exc:
+                log.warning("heartbeat failed: %s", exc)
+
+    def _watch_loop(self) -> None:
+        """Notice a cancel requested in Prefect itself (its UI or CLI set Cancelling)."""
+        while not self._stopping.wait(self.poll_interval):
+            exp = self.current
+            if exp is None or self._cancel_reason is not None:
+                continue
+            try:
+                run = self.client.read_flow_run(UUID(exp.id))
+            except Exception:
+                continue
+            if run.state is not None and run.state.type == StateType.CANCELLING:
+                if self.current is not None and self.current.id == exp.id:
+                    self._interrupt("cancel", {"reason": run.state.message or "cancelled"})
+
+    def _post_loop(self) -> None:
+        """Writes that may lag behind the experiment (logs, artifacts), in order."""
+        while True:
+            job = self._post.get()
+            if job is None:
+                return
+            try:
+                job()
+            except Exception as exc:
+                log.warning("could not record in Prefect: %s", exc)
+
+    # -- crash recovery ----------------------------------------------------------------------
+    def recover(self) -> list[Experiment]:
+        """Mark Crashed the lab's experiments still active whose worker is gone."""
+        stale = self.client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(
+                    type=FlowRunFilterStateType(
+                        any_=[
+                            StateType.PENDING,
+                            StateType.RUNNING,
+                            StateType.PAUSED,
+                            StateType.CANCELLING,
+                        ]
+                    )
+                )
+            ),
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[self.deployment_id])),
+        )
+        crashed = []
+        for run in stale:
+            if run.state.type == StateType.PAUSED and run.state.name == AWAITING_APPROVAL:
+                continue
+            exp = Experiment.from_flow_run(run)
+            owner = exp.worker
+            if owner == self.id:
+                continue
+            if owner is not None:
+                var = self.client.read_variable_by_name(control.variable_name(self.name, owner))
+                if var is not None and isinstance(var.value, dict):
+                    if control.worker_is_alive(var.value):
+                        continue
+                    with contextlib.suppress(Exception):
+                        self.client.delete_variable_by_name(var.name)
+            message = (
+                f"{_tag(owner or 'unknown')} crashed: its worker ended without finishing it "
+                f"(found by worker {self.id} at start-up); documents it emitted are kept; "
+                "not re-run"
+            )
+            result = self.client.set_flow_run_state(run.id, Crashed(message=message), force=True)
+            if result.status.value == "ACCEPT":
+                crashed.append(Experiment.from_flow_run(self.client.read_flow_run(run.id)))
+                log.warning(
+                    "experiment %s was left %s by a dead worker: crashed", run.id, run.state.name
+                )
+        return crashed
+
+    # -- claiming ----------------------------------------------------------------------------
+    def is_held(self) -> bool:
+        return bool(self.client.read_work_pool(pool_name(self.name)).is_paused)
+
+    def claim(self) -> Any | None:
+        """Claim the lab's next queued flow run (highest priority, then earliest), or None."""
+        if self._stopping.is_set() or self.is_held():
+            return None
+        for prio in Priority:
+            runs = self.client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(
+                        type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])
+                    ),
+                    tags=FlowRunFilterTags(all_=[priority_tag(prio)]),
+                ),
+                deployment_filter=DeploymentFilter(
+                    id=DeploymentFilterId(any_=[self.deployment_id])
+                ),
+                sort=FlowRunSort.NEXT_SCHEDULED_START_TIME_ASC,
+                limit=5,
+            )
+            for run in runs:
+                result = self.client.set_flow_run_state(
+                    run.id, Pending(message=f"{_tag(self.id)} claimed")
+                )
+                if result.status.value != "ACCEPT":
+                    continue  # another worker took it, or it is not due yet
+                result = self.client.set_flow_run_state(
+                    run.id,
+                    Running(
+                        message=f"{_tag(self.id)} running (pid {os.getpid()} on "
+                        f"{socket.gethostname()})"
+                    ),
+                )
+                if result.status.value != "ACCEPT":
+                    self._settle_refused(run.id)
+                    continue
+                return run
+        return None
+
+    def _settle_refused(self, run_id: UUID) -> None:
+        """A claimed run Prefect would not let run (cancelled meanwhile): end it cleanly."""
+        run = self.client.read_flow_run(run_id)
+        if run.state.type == StateType.CANCELLING:
+            self.client.set_flow_run_state(
+                run_id, Cancelled(message=run.state.message or "cancelled before it started")
+            )
+
+    def run_next(self) -> Experiment | None:
+        """Claim and run the next experiment; returns it when it has ended, or None."""
+        run = self.claim()
+        if run is None:
+            return None
+        return self.execute(run)
+
+    # -- running -----------------------------------------------------------------------------
+    def _set_state(self, run_id: str, state: State, *, force: bool = False) -> bool:
+        result = self.client.set_flow_run_state(UUID(run_id), state, force=force)
+        return result.status.value == "ACCEPT"
+
+    def execute(self, run: Any) -> Experiment:
+        """Run a claimed (Running) flow run's plan on the RunEngine and record the outcome."""
+        exp = Experiment.from_flow_run(run)
+        params = run.parameters or {}
+        with self._lock:
+            self.current = exp
+            self._cancel_reason = None
+            self._uids, self._exit_statuses = [], []
+            self.question = None
+        while not self._commands.empty():
+            self._commands.get_nowait()
+        started = time.monotonic()
+        error: BaseException | None = None
+        tb = ""
+        try:
+            validated = self.registry.validate(
+                exp.plan,
+                dict(params.get("params") or {}),
+                lab=self.lab,
+                role=str(params.get("role") or "researcher"),
+            )
+            md = {
+                "experiment_id": exp.id,
+                "submitter": exp.submitter,
+                "lab": self.name,
+                "priority": exp.priority.value,
+                "worker": self.id,
+            }
+            plan = self.registry.build(validated, self.lab, md=md)
+            if self._cancel_reason is None:
+                self._run_plan(plan)
+        except Exception as exc:
+            error, tb = exc, traceback.format_exc()
+        duration = time.monotonic() - started
+        return self._finish(exp, error, tb, duration)
+
+    def _run_plan(self, plan: Any) -> None:
+        try:
+            self.RE(plan)
+        except RunEngineInterrupted:
+            self._while_paused()
+
+    def _while_paused(self) -> None:
+        """The RunEngine stopped on an interruption: serve resume / stop / abort commands."""
+        announced = False
+        while True:
+            state = str(self.RE.state)
+            if state == "idle":
+                return  # aborted or stopped from the control thread
+            if state == "paused" and not announced:
+                self._set_state(
+                    self.current.id,
+                    Paused(
+                        name=PAUSED_NAME,
+                        message=f"{_tag(self.id)} plan paused at a "
+                        "checkpoint; resume, stop or abort it",
+                    ),
+                )
+                announced = True
+            try:
+                cmd, args = self._commands.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if cmd == "resume":
+                self._set_state(self.current.id, Running(message=f"{_tag(self.id)} resumed"))
+                announced = False
+                try:
+                    self.RE.resume()
+                    return
+                except RunEngineInterrupted:
+                    continue
+            if cmd == "stop":
+                self._set_state(self.current.id, Running(message=f"{_tag(self.id)} stopping"))
+                self.RE.stop()
+                return
+            if cmd in ("abort", "cancel"):
+                self.RE.abort(args.get("reason", ""))
+                return
+
+    def _finish(
+        self, exp: Experiment, error: BaseException | None, tb: str, duration: float
+    ) -> Experiment:
+        with self._lock:
+            uids, statuses = list(self._uids), list(self._exit_statuses)
+            cancel_reason = self._cancel_reason
+            self.question = None
+        exit_status = statuses[-1] if statuses else None
+        if "abort" in statuses:
+            exit_status = "abort"
+        elif "fail" in statuses:
+            exit_status = "fail"
+        tag = _tag(self.id)
+        if cancel_reason is not None:
+            state: State = Cancelled(message=f"{tag} {cancel_reason}")
+        elif error is not None:
+            state = Failed(message=f"{tag} {type(error).__name__}: {error}")
+        elif exit_status == "abort":
+            state = Cancelled(message=f"{tag} aborted")
+        elif exit_status == "fail":
+            state = Failed(message=f"{tag} the plan failed")
+        else:
+            note = " (stopped early)" if statuses and self._stopped_early else ""
+            state = Completed(
+                message=f"{tag} completed{note}: {len(uids)} run(s) in {duration:.2f} s"
+            )
+        unsafe = None
+        if state.type != StateType.COMPLETED:
+            try:
+                self._safe_state(f"experiment {exp.id} ended {state.type.value.lower()}")
+            except SafeStateError as exc:
+                unsafe = exc
+        labels = {"remotelab.run_uids": ",".join(uids), "remotelab.worker": self.id}
+        if exit_status:
+            labels["remotelab.exit_status"] = exit_status
+        self.client.update_flow_run_labels(UUID(exp.id), labels)
+        if not self._set_state(exp.id, state):
+            self._set_state(exp.id, state, force=True)
+        with self._lock:
+            self.current = None
+            self._stopped_early = False
+        self.completed += 1
+        summary = self._summary(exp, state, exit_status, uids, duration, error, unsafe)
+        self._post.put(lambda: self._record(exp, summary, error, tb, unsafe))
+        return Experiment.from_flow_run(self.client.read_flow_run(UUID(exp.id)))
+
+    _stopped_early = False
+
+    def _summary(self, exp, state, exit_status, uids, duration, error, unsafe) -> str:
+        lines = [
+            f"# Experiment {exp.id}",
+            "",
+            "| | |",
+            "|---|---|",
+            f"| lab | {self.name} |",
+            f"| plan | `{exp.plan}` |",
+            f"| parameters | `{exp.params}` |",
+            f"| submitter | {exp.submitter} ({exp.role}) |",
+            f"| priority | {exp.priority.value} |",
+            f"| outcome | {state.type.value.lower()} |",
+            f"| exit status | {exit_status or '-'} |",
+            f"| duration | {duration:.3f} s |",
+            f"| worker | {self.id} |",
+        ]
+        for uid in uids:
+            link = self.data_url.format(uid=uid) if self.data_url else ""
+            lines.append(f"| run | `{uid}` {f'[data]({link})' if link else ''} |")
+        if error is not None:
+            lines += ["", f"**Error:** {type(error).__name__}: {error}"]
+        if unsafe is not None:
+            lines += ["", f"**Devices not safe; lab held:** {unsafe}"]
+        return "\n".join(lines)
+
+    def _record(self, exp: Experiment, summary: str, error, tb: str, unsafe) -> None:
+        from prefect.client.schemas.actions import ArtifactCreate
+
+        run_id = UUID(exp.id)
+        self.client.create_artifact(
+            ArtifactCreate(
+                key="remotelab-experiment-summary",
+                type="markdown",
+                data=summary,
+                description=f"remotelab experiment {exp.id} ({exp.plan})",
+                flow_run_id=run_id,
+            )
+        )
+        now = datetime.now(UTC)
+        logs = [
+            LogCreate(
+                name="remotelab.worker",
+                level=logging.INFO,
+                message=summary,
+                timestamp=now,
+                flow_run_id=run_id,
+            )
+        ]
+        if error is not None:
+            logs.append(
+                LogCreate(
+                    name="remotelab.worker",
+                    level=logging.ERROR,
+                    message=tb,
+                    timestamp=now,
+                    flow_run_id=run_id,
+                )
+            )
+        if unsafe is not None:
+            logs.append(
+                LogCreate(
+                    name="remotelab.worker",
+                    level=logging.CRITICAL,
+                    message=f"devices not in their safe state, lab held: {unsafe}",
+                    timestamp=now,
+                    flow_run_id=run_id,
+                )
+            )
+        self.client.create_logs(logs)
+
+    def _safe_state(self, why: str) -> None:
+        """Drive the lab to its safe state; if that fails, hold the lab and re-raise."""
+        try:
+            self.lab.safe_state()
+        except SafeStateError:
+            log.error("safe state failed after %s: holding lab %s", why, self.name)
+            from prefect.client.schemas.actions import WorkPoolUpdate
+
+            with contextlib.suppress(Exception):
+                self.client.update_work_pool(pool_name(self.name), WorkPoolUpdate(is_paused=True))
+            raise
+
+    def _on_document(self, name: str, doc: dict[str, Any]) -> None:
+        if name == "start":
+            with self._lock:
+                self._uids.append(doc["uid"])
+        elif name == "stop":
+            with self._lock:
+                self._exit_statuses.append(doc.get("exit_status", ""))
+
+    # -- operator questions ------------------------------------------------------------------
+    async def _ask_operator(self, msg: Any) -> Any:
+        prompt = msg.args[0] if msg.args else msg.kwargs.get("prompt", "confirm")
+        kind = msg.kwargs.get("kind", "confirm")
+        exp = self.current
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future = loop.create_future()
+        question = Question(
+            id=uuid4().hex[:8], experiment_id=exp.id if exp else "", prompt=str(prompt), kind=kind
+        )
+        with self._lock:
+            self.question = question
+            self._question_future = (loop, future)
+        tag = _tag(self.id)
+        await loop.run_in_executor(
+            None,
+            self._state_from_thread,
+            exp.id,
+            Paused(name=AWAITING_OPERATOR, message=f"{tag} asks the operator ({kind}): {prompt}"),
+        )
+        await loop.run_in_executor(None, self._announce_quietly)
+        try:
+            value = await future
+        finally:
+            with self._lock:
+                self.question = None
+                self._question_future = None
+        await loop.run_in_executor(
+            None,
+            self._state_from_thread,
+            exp.id,
+            Running(message=f"{tag} the operator answered {value!r}"),
+        )
+        return value
+
+    def _state_from_thread(self, run_id: str, state: State) -> None:
+        try:
+            self._set_state(run_id, state)
+        except Exception as exc:
+            log.warning("could not set state %s: %s", state.name, exc)
+
+    def _announce_quietly(self) -> None:
+        with contextlib.suppress(Exception):
+            self._announce()
+
+    # -- control -----------------------------------------------------------------------------
+    def _handle(self, message: dict[str, Any]) -> dict[str, Any]:
+        cmd = message.get("cmd")
+        if cmd in ("wake", "hold"):
+            self._wake.set()
+            return {"ok": True}
+        if cmd == "status":
+            return {"ok": True, **self._info()}
+        exp_id = message.get("experiment")
+        current = self.current
+        if current is None:
+            return {"ok": False, "error": f"worker {self.id} runs no experiment now"}
+        if exp_id and exp_id != current.id:
+            return {
+                "ok": False,
+                "error": f"experiment {exp_id} is not the one running (that is {current.id})",
+            }
+        if cmd == "answer":
+            with self._lock:
+                pending = self._question_future
+            if pending is None:
+                return {"ok": False, "error": f"experiment {current.id} asks no question now"}
+            loop, future = pending
+            value = message.get("value", True)
+            loop.call_soon_threadsafe(lambda: future.done() or future.set_result(value))
+            return {"ok": True}
+        if cmd in ("pause", "resume", "stop", "abort", "cancel"):
+            return self._interrupt(cmd, message)
+        return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+    def _interrupt(self, cmd: str, args: dict[str, Any]) -> dict[str, Any]:
+        """Turn a control command into a RunEngine call (or hand it to the paused loop)."""
+        with self._lock:
+            if self.current is None:
+                return {"ok": False, "error": "no experiment runs now"}
+            if cmd == "cancel":
+                self._cancel_reason = args.get("reason") or "cancelled"
+            elif cmd == "abort" and self._cancel_reason is None:
+                self._cancel_reason = args.get("reason") or "aborted by the operator"
+            if cmd == "stop":
+                self._stopped_early = True
+            state = str(self.RE.state)
+        if state in ("paused", "pausing"):
+            if cmd == "pause":
+                return {"ok": True, "note": "already paused"}
+            self._commands.put((cmd, args))
+            return {"ok": True}
+        if state != "running":
+            if cmd in ("abort", "cancel"):
+                return {"ok": True, "note": "the plan had not started; it will not start"}
+            return {"ok": False, "error": f"the RunEngine is {state}"}
+        try:
+            if cmd == "pause":
+                self.RE.request_pause(defer=bool(args.get("defer", True)))
+            elif cmd == "resume":
+                return {"ok": False, "error": "the plan is not paused"}
+            elif cmd == "stop":
+                self.RE.stop()
+            else:
+                self.RE.abort(self._cancel_reason or "")
+        except Exception as exc:  # the RunEngine changed state meanwhile: hand it over
+            if str(self.RE.state) == "paused" and cmd != "pause":
+                self._commands.put((cmd, args))
+                return {"ok": True}
+            return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        return {"ok": True}
+
+
+__all__ = ["DocumentCallback", "LabWorker"]

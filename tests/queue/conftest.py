@@ -1,0 +1,143 @@
+"""Fixtures of the queue tests: one real Prefect server for the session, a lab per test."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from remotelab.lab import load_lab, shipped_lab_text
+from remotelab.queue import ExperimentQueue
+from remotelab.queue.server import PrefectServer
+from remotelab.worker import LabWorker
+
+HERE = Path(__file__).parent
+SRC = HERE.parent.parent / "src"
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory) -> Iterator[str]:
+    """A real ``prefect server start`` on SQLite in a temporary PREFECT_HOME."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    with PrefectServer(home) as server:
+        old = os.environ.get("PREFECT_API_URL")
+        os.environ["PREFECT_API_URL"] = server.api_url
+        yield server.api_url
+        if old is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = old
+
+
+def write_lab(tmp_path: Path, **plans_section) -> Path:
+    """The shipped simulated lab under a fresh name, with the test plans added."""
+    data = yaml.safe_load(shipped_lab_text("sim"))
+    data["name"] = f"t{uuid.uuid4().hex[:8]}"
+    data.setdefault("plans", {})
+    data["plans"]["modules"] = ["queue_test_plans"]
+    data["plans"].update(plans_section)
+    path = tmp_path / f"{data['name']}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture
+def lab_file(tmp_path) -> Path:
+    return write_lab(tmp_path)
+
+
+@pytest.fixture
+def lab(lab_file):
+    lab = load_lab(lab_file, speed=1000)
+    yield lab
+    lab.close()
+
+
+@pytest.fixture
+def exq(lab, prefect_api) -> Iterator[ExperimentQueue]:
+    with ExperimentQueue(lab, api_url=prefect_api) as q:
+        q.ensure()
+        yield q
+
+
+class WorkerThread:
+    """A LabWorker serving on a thread of the test process."""
+
+    def __init__(self, lab, api_url: str, **kwargs):
+        self.documents: list[tuple[str, dict]] = []
+        self.worker = LabWorker(
+            lab,
+            api_url=api_url,
+            poll_interval=0.5,
+            subscribers=[lambda n, d: self.documents.append((n, d))],
+            **kwargs,
+        )
+        self.crashed = self.worker.start()
+        self.thread = threading.Thread(target=self.worker.run_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.worker.shutdown("test teardown")
+        self.thread.join(30)
+        self.worker.close()
+
+    def docs(self, name: str, experiment_id: str | None = None) -> list[dict]:
+        uids = None
+        if experiment_id is not None:
+            uids = {
+                d["uid"]
+                for n, d in self.documents
+                if n == "start" and d.get("experiment_id") == experiment_id
+            }
+        out = []
+        for n, d in self.documents:
+            if n != name:
+                continue
+            if (
+                uids is not None
+                and (d.get("uid") if n == "start" else d.get("run_start")) not in uids
+            ):
+                continue
+            out.append(d)
+        return out
+
+
+@pytest.fixture
+def start_worker(prefect_api) -> Iterator[Callable[..., WorkerThread]]:
+    started: list[WorkerThread] = []
+
+    def start(lab, **kwargs) -> WorkerThread:
+        w = WorkerThread(lab, prefect_api, **kwargs)
+        started.append(w)
+        return w
+
+    yield start
+    for w in started:
+        w.stop()
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 30.0, what: str = "") -> object:
+    """Poll ``predicate`` until it is truthy; fail the test after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what or predicate}")
+        time.sleep(0.02)
+
+
+def subprocess_env(api_url: str, data_dir: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(SRC), str(HERE)]),
+        "PREFECT_API_URL": api_url,
+        "REMOTELAB_DATA_DIR": str(data_dir),
+    }
