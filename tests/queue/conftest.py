@@ -88,24 +88,28 @@ class WorkerThread:
         self.worker.close()
 
     def docs(self, name: str, experiment_id: str | None = None) -> list[dict]:
-        uids = None
-        if experiment_id is not None:
-            uids = {
-                d["uid"]
-                for n, d in self.documents
-                if n == "start" and d.get("experiment_id") == experiment_id
-            }
-        out = []
-        for n, d in self.documents:
-            if n != name:
-                continue
-            if (
-                uids is not None
-                and (d.get("uid") if n == "start" else d.get("run_start")) not in uids
-            ):
-                continue
+        """Documents of one kind, optionally only those of one experiment's runs."""
+        return docs_of(list(self.documents), name, experiment_id)
+
+
+def docs_of(documents: list, name: str, experiment_id: str | None = None) -> list[dict]:
+    runs = {
+        d["uid"]
+        for n, d in documents
+        if n == "start" and (experiment_id is None or d.get("experiment_id") == experiment_id)
+    }
+    descriptors = {d["uid"] for n, d in documents if n == "descriptor" and d["run_start"] in runs}
+    out = []
+    for n, d in documents:
+        if n != name:
+            continue
+        owner = {"start": d.get("uid"), "event": None}.get(n, d.get("run_start"))
+        if n == "event":
+            if d["descriptor"] in descriptors:
+                out.append(d)
+        elif owner in runs:
             out.append(d)
-        return out
+    return out
 
 
 @pytest.fixture

@@ -67,3 +67,20 @@ def confirm_then_read(prompt: str = "load tray 2, then confirm", *, lab: Any = N
         yield from bps.trigger_and_read([lab["thermometer"]])
 
     return (yield from inner())
+
+
+def jsonl_documents(lab: Any):
+    """A document subscriber (for ``remotelab worker --subscriber``) that appends every
+    document to the file named by ``$QUEUE_TEST_DOCS``, flushed at once."""
+    import json
+    import os
+
+    path = os.environ["QUEUE_TEST_DOCS"]
+
+    def write(name: str, doc: dict) -> None:
+        with open(path, "a") as f:
+            f.write(json.dumps([name, doc], default=str) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    return write

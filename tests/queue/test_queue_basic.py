@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from conftest import wait_until
 from prefect.client.schemas.objects import StateType
@@ -63,7 +65,7 @@ def test_worker_runs_in_priority_order(exq, lab, start_worker):
     assert order == [d.id, c.id, b.id, a.id]
     # one at a time: each started after the previous ended
     by_start = sorted(ends, key=lambda e: e.started)
-    assert all(x.ended <= y.started for x, y in zip(by_start, by_start[1:], strict=False))
+    assert all(x.ended <= y.started for x, y in itertools.pairwise(by_start))
     # every experiment's run uids are recorded and its documents carry its id
     for e in ends:
         assert len(e.run_uids) == 1 and e.exit_status == "success"
@@ -114,7 +116,7 @@ def test_plan_failure_marks_failed_and_queue_goes_on(exq, lab, start_worker):
         ok = any("Traceback" in x.message for x in logs) and arts
         return (logs, arts) if ok else None
 
-    logs, arts = wait_until(recorded, what="logs and artifact")
+    _logs, arts = wait_until(recorded, what="logs and artifact")
     assert "boom" in arts[0].data and "sensor on fire" in arts[0].data
     run = exq.client.read_flow_run(bad.id)
     assert run.state.type == StateType.FAILED

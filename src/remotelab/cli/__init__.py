@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from remotelab.cli import lab as _lab  # noqa: F401  (registers commands)
+from remotelab.cli import queue as _queue  # noqa: F401  (registers commands)
 from remotelab.cli import users as _users  # noqa: F401  (registers commands)
 from remotelab.cli.app import app, console
 

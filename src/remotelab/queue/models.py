@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -26,7 +26,7 @@ AWAITING_OPERATOR = "AwaitingOperator"
 PAUSED_NAME = "Paused"
 
 
-class Priority(str, Enum):
+class Priority(StrEnum):
     """How soon an experiment runs: urgent before normal before low; FIFO within one."""
 
     urgent = "urgent"
@@ -41,7 +41,7 @@ class Priority(str, Enum):
 _RANK = {Priority.urgent: 1, Priority.normal: 2, Priority.low: 3}
 
 
-class ExperimentState(str, Enum):
+class ExperimentState(StrEnum):
     """Where an experiment is in its life."""
 
     waiting_for_approval = "waiting_for_approval"
@@ -98,11 +98,11 @@ def state_of(state_type: str, state_name: str | None) -> ExperimentState:
     }.get(t, ExperimentState.failed)
 
 
-_WORKER_RE = re.compile(r"\bworker (\S+)")
+_WORKER_RE = re.compile(r"\[worker ([^\]\s]+)\]")
 
 
 def worker_in_message(message: str | None) -> str | None:
-    """The worker id a remotelab state message names (``... worker <id> ...``)."""
+    """The worker id a remotelab state message names (``[worker <id>] ...``)."""
     m = _WORKER_RE.search(message or "")
     return m.group(1) if m else None
 

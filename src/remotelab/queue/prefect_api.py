@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from typing import Any
@@ -90,7 +91,7 @@ def ensure_lab(client: SyncPrefectClient, lab: str) -> UUID:
     Returns the deployment id. Safe to call again and from several processes.
     """
     pool = pool_name(lab)
-    try:
+    with contextlib.suppress(ObjectAlreadyExists):
         client.create_work_pool(
             WorkPoolCreate(
                 name=pool,
@@ -99,20 +100,16 @@ def ensure_lab(client: SyncPrefectClient, lab: str) -> UUID:
                 "`remotelab worker`. Pause the pool to hold the lab.",
             )
         )
-    except ObjectAlreadyExists:
-        pass
     existing = {q.name for q in client.read_work_queues(work_pool_name=pool)}
     for prio in Priority:
         if prio.value not in existing:
-            try:
+            with contextlib.suppress(ObjectAlreadyExists):
                 client.create_work_queue(
                     name=prio.value,
                     work_pool_name=pool,
                     priority=prio.rank,
                     description=f"{prio.value} experiments of lab {lab}",
                 )
-            except ObjectAlreadyExists:
-                pass
     flow_id = client.create_flow_from_name(FLOW_NAME)
     return client.create_deployment(
         flow_id=flow_id,

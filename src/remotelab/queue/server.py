@@ -6,6 +6,7 @@ For a real deployment point remotelab at an existing Prefect API (PostgreSQL-bac
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -131,10 +132,8 @@ class PrefectServer:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout)
         except (subprocess.TimeoutExpired, ProcessLookupError):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             proc.wait()
 
     def wait(self) -> int:

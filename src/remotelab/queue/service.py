@@ -469,9 +469,9 @@ class ExperimentQueue:
         prefix = control.lab_prefix(self.name)
         found = []
         for var in self.client.read_variables():
-            if var.name.startswith(prefix) and isinstance(var.value, dict):
-                if control.worker_is_alive(var.value):
-                    found.append(var.value)
+            alive = isinstance(var.value, dict) and control.worker_is_alive(var.value)
+            if var.name.startswith(prefix) and alive:
+                found.append(var.value)
         self._workers_cache = (time.monotonic(), found)
         return found
 

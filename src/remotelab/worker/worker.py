@@ -246,9 +246,9 @@ class LabWorker:
                 run = self.client.read_flow_run(UUID(exp.id))
             except Exception:
                 continue
-            if run.state is not None and run.state.type == StateType.CANCELLING:
-                if self.current is not None and self.current.id == exp.id:
-                    self._interrupt("cancel", {"reason": run.state.message or "cancelled"})
+            cancelling = run.state is not None and run.state.type == StateType.CANCELLING
+            if cancelling and self.current is not None and self.current.id == exp.id:
+                self._interrupt("cancel", {"reason": run.state.message or "cancelled"})
 
     def _post_loop(self) -> None:
         """Writes that may lag behind the experiment (logs, artifacts), in order."""
@@ -477,8 +477,10 @@ class LabWorker:
         if state.type != StateType.COMPLETED:
             try:
                 self._safe_state(f"experiment {exp.id} ended {state.type.value.lower()}")
+                state.message += "; devices safe"
             except SafeStateError as exc:
                 unsafe = exc
+                state.message += f"; devices NOT safe, lab held: {exc}"
         labels = {"remotelab.run_uids": ",".join(uids), "remotelab.worker": self.id}
         if exit_status:
             labels["remotelab.exit_status"] = exit_status

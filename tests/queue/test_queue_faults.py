@@ -1,0 +1,96 @@
+"""Faults: SIGTERM and SIGKILL to a worker process; a crashed experiment is not re-run."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import docs_of, subprocess_env, wait_until
+
+from remotelab.queue import ExperimentState
+
+LONG = {"n": 100_000, "step_s": 0.01, "stir": 400}
+
+
+def read_docs(path: Path) -> list:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(tuple(json.loads(line)))
+        except json.JSONDecodeError:
+            continue  # a line cut by a kill
+    return out
+
+
+@pytest.fixture
+def worker_process(lab_file, prefect_api, tmp_path, exq):
+    procs: list[subprocess.Popen] = []
+
+    def start(docs: Path) -> subprocess.Popen:
+        env = {**subprocess_env(prefect_api, tmp_path), "QUEUE_TEST_DOCS": str(docs)}
+        log = open(tmp_path / f"worker{len(procs)}.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "remotelab", "worker", "--lab", str(lab_file),
+             "--speed", "1000", "--poll", "0.5",
+             "--subscriber", "queue_test_plans:jsonl_documents"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        log.close()
+        procs.append(proc)
+        wait_until(lambda: any(w["pid"] == proc.pid for w in exq.workers(fresh=True))
+                   or proc.poll() is not None, timeout=90, what="the worker to announce itself")
+        assert proc.poll() is None, (tmp_path / "worker0.log").read_text()[-2000:]
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def test_sigterm_aborts_current_experiment_safely(exq, worker_process, tmp_path):
+    docs = tmp_path / "docs.jsonl"
+    proc = worker_process(docs)
+    exp = exq.submit("steps", LONG, submitter="ada")
+    wait_until(lambda: docs_of(read_docs(docs), "event", exp.id), what="events")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 0
+    done = exq.get(exp.id)
+    assert done.state == ExperimentState.cancelled
+    assert "SIGTERM" in done.message and "devices safe" in done.message
+    (stop,) = docs_of(read_docs(docs), "stop", exp.id)
+    assert stop["exit_status"] == "abort"
+    assert exq.workers(fresh=True) == []  # it withdrew its announcement
+
+
+def test_sigkill_then_restart_marks_crashed_keeps_data_and_goes_on(
+    exq, lab, worker_process, start_worker, tmp_path
+):
+    docs = tmp_path / "docs.jsonl"
+    proc = worker_process(docs)
+    victim = exq.submit("steps", LONG, submitter="ada")
+    nxt = exq.submit("steps", {"n": 2}, submitter="ada")
+    wait_until(lambda: len(docs_of(read_docs(docs), "event", victim.id)) >= 3, what="events")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    assert exq.get(victim.id).state == ExperimentState.running  # Prefect cannot know
+    kept = read_docs(docs)
+    w = start_worker(lab)  # another worker for the lab starts
+    assert [e.id for e in w.crashed] == [victim.id]
+    crashed = exq.get(victim.id)
+    assert crashed.state == ExperimentState.crashed and "not re-run" in crashed.message
+    # every document emitted before the kill is still there
+    assert len(docs_of(kept, "start", victim.id)) == 1
+    assert len(docs_of(kept, "event", victim.id)) >= 3
+    # the devices were driven to their safe state, and the queue goes on
+    assert lab["stirrer"].setpoint.get() == 0 and lab["heater"].setpoint.get() == 25
+    assert exq.wait_for(nxt.id).state == ExperimentState.completed
+    assert w.docs("start", victim.id) == []  # the crashed one was not re-run
+    assert exq.get(victim.id).state == ExperimentState.crashed
