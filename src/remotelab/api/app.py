@@ -9,6 +9,7 @@ and every request carries an API token (``Authorization: Bearer rl_…``).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -59,6 +60,8 @@ class Gateway:
     labs: dict[str, LabService]
     store: RunStore | None = None
     live: LiveHub = field(default_factory=lambda: LiveHub(None))
+    #: set when the server shuts down: live streams end
+    closing: threading.Event = field(default_factory=threading.Event)
 
     def lab(self, name: str) -> LabService:
         if name not in self.labs:
@@ -99,6 +102,7 @@ def create_app(
         try:
             yield
         finally:
+            gateway.closing.set()
             gateway.live.close()
 
     app = FastAPI(

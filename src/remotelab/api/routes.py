@@ -507,7 +507,7 @@ async def _event_stream(
                     seen.add((name, doc["uid"]))
                 yield _sse("document", {"name": name, "doc": doc})
         last_beat, last_check = time.monotonic(), 0.0
-        while True:
+        while not gw.closing.is_set():
             try:
                 item = listener.box.get_nowait()
             except queue_mod.Empty:
