@@ -51,7 +51,7 @@ def test_fuzz(api_schema, fuzz_site, method, path):
 
     @given(case=operation.as_strategy())
     @settings(
-        max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), database=None
+        max_examples=10, deadline=None, suppress_health_check=list(HealthCheck), database=None
     )
     def check(case):
         # reach past "no such lab" half of the time: the lab's real name, or a random one

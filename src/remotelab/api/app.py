@@ -40,8 +40,12 @@ class LabService:
     lab: Lab
     queue: ExperimentQueue
     registry: PlanRegistry | None = None
+    #: how many requests may change the lab's queue at once (SQLite-backed Prefect servers
+    #: answer many concurrent writers slowly and sometimes with errors)
+    write_slots: int = 4
 
     def __post_init__(self) -> None:
+        self.writes = threading.BoundedSemaphore(self.write_slots)
         if self.registry is None:
             from remotelab.plans.registry import registry_for
 

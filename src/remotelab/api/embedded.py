@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -74,12 +75,14 @@ class Embedded:
         prefect_port: int | None = None,
         speed: float | None = None,
         api_url: str | None = None,
+        write_slots: int | None = None,
     ):
         self.data_dir = Path(data_dir)
         self.lab_file = lab_file
         self.host, self.port, self.prefect_port = host, port, prefect_port
         self.speed = speed
         self.api_url = api_url
+        self.write_slots = write_slots or int(os.environ.get("REMOTELAB_WRITE_SLOTS", "4"))
         self.prefect: Any = None
         self.tokens: dict[str, str] = {}
         self._stack: list[tuple[str, Any]] = []
@@ -140,7 +143,7 @@ class Embedded:
             self.tokens[user] = self.auth.create_token(user, "remotelab demo").token
         app = create_app(
             auth=self.auth,
-            labs=[LabService(self.lab, self.queue)],
+            labs=[LabService(self.lab, self.queue, write_slots=self.write_slots)],
             store=self.store,
             stream=self.proxy.out_address,
         )

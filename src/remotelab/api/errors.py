@@ -74,7 +74,21 @@ def status_for(exc: BaseException) -> int:
         return 409
     if _is_unreachable(exc):
         return 503
+    upstream = _upstream_status(exc)
+    if upstream is not None:
+        if upstream >= 500:
+            return 503
+        return 404 if upstream == 404 else 422
     return 500
+
+
+def _upstream_status(exc: BaseException) -> int | None:
+    """The status of an error answer from a service behind the gateway (Prefect's API)."""
+    import httpx
+
+    if isinstance(exc, httpx.HTTPStatusError):
+        return exc.response.status_code
+    return None
 
 
 def _is_unreachable(exc: BaseException) -> bool:
@@ -93,6 +107,13 @@ def body_for(exc: BaseException) -> ErrorBody:
         return ErrorBody(
             detail=f"a lab service (the queue's Prefect server) is unreachable: {exc}",
             type="ServiceUnavailable",
+        )
+    upstream = _upstream_status(exc)
+    if upstream is not None:
+        what = "is overloaded or failed; try again" if upstream >= 500 else "refused the request"
+        return ErrorBody(
+            detail=f"the lab's queue service (Prefect) {what} (its answer: HTTP {upstream})",
+            type="UpstreamError",
         )
     if isinstance(exc, E.RemotelabError):
         return ErrorBody(detail=str(exc), type=type(exc).__name__)

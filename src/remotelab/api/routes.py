@@ -21,6 +21,7 @@ from fastapi import APIRouter, Body, Depends, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
+from remotelab.api import listing
 from remotelab.api.app import (
     AuditRecord,
     Gateway,
@@ -89,14 +90,16 @@ def whoami(who: Who) -> Whoami:
 # -- labs, devices, plans ---------------------------------------------------------------------
 def _summary(svc: LabService, gw: Gateway) -> LabSummary:
     q = svc.queue
-    waiting = q.list([ExperimentState.queued, ExperimentState.waiting_for_approval])
+    _, waiting = listing.list_experiments(
+        q, [ExperimentState.queued, ExperimentState.waiting_for_approval], limit=1
+    )
     return LabSummary(
         name=svc.name,
         description=svc.lab.spec.description or "",
         simulated=svc.lab.world is not None,
         held=q.is_held(),
         workers=len(q.workers()),
-        queued=len(waiting),
+        queued=waiting,
         current=q.current(),
         status=gw.live.lab_status(svc.name),
     )
@@ -200,22 +203,16 @@ def list_experiments(
     """Experiments of the lab in queue order (running, queued by priority, awaiting
     approval); finished ones (ask for their states) newest first. Filters combine."""
     svc = _lab(gw, who, lab)
-    wanted = list(dict.fromkeys(state or UNFINISHED))
-    unfinished = [s for s in wanted if not s.finished]
-    finished = [s for s in wanted if s.finished]
-    items: list[Experiment] = svc.queue.list(unfinished) if unfinished else []
-    if finished:
-        items += [e for e in svc.queue.history(limit=offset + limit) if e.state in finished]
-    items = [
-        e
-        for e in items
-        if (submitter is None or e.submitter == submitter)
-        and (plan is None or e.plan == plan)
-        and (priority is None or e.priority == priority)
-    ]
-    return ExperimentPage(
-        items=items[offset : offset + limit], total=len(items), limit=limit, offset=offset
+    items, total = listing.list_experiments(
+        svc.queue,
+        state or UNFINISHED,
+        submitter=submitter,
+        plan=plan,
+        priority=priority,
+        limit=limit,
+        offset=offset,
     )
+    return ExperimentPage(items=items, total=total, limit=limit, offset=offset)
 
 
 @router.post(
@@ -236,13 +233,14 @@ def submit_experiment(
     rec.detail = {"plan": body.plan, "params": body.params, "priority": body.priority.value}
     if body.priority == Priority.urgent:
         who.require(Role.manager, lab, action="submitting with urgent priority")
-    exp = svc.queue.submit(
-        body.plan,
-        body.params,
-        submitter=who.user,
-        role=registry_role(who),
-        priority=body.priority,
-    )
+    with svc.writes:
+        exp = svc.queue.submit(
+            body.plan,
+            body.params,
+            submitter=who.user,
+            role=registry_role(who),
+            priority=body.priority,
+        )
     rec.target, rec.status = exp.id, 201
     return exp
 
@@ -281,7 +279,8 @@ def cancel_experiment(
         who.require(Role.manager, lab, action="cancelling someone else's experiment")
     reason = body.reason if body else ""
     rec.detail = {"reason": reason} if reason else {}
-    return svc.queue.cancel(exp.id, by=who.user, reason=reason)
+    with svc.writes:
+        return svc.queue.cancel(exp.id, by=who.user, reason=reason)
 
 
 @router.post(
@@ -305,7 +304,8 @@ def move_experiment(
     if not (_mine(exp, who) and body.to == "back"):
         who.require(Role.manager, lab, action="reordering the queue")
     rec.detail = body.model_dump(exclude_none=True)
-    return svc.queue.move(exp.id, to=body.to, behind=body.behind)
+    with svc.writes:
+        return svc.queue.move(exp.id, to=body.to, behind=body.behind)
 
 
 @router.post(
@@ -320,7 +320,8 @@ def approve_experiment(
     who = rec.who
     svc = _lab(gw, who, lab)
     who.require(Role.manager, lab, action="approving an experiment")
-    return svc.queue.approve(experiment_id, by=who.user)
+    with svc.writes:
+        return svc.queue.approve(experiment_id, by=who.user)
 
 
 @router.post(
@@ -341,7 +342,8 @@ def reject_experiment(
     who.require(Role.manager, lab, action="rejecting an experiment")
     reason = body.reason if body else ""
     rec.detail = {"reason": reason} if reason else {}
-    return svc.queue.reject(experiment_id, by=who.user, reason=reason)
+    with svc.writes:
+        return svc.queue.reject(experiment_id, by=who.user, reason=reason)
 
 
 @router.post(
