@@ -36,15 +36,35 @@ def worker_process(lab_file, prefect_api, tmp_path, exq):
         env = {**subprocess_env(prefect_api, tmp_path), "QUEUE_TEST_DOCS": str(docs)}
         log = open(tmp_path / f"worker{len(procs)}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
-            [sys.executable, "-m", "remotelab", "worker", "--lab", str(lab_file),
-             "--speed", "1000", "--poll", "0.5",
-             "--subscriber", "queue_test_plans:jsonl_documents"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "remotelab",
+                "worker",
+                "--lab",
+                str(lab_file),
+                "--speed",
+                "1000",
+                "--poll",
+                "0.5",
+                "--subscriber",
+                "queue_test_plans:jsonl_documents",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         log.close()
         procs.append(proc)
-        wait_until(lambda: any(w["pid"] == proc.pid for w in exq.workers(fresh=True))
-                   or proc.poll() is not None, timeout=90, what="the worker to announce itself")
+        wait_until(
+            lambda: (
+                any(w["pid"] == proc.pid for w in exq.workers(fresh=True))
+                or proc.poll() is not None
+            ),
+            timeout=90,
+            what="the worker to announce itself",
+        )
         assert proc.poll() is None, (tmp_path / "worker0.log").read_text()[-2000:]
         return proc
 

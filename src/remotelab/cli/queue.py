@@ -35,7 +35,12 @@ SUBSCRIBERS = typer.Option(
     "Repeatable.",
 )
 SERVER_API = typer.Option(
-    None, "--api", help="Use this existing Prefect API (e.g. PostgreSQL-backed) instead of starting one."
+    None,
+    "--api",
+    help="Use this existing Prefect API (e.g. PostgreSQL-backed) instead of starting one.",
+)
+SERVER_HOME = typer.Option(
+    None, help="PREFECT_HOME of the embedded server; default: <data dir>/prefect."
 )
 PARAMS = typer.Option([], "--param", "-p", help="name=value (JSON value); repeatable.")
 
@@ -68,9 +73,7 @@ def server(
     api: str | None = SERVER_API,
     host: str = typer.Option("127.0.0.1", help="Address of the embedded server."),
     port: int = typer.Option(4200, help="Port of the embedded server."),
-    home: Path | None = typer.Option(
-        None, help="PREFECT_HOME of the embedded server; default: <data dir>/prefect."
-    ),
+    home: Path | None = SERVER_HOME,
 ) -> None:
     """Start the embedded Prefect server (SQLite under remotelab's data directory) and set up
     the labs' work pools, queues and deployments; with --api, only set them up there."""
@@ -132,6 +135,8 @@ def worker(
     from remotelab.worker import LabWorker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    for noisy in ("httpx", "httpcore", "prefect"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     with user_errors():
         lab = _load(lab_file, speed)
         subs = [_import(s)(lab) for s in subscriber]

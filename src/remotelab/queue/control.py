@@ -8,7 +8,7 @@ answer is ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``.
 
 Commands: ``wake`` (new work or a release), ``status``, ``pause`` (``defer``: at the next
 checkpoint), ``resume``, ``stop``, ``abort``, ``cancel`` (``experiment``), ``answer``
-(``question``, ``value``), ``hold``.
+(``question``, ``value``), ``hold``, ``release``.
 """
 
 from __future__ import annotations

@@ -98,6 +98,8 @@ def state_of(state_type: str, state_name: str | None) -> ExperimentState:
     }.get(t, ExperimentState.failed)
 
 
+#: the worker appends ``[runs uid,uid] [exit status]`` to a finished experiment's message
+_TAIL_RE = re.compile(r"\[runs ([^\]]*)\] \[exit ([^\]]*)\]")
 _WORKER_RE = re.compile(r"\[worker ([^\]\s]+)\]")
 
 
@@ -143,7 +145,12 @@ class Experiment(BaseModel):
         sname = state.name if state is not None else ""
         message = (state.message or "") if state is not None else ""
         estate = state_of(stype, sname)
-        uids = [u for u in str(labels.get("remotelab.run_uids", "")).split(",") if u]
+        tail = _TAIL_RE.search(message)
+        uids_text = labels.get("remotelab.run_uids", tail.group(1) if tail else "")
+        uids = [u for u in str(uids_text).split(",") if u and u != "-"]
+        exit_status = labels.get("remotelab.exit_status") or (
+            tail.group(2) if tail and tail.group(2) != "-" else None
+        )
         return cls(
             id=str(run.id),
             name=run.name or "",
@@ -161,7 +168,7 @@ class Experiment(BaseModel):
             started=run.start_time,
             ended=run.end_time,
             run_uids=uids,
-            exit_status=labels.get("remotelab.exit_status"),
+            exit_status=exit_status,
             error=message if estate in (ExperimentState.failed, ExperimentState.crashed) else None,
             worker=labels.get("remotelab.worker") or worker_in_message(message),
         )

@@ -57,6 +57,8 @@ _STATE_TYPES = {
     ExperimentState.cancelled: [StateType.CANCELLED],
     ExperimentState.crashed: [StateType.CRASHED],
 }
+#: flow runs read per request
+PAGE = 200
 ACTIVE = (ExperimentState.running, ExperimentState.paused)
 WAITING = (ExperimentState.waiting_for_approval, ExperimentState.queued)
 UNFINISHED = (*ACTIVE, ExperimentState.queued, ExperimentState.waiting_for_approval)
@@ -220,13 +222,20 @@ class ExperimentQueue:
             flt.state = FlowRunFilterState(type=FlowRunFilterStateType(any_=types))
         if tags:
             flt.tags = FlowRunFilterTags(all_=tags)
-        runs = self.client.read_flow_runs(
-            flow_run_filter=flt,
-            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[self.deployment_id])),
-            sort=sort,
-            limit=limit,
-            offset=offset,
-        )
+        deployment = DeploymentFilter(id=DeploymentFilterId(any_=[self.deployment_id]))
+        runs: list = []
+        while True:  # Prefect pages its answers (200 runs by default)
+            want = PAGE if limit is None else min(PAGE, limit - len(runs))
+            page = self.client.read_flow_runs(
+                flow_run_filter=flt,
+                deployment_filter=deployment,
+                sort=sort,
+                limit=want,
+                offset=offset + len(runs),
+            )
+            runs.extend(page)
+            if len(page) < want or (limit is not None and len(runs) >= limit):
+                break
         wanted = set(states) if states is not None else None
         out = [Experiment.from_flow_run(r) for r in runs]
         return [e for e in out if wanted is None or e.state in wanted]
@@ -423,7 +432,7 @@ class ExperimentQueue:
         """Release a held lab: queued experiments start again."""
         self.deployment_id  # noqa: B018
         self.client.update_work_pool(pool_name(self.name), WorkPoolUpdate(is_paused=False))
-        self.wake()
+        self.broadcast({"cmd": "release"})
 
     def is_held(self) -> bool:
         return bool(self.client.read_work_pool(pool_name(self.name)).is_paused)

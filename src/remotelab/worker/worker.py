@@ -51,6 +51,7 @@ from remotelab.queue.models import (
     Question,
     pool_name,
     priority_tag,
+    state_of,
 )
 from remotelab.queue.prefect_api import ClientPerThread, ensure_lab
 from remotelab.queue.service import PlanRegistryLike, default_registry
@@ -59,6 +60,8 @@ from remotelab.worker.operator import ASK_OPERATOR
 log = logging.getLogger("remotelab.worker")
 
 DocumentCallback = Callable[[str, dict[str, Any]], Any]
+#: a queue shorter than this is read in one request and ordered by the worker
+CLAIM_WINDOW = 20
 
 
 def _tag(worker_id: str) -> str:
@@ -117,6 +120,9 @@ class LabWorker:
         self._exit_statuses: list[str] = []
         self._threads: list[threading.Thread] = []
         self._post: queue.Queue[Callable[[], Any] | None] = queue.Queue()
+        self._held, self._held_at, self._held_stale = False, 0.0, True
+        self._candidates: list[Any] = []
+        self._candidates_at, self._candidates_stale = 0.0, True
 
     # -- life cycle --------------------------------------------------------------------------
     @property
@@ -311,42 +317,104 @@ class LabWorker:
     def is_held(self) -> bool:
         return bool(self.client.read_work_pool(pool_name(self.name)).is_paused)
 
+    def held(self) -> bool:
+        """Whether the lab is held (its work pool paused); re-read at most every poll
+        interval, and at once after a wake-up or hold message."""
+        now = time.monotonic()
+        if self._held_stale or now - self._held_at > self.poll_interval:
+            self._held = self.is_held()
+            self._held_at, self._held_stale = now, False
+        return self._held
+
+    def candidates(self) -> list[Any]:
+        """The next few queued flow runs of the lab, in the order they should run.
+
+        The list read last is reused until a wake-up message (new work, a move, a cancel) or
+        the poll interval makes it stale; Prefect still refuses a claim on a run that is no
+        longer queued.
+        """
+        if (
+            self._candidates
+            and not self._candidates_stale
+            and time.monotonic() - self._candidates_at < self.poll_interval
+        ):
+            return list(self._candidates)
+        self._candidates_stale = False
+        self._candidates_at = time.monotonic()
+        scheduled = FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))
+        deployment = DeploymentFilter(id=DeploymentFilterId(any_=[self.deployment_id]))
+        runs = self.client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(state=scheduled),
+            deployment_filter=deployment,
+            sort=FlowRunSort.NEXT_SCHEDULED_START_TIME_ASC,
+            limit=CLAIM_WINDOW,
+        )
+        if len(runs) >= CLAIM_WINDOW:  # a long queue: ask for the best of each priority
+            runs = []
+            for prio in Priority:
+                runs = self.client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(
+                        state=scheduled, tags=FlowRunFilterTags(all_=[priority_tag(prio)])
+                    ),
+                    deployment_filter=deployment,
+                    sort=FlowRunSort.NEXT_SCHEDULED_START_TIME_ASC,
+                    limit=CLAIM_WINDOW,
+                )
+                if runs:
+                    break
+        self._candidates = sorted(runs, key=lambda r: Experiment.from_flow_run(r).order_key())
+        return list(self._candidates)
+
     def claim(self) -> Any | None:
-        """Claim the lab's next queued flow run (highest priority, then earliest), or None."""
-        if self._stopping.is_set() or self.is_held():
+        """Claim the lab's next queued flow run (highest priority, then earliest), or None.
+
+        Prefect's orchestration decides: Scheduled → Pending is refused to all but one
+        claimer, so two workers never run the same experiment.
+        """
+        if self._stopping.is_set() or self.held():
             return None
-        for prio in Priority:
-            runs = self.client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(
-                    state=FlowRunFilterState(
-                        type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])
-                    ),
-                    tags=FlowRunFilterTags(all_=[priority_tag(prio)]),
-                ),
-                deployment_filter=DeploymentFilter(
-                    id=DeploymentFilterId(any_=[self.deployment_id])
-                ),
-                sort=FlowRunSort.NEXT_SCHEDULED_START_TIME_ASC,
-                limit=5,
+        for run in self.candidates():
+            self._candidates = [r for r in self._candidates if r.id != run.id]
+            result = self.client.set_flow_run_state(
+                run.id, Pending(message=f"{_tag(self.id)} claimed")
             )
-            for run in runs:
-                result = self.client.set_flow_run_state(
-                    run.id, Pending(message=f"{_tag(self.id)} claimed")
-                )
-                if result.status.value != "ACCEPT":
-                    continue  # another worker took it, or it is not due yet
-                result = self.client.set_flow_run_state(
-                    run.id,
-                    Running(
-                        message=f"{_tag(self.id)} running (pid {os.getpid()} on "
-                        f"{socket.gethostname()})"
-                    ),
-                )
-                if result.status.value != "ACCEPT":
-                    self._settle_refused(run.id)
-                    continue
-                return run
+            if result.status.value != "ACCEPT":
+                self._candidates_stale = True
+                continue  # another worker took it, or it is not due yet
+            if not self._claim_was_fresh(run.id):
+                self._candidates_stale = True
+                continue
+            result = self.client.set_flow_run_state(
+                run.id,
+                Running(
+                    message=f"{_tag(self.id)} running (pid {os.getpid()} on {socket.gethostname()})"
+                ),
+            )
+            if result.status.value != "ACCEPT":
+                self._settle_refused(run.id)
+                continue
+            return run
         return None
+
+    def _claim_was_fresh(self, run_id: UUID) -> bool:
+        """Whether the run we just moved to Pending was still queued.
+
+        Prefect lets a finished (Completed, Failed, Crashed) run go back to Pending — a
+        re-run — so a claim on a run another worker has meanwhile finished is accepted.
+        The state before our Pending tells: if it is not Scheduled, put it back and let go.
+        """
+        states = sorted(self.client.read_flow_run_states(run_id), key=lambda st: st.timestamp)
+        if len(states) < 2 or states[-1].type != StateType.PENDING:
+            return False
+        before = states[-2]
+        if before.type == StateType.SCHEDULED:
+            return True
+        self.client.set_flow_run_state(
+            run_id,
+            State(type=before.type, name=before.name, message=before.message),
+            force=True,
+        )
+        return False
 
     def _settle_refused(self, run_id: UUID) -> None:
         """A claimed run Prefect would not let run (cancelled meanwhile): end it cleanly."""
@@ -484,7 +552,8 @@ class LabWorker:
         labels = {"remotelab.run_uids": ",".join(uids), "remotelab.worker": self.id}
         if exit_status:
             labels["remotelab.exit_status"] = exit_status
-        self.client.update_flow_run_labels(UUID(exp.id), labels)
+        state.message += f" [runs {','.join(uids) or '-'}] [exit {exit_status or '-'}]"
+        self._post.put(lambda: self.client.update_flow_run_labels(UUID(exp.id), labels))
         if not self._set_state(exp.id, state):
             self._set_state(exp.id, state, force=True)
         with self._lock:
@@ -493,7 +562,18 @@ class LabWorker:
         self.completed += 1
         summary = self._summary(exp, state, exit_status, uids, duration, error, unsafe)
         self._post.put(lambda: self._record(exp, summary, error, tb, unsafe))
-        return Experiment.from_flow_run(self.client.read_flow_run(UUID(exp.id)))
+        return exp.model_copy(
+            update={
+                "state": state_of(state.type.value, state.name),
+                "state_name": state.name or "",
+                "message": state.message or "",
+                "ended": datetime.now(UTC),
+                "run_uids": uids,
+                "exit_status": exit_status,
+                "worker": self.id,
+                "error": state.message if state.type in (StateType.FAILED,) else None,
+            }
+        )
 
     _stopped_early = False
 
@@ -526,25 +606,29 @@ class LabWorker:
         from prefect.client.schemas.actions import ArtifactCreate
 
         run_id = UUID(exp.id)
-        self.client.create_artifact(
-            ArtifactCreate(
+        self.client.request(  # not create_artifact(): it would also emit a client-side event
+            "POST",
+            "/artifacts/",
+            json=ArtifactCreate(
                 key="remotelab-experiment-summary",
                 type="markdown",
                 data=summary,
                 description=f"remotelab experiment {exp.id} ({exp.plan})",
                 flow_run_id=run_id,
-            )
+            ).model_dump(mode="json", exclude_unset=True),
         )
         now = datetime.now(UTC)
-        logs = [
-            LogCreate(
-                name="remotelab.worker",
-                level=logging.INFO,
-                message=summary,
-                timestamp=now,
-                flow_run_id=run_id,
+        logs = []  # a completed run's summary is its artifact; failures are logged as well
+        if error is not None or unsafe is not None:
+            logs.append(
+                LogCreate(
+                    name="remotelab.worker",
+                    level=logging.INFO,
+                    message=summary,
+                    timestamp=now,
+                    flow_run_id=run_id,
+                )
             )
-        ]
         if error is not None:
             logs.append(
                 LogCreate(
@@ -565,7 +649,8 @@ class LabWorker:
                     flow_run_id=run_id,
                 )
             )
-        self.client.create_logs(logs)
+        if logs:
+            self.client.create_logs(logs)
 
     def _safe_state(self, why: str) -> None:
         """Drive the lab to its safe state; if that fails, hold the lab and re-raise."""
@@ -635,7 +720,10 @@ class LabWorker:
     # -- control -----------------------------------------------------------------------------
     def _handle(self, message: dict[str, Any]) -> dict[str, Any]:
         cmd = message.get("cmd")
-        if cmd in ("wake", "hold"):
+        if cmd in ("wake", "hold", "release"):
+            self._candidates_stale = True
+            if cmd != "wake":
+                self._held_stale = True
             self._wake.set()
             return {"ok": True}
         if cmd == "status":

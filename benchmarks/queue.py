@@ -1,0 +1,241 @@
+"""Benchmark remotelab's experiment queue on this machine, in one run.
+
+Prints:
+- per-experiment overhead of 50 back-to-back trivial experiments (``measure``, one reading of
+  the thermometer): each experiment's cycle (end to end of the previous one, from Prefect's
+  timestamps) minus the plan's time on a bare RunEngine — median, p95 and mean;
+- submission-to-start latency on an idle lab (submit call to Prefect's start time);
+- the same plan on a bare RunEngine, for reference;
+- with 1,000 experiments waiting: submission p50/p99, time to list the queue, server errors;
+- bluesky-queueserver's per-item overhead beside ours, if given the anchor script
+  (``--anchor PATH`` or ``$REMOTELAB_QUEUESERVER_ANCHOR``).
+
+It starts its own Prefect server (SQLite, temporary) unless given ``--api``, and a worker
+process (``python -m remotelab worker``) on a simulated lab with a fast clock.
+
+    python benchmarks/queue.py [--n 50] [--latency 20] [--backlog 1000] [--anchor PATH]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# this file is named like the standard library's ``queue``: keep its folder off the path
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+import argparse  # noqa: E402
+import itertools  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+
+import yaml  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from bluesky import RunEngine  # noqa: E402
+
+from remotelab.lab import load_lab, shipped_lab_text  # noqa: E402
+from remotelab.plans.registry import registry_for  # noqa: E402
+from remotelab.queue import ExperimentQueue, ExperimentState, PrefectServer  # noqa: E402
+
+PLAN, PARAMS = "measure", {"detectors": ["thermometer"], "num": 1}
+SPEED = 1000
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
+
+
+def ms(x: float) -> str:
+    return f"{x * 1000:.0f} ms"
+
+
+def wait_done(q: ExperimentQueue, exp_id: str, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while not q.get(exp_id).state.finished:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"experiment {exp_id} did not finish in {timeout} s")
+        time.sleep(0.05)
+
+
+def bare_runengine(lab, n: int) -> list[float]:
+    registry = registry_for(lab)
+    re = RunEngine({}, context_managers=[])
+    times = []
+    for _ in range(n):
+        plan = registry.build(registry.validate(PLAN, PARAMS, lab=lab), lab, md={})
+        t0 = time.perf_counter()
+        re(plan)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=50, help="back-to-back experiments")
+    ap.add_argument("--latency", type=int, default=20, help="idle-lab submissions to time")
+    ap.add_argument("--backlog", type=int, default=1000, help="experiments waiting")
+    ap.add_argument("--api", help="use this Prefect API instead of starting one")
+    ap.add_argument(
+        "--anchor",
+        default=os.environ.get("REMOTELAB_QUEUESERVER_ANCHOR"),
+        help="path of queueserver_anchor.py (bluesky-queueserver's figure)",
+    )
+    args = ap.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="remotelab-bench-"))
+    server = None
+    if args.api is None:
+        t0 = time.perf_counter()
+        server = PrefectServer(work / "prefect").start()
+        api = server.api_url
+        print(f"Prefect server (SQLite) up in {time.perf_counter() - t0:.1f} s at {api}")
+    else:
+        api = args.api
+    data = yaml.safe_load(shipped_lab_text("sim"))
+    data["name"] = f"bench{uuid.uuid4().hex[:6]}"
+    lab_file = work / "lab.yaml"
+    lab_file.write_text(yaml.safe_dump(data))
+    lab = load_lab(lab_file, speed=SPEED)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PREFECT_API_URL": api}
+    worker = None
+    try:
+        bare = bare_runengine(lab, args.n)
+        plan_time = statistics.mean(bare)
+        q = ExperimentQueue(lab, api_url=api)
+        q.ensure()
+        q.hold()
+        worker_log = open(work / "worker.log", "wb")  # noqa: SIM115 (the child writes to it)
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "remotelab",
+                "worker",
+                "--lab",
+                str(lab_file),
+                "--speed",
+                str(SPEED),
+                "--api",
+                api,
+            ],
+            env=env,
+            stdout=worker_log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 120
+        while not q.workers(fresh=True):
+            if worker.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("the worker did not start; see " + str(work / "worker.log"))
+            time.sleep(0.1)
+
+        # warm-up (first plan builds, imports, connections)
+        q.release()
+        wait_done(q, q.submit(PLAN, PARAMS, submitter="bench").id)
+
+        # 1. back-to-back
+        q.hold()
+        exps = [q.submit(PLAN, PARAMS, submitter="bench") for _ in range(args.n)]
+        t0 = time.perf_counter()
+        q.release()
+        wait_done(q, exps[-1].id)
+        wall = time.perf_counter() - t0
+        done = [q.get(e.id) for e in exps]
+        bad = [e for e in done if e.state != ExperimentState.completed]
+        ends = sorted(e.ended for e in done)
+        cycles = [(b - a).total_seconds() for a, b in itertools.pairwise(ends)]
+        overheads = [c - plan_time for c in cycles]
+        mean_overhead = (wall - args.n * plan_time) / args.n
+
+        # 2. submission-to-start on an idle lab
+        latencies = []
+        for _ in range(args.latency):
+            time.sleep(0.3)  # the worker is idle, waiting
+            before = time.time()
+            exp = q.submit(PLAN, PARAMS, submitter="bench")
+            wait_done(q, exp.id)
+            latencies.append(q.get(exp.id).started.timestamp() - before)
+
+        # 3. backlog
+        q.hold()
+        errors = 0
+        submit_times = []
+        for _ in range(args.backlog):
+            t = time.perf_counter()
+            try:
+                q.submit(PLAN, PARAMS, submitter="bench", priority="low")
+            except Exception:
+                errors += 1
+            submit_times.append(time.perf_counter() - t)
+        list_times = []
+        for _ in range(3):
+            t = time.perf_counter()
+            listed = q.list()
+            list_times.append(time.perf_counter() - t)
+        log_text = (work / "prefect" / "server.log").read_text() if server else ""
+        server_errors = sum(log_text.count(s) for s in ("database is locked", " 500 "))
+
+        print()
+        print(f"remotelab queue, {args.n} back-to-back trivial experiments ({PLAN}, 1 reading):")
+        print(
+            f"  per-experiment overhead: median {ms(statistics.median(overheads))}, "
+            f"p95 {ms(pct(overheads, 95))}, mean {ms(mean_overhead)} "
+            f"(wall {wall:.2f} s, {len(bad)} not completed)"
+        )
+        print(
+            f"  submission-to-start on an idle lab: median {ms(statistics.median(latencies))}, "
+            f"p95 {ms(pct(latencies, 95))} ({args.latency} submissions)"
+        )
+        print(
+            f"  bare RunEngine, same plan: median {ms(statistics.median(bare))}, "
+            f"mean {ms(plan_time)} per plan"
+        )
+        print(f"with {len(listed)} experiments waiting:")
+        print(
+            f"  submission: p50 {ms(statistics.median(submit_times))}, "
+            f"p99 {ms(pct(submit_times, 99))}; listing the queue: "
+            f"{ms(statistics.median(list_times))}; errors: {errors} client, "
+            f"{server_errors} in the server log"
+        )
+        print("targets: overhead <= 200 ms per experiment; submission-to-start <= 500 ms median")
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.terminate()
+            worker.wait(60)
+        lab.close()
+        if server is not None:
+            server.stop()
+
+    if args.anchor:
+        print()
+        print(f"bluesky-queueserver on this machine ({args.anchor}):")
+        out = subprocess.run(
+            [sys.executable, args.anchor, "--json"], capture_output=True, text=True, timeout=1800
+        )
+        if out.returncode != 0:
+            print("  anchor failed:", out.stderr.strip()[-500:])
+        else:
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            print(
+                f"  per-item overhead: {ms(r['overhead_s'])} ({r['n']} items, "
+                f"{ms(r['per_item_s'])}/item, bare RunEngine {ms(r['bare_re_s'])}/plan)"
+            )
+            print(
+                f"  remotelab: {ms(mean_overhead)} mean, "
+                f"{ms(statistics.median(overheads))} median per experiment"
+            )
+    else:
+        print("(no --anchor / $REMOTELAB_QUEUESERVER_ANCHOR: bluesky-queueserver not measured)")
+
+
+if __name__ == "__main__":
+    main()
