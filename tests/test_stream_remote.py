@@ -187,3 +187,36 @@ def test_bad_prefixes_and_addresses_are_refused():
         StreamPublisher("not-an-endpoint", heartbeat=None)
     with pytest.raises(StreamError):
         StreamProxy("tcp://127.0.0.1:*", "bogus://x")
+
+
+def test_status_follows_the_run_engine_pause_and_resume(lab, proxy):
+    from bluesky import plan_stubs as bps
+    from bluesky.utils import RunEngineInterrupted
+
+    RE = RunEngine({}, context_managers=[])
+    publisher = StreamPublisher(proxy.in_address, heartbeat=None)
+    RE.subscribe(publisher)
+    RE.state_hook = publisher.on_engine_state
+    publisher.wait_connected()
+
+    def plan():
+        yield from bps.open_run(md={"experiment_id": "E-pause"})
+        yield from bps.checkpoint()
+        yield from bps.pause()
+        yield from bps.close_run()
+
+    with Subscriber(proxy.out_address, documents=False) as sub:
+        proxy.wait_for_subscribers(1, STATUS_PREFIX + b" ")
+        with pytest.raises(RunEngineInterrupted):
+            RE(plan())
+        RE.resume()
+        states = []
+        while (m := sub.receive(timeout=5)) is not None:
+            states.append((m.doc["state"], m.doc.get("engine_state")))
+            if m.doc.get("engine_state") == "idle" and ("paused", "paused") in states:
+                break
+    publisher.close()
+    assert ("paused", "paused") in states
+    paused_at = states.index(("paused", "paused"))
+    assert ("running", "running") in states[paused_at:]  # resumed
+    assert states[-1] == ("idle", "idle")

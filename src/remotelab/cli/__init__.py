@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from remotelab.cli import data as _data  # noqa: F401  (registers commands)
 from remotelab.cli import gateway as _gateway  # noqa: F401  (registers commands)
 from remotelab.cli import lab as _lab  # noqa: F401  (registers commands)
 from remotelab.cli import queue as _queue  # noqa: F401  (registers commands)

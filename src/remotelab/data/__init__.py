@@ -1,6 +1,7 @@
 """The run store, export (CSV, JSON, HDF5/NeXus), plots and integrity checks."""
 
 from remotelab.data.codec import DecodeError, decode, encode
+from remotelab.data.export import FORMATS, export_run, run_record
 from remotelab.data.store import (
     DocumentSink,
     EventTable,
@@ -13,6 +14,7 @@ from remotelab.data.store import (
 )
 
 __all__ = [
+    "FORMATS",
     "DecodeError",
     "DocumentSink",
     "EventTable",
@@ -24,4 +26,6 @@ __all__ = [
     "content_hash",
     "decode",
     "encode",
+    "export_run",
+    "run_record",
 ]

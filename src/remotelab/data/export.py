@@ -257,7 +257,9 @@ def _write_stream(
         for attr in ("units", "source", "dtype", "precision"):
             if info.get(attr) is not None:
                 data[key].attrs[attr] = info[attr]
-    motors = [m for m in start.get("motors", []) if m in table.columns]
+    from remotelab.data.plots import motor_fields
+
+    motors = motor_fields(start, table)
     hinted = [f for hint in table.hints.values() for f in hint.get("fields", [])]
     signal = next((k for k in hinted if k in table.columns), None)
     signal = signal or next((k for k in table.scalar_columns() if k not in motors), None)

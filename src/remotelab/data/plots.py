@@ -59,11 +59,51 @@ def render_run(store: RunStore, uid: str, *, dpi: int = 100) -> bytes:
     return buf.getvalue()
 
 
+def motor_fields(start: dict[str, Any], table: EventTable) -> list[str]:
+    """The columns of the scanned axes.
+
+    The plan's ``hints["dimensions"]`` (bluesky's convention) when they name columns of
+    the table, else each motor's hinted readback (or its own column).
+    """
+    fields: list[str] = []
+    for dim in (start.get("hints") or {}).get("dimensions", []) or []:
+        try:
+            names, stream = dim
+        except (TypeError, ValueError):
+            continue
+        if stream == table.stream:
+            fields += [f for f in names if f in table.columns]
+    if fields:
+        return list(dict.fromkeys(fields))
+    for motor in start.get("motors", []):
+        hinted = table.hints.get(motor, {}).get("fields", [])
+        named = [motor] if motor in table.columns else []
+        prefixed = [k for k in table.columns if k.startswith(f"{motor}_")]
+        fields += [k for k in (hinted or named or prefixed) if k in table.columns]
+    return list(dict.fromkeys(fields))
+
+
+def objective_of(start: dict[str, Any]) -> tuple[str | None, str]:
+    """The optimised field and its direction (``max``/``min``) named in a start document.
+
+    Read from ``objective``/``goal`` at the top level or from the ``optimizer`` mapping
+    (``objective``, ``direction``) that remotelab's optimisation plan records.
+    """
+    opt = start.get("optimizer") if isinstance(start.get("optimizer"), dict) else {}
+    objective = start.get("objective") or opt.get("objective")
+    goal = str(start.get("goal") or opt.get("direction") or "max").lower()
+    return (objective if isinstance(objective, str) else None), (
+        "min" if goal.startswith("min") else "max"
+    )
+
+
 def _panels(start: dict[str, Any], table: EventTable | None) -> list[tuple[str, Any]]:
     if table is None or len(table) == 0:
         return []
     panels: list[tuple[str, Any]] = []
-    motors = [m for m in start.get("motors", []) if m in table.columns]
+    motors = set(motor_fields(start, table))
+    for motor in start.get("motors", []):
+        motors.update(k for k in table.columns if k == motor or k.startswith(f"{motor}_"))
     signals = [
         k
         for k in table.scalar_columns()
@@ -75,8 +115,8 @@ def _panels(start: dict[str, Any], table: EventTable | None) -> list[tuple[str, 
     for key in table.array_columns():
         if table.columns[key].ndim == 2:
             panels.append(("spectra", key))
-    objective = start.get("objective")
-    if isinstance(objective, str) and objective in signals:
+    objective, _ = objective_of(start)
+    if objective is not None and objective in signals:
         panels.append(("objective", objective))
     return panels
 
@@ -87,7 +127,7 @@ def _hinted(table: EventTable) -> list[str]:
 
 
 def _x_axis(start: dict[str, Any], table: EventTable) -> tuple[np.ndarray, str]:
-    motors = [m for m in start.get("motors", []) if m in table.columns]
+    motors = motor_fields(start, table)
     if motors:
         key = motors[0]
         return table.columns[key], _label(key, table.data_keys.get(key, {}))
@@ -143,8 +183,8 @@ def _colours(n: int) -> list[Any]:
 
 def _draw_objective(ax: Any, start: dict[str, Any], table: EventTable, key: str) -> None:
     values = np.asarray(table.columns[key], dtype=float)
-    goal = str(start.get("goal", "max")).lower()
-    best = np.fmin.accumulate(values) if goal.startswith("min") else np.fmax.accumulate(values)
+    _, goal = objective_of(start)
+    best = np.fmin.accumulate(values) if goal == "min" else np.fmax.accumulate(values)
     it = np.arange(1, len(values) + 1)
     ax.plot(it, values, "o", markersize=4, label=key)
     ax.step(it, best, where="post", label=f"best so far ({goal})")
@@ -155,4 +195,11 @@ def _draw_objective(ax: Any, start: dict[str, Any], table: EventTable, key: str)
     ax.legend(fontsize=8)
 
 
-__all__ = ["MAX_CURVES", "MAX_SIGNAL_PANELS", "render_run", "spectral_axis"]
+__all__ = [
+    "MAX_CURVES",
+    "MAX_SIGNAL_PANELS",
+    "motor_fields",
+    "objective_of",
+    "render_run",
+    "spectral_axis",
+]

@@ -46,7 +46,9 @@ CREATE TABLE IF NOT EXISTS runs (
     exit_status TEXT,
     reason TEXT,
     num_events INTEGER,
-    content_hash TEXT
+    content_hash TEXT,
+    first_seq INTEGER NOT NULL,
+    last_seq INTEGER
 );
 CREATE INDEX IF NOT EXISTS runs_experiment ON runs(experiment_id);
 CREATE INDEX IF NOT EXISTS runs_plan ON runs(plan_name);
@@ -58,6 +60,8 @@ CREATE TABLE IF NOT EXISTS run_samples (
     PRIMARY KEY (run_uid, sample_id)
 );
 CREATE INDEX IF NOT EXISTS run_samples_sample ON run_samples(sample_id);
+-- one row per document, in emission order; a run's documents lie between its runs.first_seq
+-- and runs.last_seq (no per-run index: each commit then writes one table page, not two)
 CREATE TABLE IF NOT EXISTS documents (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     run_uid TEXT,
@@ -66,7 +70,6 @@ CREATE TABLE IF NOT EXISTS documents (
     descriptor TEXT,
     body BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS documents_run ON documents(run_uid, seq);
 CREATE INDEX IF NOT EXISTS documents_link ON documents(uid)
     WHERE name IN ('descriptor', 'resource', 'stream_resource');
 CREATE TABLE IF NOT EXISTS plots (
@@ -77,6 +80,11 @@ CREATE TABLE IF NOT EXISTS plots (
     PRIMARY KEY (run_uid, name)
 );
 """
+
+_SUMMARY_COLUMNS = (
+    "r.uid, r.time, r.stop_time, r.experiment_id, r.plan_name, r.submitter, r.lab, r.scan_id,"
+    " r.exit_status, r.reason, r.num_events, r.content_hash"
+)
 
 #: the document fields that tie a document to its run, in the order they are tried
 _RUN_LINKS = ("run_start", "descriptor", "resource", "stream_resource")
@@ -206,6 +214,7 @@ class RunStore:
         *,
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
         plots: bool = True,
+        checkpoint_interval: float = 1.0,
     ):
         if path is None:
             from remotelab.settings import get_settings
@@ -226,6 +235,18 @@ class RunStore:
         self._conn = self._connect()
         with self._lock:
             self._conn.executescript(SCHEMA)
+            # WAL checkpoints (copying the log into the database, with an fsync) happen in a
+            # background thread, not on the RunEngine's path
+            self._conn.execute("PRAGMA wal_autocheckpoint=0")
+        self._dirty = threading.Event()
+        self._closing = threading.Event()
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_loop,
+            args=(checkpoint_interval,),
+            name="remotelab-store-checkpoint",
+            daemon=True,
+        )
+        self._checkpointer.start()
         self._run_of: dict[str, str] = {}  # descriptor/resource uid -> run uid
         self._hashes: dict[str, Any] = {}  # open run uid -> running sha256
         self._events: dict[str, int] = {}  # open run uid -> events stored
@@ -246,6 +267,19 @@ class RunStore:
             raise StoreError(f"cannot open the run store {self.path}: {exc}") from None
         return conn
 
+    def _checkpoint_loop(self, interval: float) -> None:
+        conn = self._connect()
+        try:
+            while not self._closing.wait(interval):
+                if self._dirty.is_set():
+                    self._dirty.clear()
+                    try:
+                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    except sqlite3.Error:
+                        log.exception("checkpoint of %s failed", self.path)
+        finally:
+            conn.close()
+
     def _reader(self) -> sqlite3.Connection:
         """A connection of this thread for queries (writes keep their own)."""
         conn = getattr(self._local, "conn", None)
@@ -257,6 +291,7 @@ class RunStore:
     def __call__(self, name: str, doc: dict[str, Any]) -> None:
         """Store one document, committed before returning."""
         body = encode(doc)
+        self._dirty.set()
         with self._lock:
             if name == "start":
                 self._write_start(doc, body)
@@ -266,6 +301,8 @@ class RunStore:
                 self._write_stop(run_uid, doc, body)
                 return
             uid = doc.get("uid") or doc.get("datum_id")
+            if not isinstance(uid, str):  # pages carry a list of uids
+                uid = None
             if name in ("descriptor", "resource", "stream_resource") and uid:
                 self._run_of[uid] = run_uid
             self._conn.execute(
@@ -288,9 +325,13 @@ class RunStore:
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
+            seq = conn.execute(
+                "INSERT INTO documents(run_uid, name, uid, body) VALUES (?,?,?,?)",
+                (uid, "start", uid, body),
+            ).lastrowid
             conn.execute(
-                "INSERT INTO runs(uid, time, experiment_id, plan_name, submitter, lab, scan_id)"
-                " VALUES (?,?,?,?,?,?,?)",
+                "INSERT INTO runs(uid, time, experiment_id, plan_name, submitter, lab, scan_id,"
+                " first_seq) VALUES (?,?,?,?,?,?,?,?)",
                 (
                     uid,
                     doc["time"],
@@ -299,15 +340,12 @@ class RunStore:
                     _text(doc.get("submitter")),
                     _text(doc.get("lab")),
                     doc.get("scan_id") if isinstance(doc.get("scan_id"), int) else None,
+                    seq,
                 ),
             )
             conn.executemany(
                 "INSERT OR IGNORE INTO run_samples(run_uid, sample_id) VALUES (?,?)",
                 [(uid, str(s)) for s in samples],
-            )
-            conn.execute(
-                "INSERT INTO documents(run_uid, name, uid, body) VALUES (?,?,?,?)",
-                (uid, "start", uid, body),
             )
             conn.execute("COMMIT")
         except sqlite3.IntegrityError:
@@ -326,30 +364,28 @@ class RunStore:
         events = self._events.pop(run_uid, None)
         conn = self._conn
         if h is None:  # the run was started by another store instance: hash from the file
-            rows = conn.execute(
-                "SELECT name, body FROM documents WHERE run_uid=? ORDER BY seq", (run_uid,)
-            )
             h = hashlib.sha256()
-            for n, b in rows:
+            for n, b in self._run_rows(run_uid, "name, body", conn=conn):
                 _hash_one(h, n, b)
         _hash_one(h, "stop", body)
         num_events = doc.get("num_events")
         total = sum(num_events.values()) if isinstance(num_events, dict) else events
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.execute(
+            seq = conn.execute(
                 "INSERT INTO documents(run_uid, name, uid, body) VALUES (?,?,?,?)",
                 (run_uid, "stop", doc.get("uid"), body),
-            )
+            ).lastrowid
             conn.execute(
                 "UPDATE runs SET stop_time=?, exit_status=?, reason=?, num_events=?,"
-                " content_hash=? WHERE uid=?",
+                " content_hash=?, last_seq=? WHERE uid=?",
                 (
                     doc.get("time"),
                     doc.get("exit_status"),
                     doc.get("reason") or None,
                     total,
                     h.hexdigest(),
+                    seq,
                     run_uid,
                 ),
             )
@@ -383,6 +419,23 @@ class RunStore:
         if name == "datum" and "datum_id" in doc:
             return self._run_uid_of(name, {"resource": doc["datum_id"].rsplit("/", 1)[0]})
         raise StoreError(f"cannot tell which run this {name} document belongs to")
+
+    def _run_rows(
+        self, uid: str, columns: str, where: str = "", *, conn: sqlite3.Connection | None = None
+    ) -> Iterator[tuple]:
+        """Rows of a run's documents, in order: a range scan of ``seq`` filtered by run."""
+        conn = conn or self._reader()
+        bounds = conn.execute("SELECT first_seq, last_seq FROM runs WHERE uid=?", (uid,)).fetchone()
+        if bounds is None:
+            return iter(())
+        first, last = bounds
+        sql = f"SELECT {columns} FROM documents WHERE seq >= ? AND seq <= ? AND run_uid = ?"
+        if where:
+            sql += f" AND ({where})"
+        # an incomplete run has no last document: scan to the end of the table
+        return conn.execute(
+            sql + " ORDER BY seq", (first, last if last is not None else 2**62, uid)
+        )
 
     # -- plots -------------------------------------------------------------------------------
     def _schedule_plot(self, run_uid: str) -> None:
@@ -475,7 +528,7 @@ class RunStore:
             args.append(_epoch(until))
         if complete is not None:
             where.append("r.exit_status IS NOT NULL" if complete else "r.exit_status IS NULL")
-        sql = "SELECT r.* FROM runs r"
+        sql = f"SELECT {_SUMMARY_COLUMNS} FROM runs r"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY r.time DESC"
@@ -487,7 +540,11 @@ class RunStore:
     def run(self, uid: str) -> RunSummary:
         """The summary of one run (uid or unique uid prefix)."""
         uid = self.resolve(uid)
-        row = self._reader().execute("SELECT * FROM runs WHERE uid=?", (uid,)).fetchone()
+        row = (
+            self._reader()
+            .execute(f"SELECT {_SUMMARY_COLUMNS} FROM runs r WHERE uid=?", (uid,))
+            .fetchone()
+        )
         return self._summary(row)
 
     def _summary(self, row: tuple) -> RunSummary:
@@ -503,10 +560,10 @@ class RunStore:
 
     def _count_events(self, uid: str) -> int:
         total = 0
-        for name, body in self._reader().execute(
-            "SELECT name, CASE WHEN name='event_page' THEN body END FROM documents "
-            "WHERE run_uid=? AND name IN ('event', 'event_page')",
-            (uid,),
+        for name, body in self._run_rows(
+            uid,
+            "name, CASE WHEN name='event_page' THEN body END",
+            "name IN ('event', 'event_page')",
         ):
             total += 1 if name == "event" else len(decode(body)["seq_num"])
         return total
@@ -517,10 +574,7 @@ class RunStore:
             yield name, decode(body)
 
     def _raw_documents(self, uid: str) -> Iterator[tuple[str, bytes]]:
-        rows = self._reader().execute(
-            "SELECT name, body FROM documents WHERE run_uid=? ORDER BY seq", (uid,)
-        )
-        for name, body in rows:
+        for name, body in self._run_rows(uid, "name, body"):
             yield name, bytes(body)
 
     def start_doc(self, uid: str) -> dict[str, Any]:
@@ -532,7 +586,10 @@ class RunStore:
         uid = self.resolve(uid)
         row = (
             self._reader()
-            .execute("SELECT body FROM documents WHERE run_uid=? AND name='stop'", (uid,))
+            .execute(
+                "SELECT d.body FROM runs r JOIN documents d ON d.seq = r.last_seq WHERE r.uid=?",
+                (uid,),
+            )
             .fetchone()
         )
         return None if row is None else decode(row[0])
@@ -540,10 +597,7 @@ class RunStore:
     def descriptors(self, uid: str) -> list[dict[str, Any]]:
         """A run's event descriptors, in order."""
         uid = self.resolve(uid)
-        rows = self._reader().execute(
-            "SELECT body FROM documents WHERE run_uid=? AND name='descriptor' ORDER BY seq",
-            (uid,),
-        )
+        rows = self._run_rows(uid, "body", "name = 'descriptor'")
         return [decode(b) for (b,) in rows]
 
     def streams(self, uid: str) -> list[str]:
@@ -568,11 +622,7 @@ class RunStore:
                 configuration[obj] = conf
         events: list[dict[str, Any]] = []
         wanted = {d["uid"] for d in descriptors}
-        rows = self._reader().execute(
-            "SELECT name, descriptor, body FROM documents WHERE run_uid=? "
-            "AND name IN ('event', 'event_page') ORDER BY seq",
-            (uid,),
-        )
+        rows = self._run_rows(uid, "name, descriptor, body", "name IN ('event', 'event_page')")
         for name, descriptor, body in rows:
             if descriptor not in wanted:
                 continue
@@ -619,7 +669,13 @@ class RunStore:
             finally:
                 self._plot_pool.shutdown(wait=True)
                 self._plot_pool = None
+        self._closing.set()
+        self._checkpointer.join()
         with self._lock:
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error:
+                log.warning("final checkpoint of %s failed; the log is kept", self.path)
             self._conn.close()
         conn = getattr(self._local, "conn", None)
         if conn is not None:

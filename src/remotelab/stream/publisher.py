@@ -98,7 +98,8 @@ class StreamPublisher:
         with self._lock:
             if self._closed:
                 return
-            self._socket.send(message, copy=False)
+            # zero-copy pays off only for big messages (spectra by the thousand)
+            self._socket.send(message, copy=len(message) < 65536)
             self._follow(name, doc)
 
     def _follow(self, name: str, doc: dict[str, Any]) -> None:
@@ -135,6 +136,22 @@ class StreamPublisher:
         with self._lock:
             self.status.update(fields, state=state)
             self._send_status()
+
+    def on_engine_state(self, new_state: Any, old_state: Any = None) -> None:
+        """Follow the RunEngine's state: ``RE.state_hook = publisher.on_engine_state``.
+
+        ``paused`` (and ``suspending``, a suspender's pause) publish ``paused``; ``idle``
+        publishes ``idle``; every other state (running, stopping, aborting…) ``running``.
+        The RunEngine's own state name is sent as ``engine_state``.
+        """
+        engine_state = str(new_state)
+        if engine_state in ("paused", "suspending"):
+            state: State = "paused"
+        elif engine_state == "idle":
+            state = "idle"
+        else:
+            state = "running"
+        self.set_state(state, engine_state=engine_state)
 
     def publish_status(self) -> None:
         """Publish the current status now."""

@@ -1,0 +1,114 @@
+"""``remotelab watch EXPERIMENT`` follows a live run from the stream and exits when it stops."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from bluesky import RunEngine
+from bluesky.plans import count
+
+from remotelab.lab import load_lab
+from remotelab.stream import DOC_PREFIX, StreamProxy, StreamPublisher
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def _watch(address: str, experiment: str, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "remotelab", "watch", experiment, "--stream", address, *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(SRC), "COLUMNS": "160", "TERM": "dumb"},
+    )
+
+
+def test_watch_shows_the_experiment_and_exits_at_stop():
+    proxy = StreamProxy("tcp://127.0.0.1:*", "tcp://127.0.0.1:*").start()
+    publisher = StreamPublisher(proxy.in_address, heartbeat=None)
+    proc = _watch(proxy.out_address, "E-watch")
+    try:
+        publisher.wait_connected()
+        proxy.wait_for_subscribers(1, DOC_PREFIX + b" ", timeout=30)
+        RE = RunEngine({}, context_managers=[])
+        RE.subscribe(publisher)
+        with load_lab(speed=2000) as lab:
+            RE(count([lab["thermometer"]], num=2), experiment_id="another")  # not shown
+            (uid,) = RE(count([lab["thermometer"], lab["balance"]], num=5), experiment_id="E-watch")
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        publisher.close()
+        proxy.stop()
+    assert proc.returncode == 0, err
+    assert f"run {uid} success: 5 event(s)" in out
+    assert "thermometer_temperature" in out and "balance_mass" in out
+    assert "5/5" in out  # the progress bar, from num_points
+
+
+def test_watch_gives_up_when_the_experiment_never_starts():
+    proxy = StreamProxy("tcp://127.0.0.1:*", "tcp://127.0.0.1:*").start()
+    try:
+        proc = _watch(proxy.out_address, "E-never", "--timeout", "0.5")
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proxy.stop()
+    assert proc.returncode == 2
+    assert "did not start" in err
+
+
+def test_watch_joins_a_run_already_under_way():
+    """A watcher started mid-run learns the run from the worker's status heartbeat."""
+    import threading
+
+    from bluesky import plan_stubs as bps
+    from bluesky import preprocessors as bpp
+
+    proxy = StreamProxy("tcp://127.0.0.1:*", "tcp://127.0.0.1:*").start()
+    publisher = StreamPublisher(proxy.in_address, heartbeat=0.05)
+    publisher.wait_connected()
+    started, go_on = threading.Event(), threading.Event()
+    RE = RunEngine({}, context_managers=[])
+    RE.subscribe(publisher)
+    RE.subscribe(lambda name, doc: started.set() if name == "event" else None)
+    lab = load_lab(speed=2000)
+
+    @bpp.run_decorator(md={"experiment_id": "E-late"})
+    def plan():
+        while not go_on.is_set():  # keep measuring until the watcher is listening
+            yield from bps.trigger_and_read([lab["thermometer"]])
+            yield from bps.sleep(0.01)
+        for _ in range(10):  # then long enough for a few heartbeats
+            yield from bps.trigger_and_read([lab["thermometer"]])
+            yield from bps.sleep(0.05)
+
+    uids = []
+    runner = threading.Thread(target=lambda: uids.extend(RE(plan())))
+    runner.start()
+    proc = None
+    try:
+        assert started.wait(30)
+        proc = _watch(proxy.out_address, "E-late")
+        proxy.wait_for_subscribers(1, DOC_PREFIX + b" ", timeout=30)
+        go_on.set()
+        runner.join(60)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        go_on.set()
+        runner.join(60)
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        publisher.close()
+        proxy.stop()
+        lab.close()
+    assert proc.returncode == 0, err
+    (uid,) = uids
+    assert f"run {uid} success" in out
+    seen = int(out.rsplit("success: ", 1)[1].split()[0])
+    assert seen >= 1  # events after joining, found through the status's descriptors
