@@ -15,16 +15,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
-import optuna
 from ophyd import Signal
-from optuna.distributions import FloatDistribution
-from optuna.trial import TrialState
 
 from remotelab.plans.basic import limit_problems
 from remotelab.plans.params import DeviceParam, Param, PlanParams, WellParam
 from remotelab.plans.registry import plan
 
 if TYPE_CHECKING:
+    import optuna
+
     from remotelab.lab import Lab
 
 
@@ -54,7 +53,7 @@ class OptimizeParams(PlanParams):
         "tpe", description="Optuna sampler: tpe (Bayesian) or random (the baseline)"
     )
     startup_trials: int = Param(
-        8, ge=1, le=100, description="random trials before the TPE model takes over"
+        5, ge=1, le=100, description="random trials before the TPE model takes over"
     )
     seed: int = Param(0, description="seed of the sampler, so a run can be repeated")
     reagent_volume_ul: float = Param(
@@ -83,7 +82,7 @@ def _check(p: OptimizeParams, lab: Lab) -> Iterator[tuple[str, str]]:
         if not lo < hi:
             yield name, f"low {lo:g} must be below high {hi:g}"
     flo, fhi = p.fraction
-    if not (0.0 < flo and fhi < 1.0):
+    if not (flo > 0.0 and fhi < 1.0):
         yield "fraction", "bounds must lie strictly between 0 and 1"
     heater, handler, detector = lab[p.heater], lab[p.handler], lab[p.detector]
     tlo, thi = p.temperature
@@ -121,6 +120,8 @@ def _check(p: OptimizeParams, lab: Lab) -> Iterator[tuple[str, str]]:
 
 
 def _sampler(name: str, seed: int, startup: int) -> optuna.samplers.BaseSampler:
+    import optuna  # imported when a loop runs: listing and validating plans stays light
+
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True)
@@ -142,7 +143,7 @@ def optimize(
     objective: str = "peak_absorbance",
     direction: str = "maximize",
     sampler: str = "tpe",
-    startup_trials: int = 8,
+    startup_trials: int = 5,
     seed: int = 0,
     reagent_volume_ul: float = 20.0,
     solvent_volume_ul: float = 980.0,
@@ -156,6 +157,10 @@ def optimize(
     """Closed-loop optimisation: choose the next reagent fraction and temperature from the
     results so far (Optuna ask/tell), make and measure the mix, until the budget or the
     target is met. The best conditions are read into the ``best`` stream."""
+    import optuna
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         direction=direction, sampler=_sampler(sampler, seed, startup_trials)

@@ -1,6 +1,6 @@
 """The simulated lab: a world model, a fast clock, simulated instruments and fault injection."""
 
-from remotelab.sim.chemistry import SPECIES, WAVELENGTHS, Species, absorbance, ph
+from remotelab.sim.chemistry import SPECIES, WAVELENGTHS, Reaction, Species, absorbance, ph
 from remotelab.sim.clock import SimClock
 from remotelab.sim.faults import Fault, FaultPlan, inject_fault
 from remotelab.sim.instruments import SIM_INSTRUMENTS, SimInstrument
@@ -12,6 +12,7 @@ __all__ = [
     "WAVELENGTHS",
     "Fault",
     "FaultPlan",
+    "Reaction",
     "SimClock",
     "SimInstrument",
     "SimSample",
