@@ -211,7 +211,7 @@ def test_demo_then_cli_submit_watch_export(tmp_path):
         exp = json.loads(sub.stdout)
         assert exp["state"] == "completed" and exp["submitter"] == "demo-researcher"
 
-        watched = _cli(tmp_path, "watch", exp["id"], "--json", url=url, token=token)
+        watched = _cli(tmp_path, "follow", exp["id"], "--json", url=url, token=token)
         assert watched.returncode == 0, watched.stderr
         events = [json.loads(x) for x in watched.stdout.splitlines()]
         docs = [e["data"]["name"] for e in events if e["event"] == "document"]
@@ -220,7 +220,7 @@ def test_demo_then_cli_submit_watch_export(tmp_path):
 
         out = tmp_path / "export"
         exported = _cli(
-            tmp_path, "export", exp["id"], "-f", "csv", "-o", str(out), url=url, token=token
+            tmp_path, "download", exp["id"], "-f", "csv", "-o", str(out), url=url, token=token
         )
         assert exported.returncode == 0, exported.stderr
         (csv_file,) = out.glob("*.csv")

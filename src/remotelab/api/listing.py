@@ -1,7 +1,7 @@
 """Listing a lab's experiments page by page, however long the queue.
 
-Prefect answers at most ``PREFECT_API_DEFAULT_LIMIT`` (200) flow runs per request, so the
-gateway reads the queue in pages of that size. Filters on submitter, plan and priority go to
+Prefect answers at most ``PREFECT_API_DEFAULT_LIMIT`` (200) flow runs per request; the
+queue reads its answers page by page. Filters on submitter, plan and priority go to
 Prefect as tags (the queue tags every experiment with them). Unfinished experiments come in
 queue order (running, then queued by priority and place, then awaiting approval); finished
 ones newest first, counted by Prefect.
@@ -26,8 +26,6 @@ from prefect.client.schemas.sorting import FlowRunSort
 
 from remotelab.queue.models import Experiment, ExperimentState, Priority
 
-#: the most flow runs Prefect gives in one answer
-PREFECT_PAGE = 200
 _RANK = {
     ExperimentState.running: 0,
     ExperimentState.paused: 0,
@@ -60,16 +58,9 @@ def _pages(
     sort: FlowRunSort,
     want: int | None = None,
 ) -> list[Experiment]:
-    """Read experiments page by page until Prefect has no more (or ``want`` are read)."""
-    out: list[Experiment] = []
-    offset = 0
-    while want is None or len(out) < want:
-        page = queue._read(states, tags=tags or None, limit=PREFECT_PAGE, sort=sort, offset=offset)
-        if not page:
-            return out
-        out.extend(page)
-        offset += PREFECT_PAGE
-    return out
+    """Every experiment in ``states`` with ``tags`` (at most ``want``); the queue reads
+    Prefect's answers page by page."""
+    return queue._read(states, tags=tags or None, limit=want, sort=sort)
 
 
 def _count_finished(queue: Any, states: list[ExperimentState], tags: list[str]) -> int:
@@ -117,4 +108,4 @@ def list_experiments(
     return items[offset : offset + limit], total
 
 
-__all__ = ["PREFECT_PAGE", "filter_tags", "list_experiments"]
+__all__ = ["filter_tags", "list_experiments"]

@@ -66,8 +66,9 @@ router = APIRouter(responses=error_responses(401, 403, 404, 409, 422, 503))
 Who = Annotated[Principal, Depends(principal)]
 GW = Annotated[Gateway, Depends(get_gateway)]
 UNFINISHED = [s for s in ExperimentState if not s.finished]
-#: the longest page of a listing
+#: the longest page of a listing, and the farthest offset
 MAX_PAGE = 1000
+MAX_OFFSET = 10**9
 
 
 def _lab(gw: Gateway, who: Principal, lab: str) -> LabService:
@@ -198,7 +199,7 @@ def list_experiments(
     plan: str | None = None,
     priority: Priority | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> ExperimentPage:
     """Experiments of the lab in queue order (running, queued by priority, awaiting
     approval); finished ones (ask for their states) newest first. Filters combine."""
@@ -598,7 +599,7 @@ def list_runs(
     sample: str | None = None,
     complete: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> list[RunInfo]:
     """Stored runs, newest first; filters combine."""
     if gw.store is None:
@@ -707,9 +708,9 @@ def read_audit(
     lab: str | None = None,
     actor: str | None = None,
     action: str | None = None,
-    since: Annotated[float | None, Query(description="epoch seconds")] = None,
+    since: Annotated[float | None, Query(ge=0, le=1e11, description="epoch seconds")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> list[AuditEntry]:
     """The audit log, newest first: every state-changing request, who made it, from where,
     and how it ended. Managers see their labs' entries; admins all."""

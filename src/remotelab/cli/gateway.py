@@ -113,7 +113,7 @@ def demo(
             )
             console.print(
                 "      remotelab experiments; remotelab submit measure "
-                "-p detectors=thermometer -p num=3 --watch",
+                "-p detectors=thermometer -p num=3 --watch; remotelab download <id>",
                 soft_wrap=True,
             )
             console.print("ready; Ctrl-C stops everything", soft_wrap=True)

@@ -1,4 +1,4 @@
-"""The remote commands: ``remotelab submit``, ``experiments``, ``show``, ``watch``, ``export``…
+"""The remote commands: ``remotelab submit``, ``experiments``, ``show``, ``follow``, ``download``…
 
 They talk to a gateway through :class:`remotelab.Client`. The gateway and token come from
 ``--url``/``--token``, else ``REMOTELAB_URL``/``REMOTELAB_TOKEN``, else the config file
@@ -334,7 +334,7 @@ def answer(
     console.print(f"answered {parsed!r}")
 
 
-@app.command("watch")
+@app.command("follow")
 def watch(
     experiment_id: Annotated[
         str | None, typer.Argument(help="Only this experiment (ends when it ends).")
@@ -357,7 +357,7 @@ def watch(
             pass
 
 
-@app.command("plans")
+@app.command("catalog")
 def plans(
     name: Annotated[str | None, typer.Argument(help="One plan: show its schema.")] = None,
     url: URL = None,
@@ -396,7 +396,7 @@ def devices(url: URL = None, token: TOKEN = None, lab: LAB = None, as_json: JSON
     console.print(table)
 
 
-@app.command("runs")
+@app.command("results")
 def runs(
     experiment: Annotated[str | None, typer.Option(help="Only this experiment's runs.")] = None,
     plan: Annotated[str | None, typer.Option(help="Only this plan's runs.")] = None,
@@ -427,7 +427,7 @@ def runs(
     console.print(table)
 
 
-@app.command("export")
+@app.command("download")
 def export(
     uid: Annotated[str, typer.Argument(help="A run uid (or unique prefix), or an experiment id.")],
     format: Annotated[str, typer.Option("--format", "-f", help="csv, json or hdf5")] = "csv",
