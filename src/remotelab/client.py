@@ -280,6 +280,13 @@ class Client:
         body = {k: v for k, v in (("to", to), ("behind", behind)) if v is not None}
         return self._exp(self._act(lab, experiment_id, "move", body))
 
+    def prioritise(
+        self, experiment_id: str, priority: Priority | str, *, lab: str | None = None
+    ) -> Submission:
+        """Give a queued experiment another priority (managers)."""
+        body = {"priority": Priority(priority).value}
+        return self._exp(self._act(lab, experiment_id, "priority", body))
+
     def approve(self, experiment_id: str, *, lab: str | None = None) -> Submission:
         return self._exp(self._act(lab, experiment_id, "approve"))
 

@@ -134,6 +134,14 @@ CASES = [
         alices,
     ),
     Case(
+        "prioritise",
+        "POST",
+        "/labs/{lab}/experiments/{exp}/priority",
+        at_least("manager", 200),
+        {"priority": "low"},
+        alices,
+    ),
+    Case(
         "approve",
         "POST",
         "/labs/{lab}/experiments/{exp}/approve",
@@ -283,3 +291,22 @@ def test_lab_access_is_limited_to_a_users_labs(site):
     assert r.status_code == 403 and "no access to lab" in r.json()["detail"]
     # the run store's runs of that lab are hidden too
     assert site.client.get(f"{API_PREFIX}/runs", headers=headers).json() == []
+
+
+def test_prioritise_puts_it_behind_that_prioritys_last(site):
+    first, second, third = (site.submit("researcher") for _ in range(3))
+    url = f"{API_PREFIX}/labs/{site.name}/experiments"
+    manager = site.headers("manager")
+    r = site.client.post(f"{url}/{third}/priority", json={"priority": "urgent"}, headers=manager)
+    assert r.status_code == 200 and r.json()["priority"] == "urgent"
+    r = site.client.post(f"{url}/{first}/priority", json={"priority": "urgent"}, headers=manager)
+    assert r.json()["priority"] == "urgent"
+    queued = site.client.get(url, params={"state": "queued", "limit": 1000}, headers=manager)
+    order = [e["id"] for e in queued.json()["items"]]
+    mine = [i for i in order if i in (first, second, third)]
+    assert mine == [third, first, second]
+    r = site.client.post(f"{url}/{second}/priority", json={"priority": "soon"}, headers=manager)
+    assert r.status_code == 422 and r.json()["errors"][0]["param"] == "priority"
+    site.queue.cancel(second, by="tests")
+    r = site.client.post(f"{url}/{second}/priority", json={"priority": "low"}, headers=manager)
+    assert r.status_code == 409 and "only queued ones" in r.json()["detail"]

@@ -4,7 +4,8 @@ Prefect answers at most ``PREFECT_API_DEFAULT_LIMIT`` (200) flow runs per reques
 queue reads its answers page by page. Filters on submitter, plan and priority go to
 Prefect as tags (the queue tags every experiment with them). Unfinished experiments come in
 queue order (running, then queued by priority and place, then awaiting approval); finished
-ones newest first, counted by Prefect.
+ones newest first, counted by Prefect. :func:`prioritise` changes a queued experiment's
+priority with the queue's own moves.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.sorting import FlowRunSort
 
+from remotelab.errors import ExperimentStateError
 from remotelab.queue.models import Experiment, ExperimentState, Priority
 
 _RANK = {
@@ -108,4 +110,20 @@ def list_experiments(
     return items[offset : offset + limit], total
 
 
-__all__ = ["filter_tags", "list_experiments"]
+def prioritise(queue: Any, experiment_id: str, priority: Priority) -> Experiment:
+    """Give a queued experiment ``priority``; it goes behind that priority's last one."""
+    exp = queue.get(experiment_id)
+    if exp.state != ExperimentState.queued:
+        raise ExperimentStateError(
+            f"experiment {experiment_id} is {exp.state.value}; only queued ones change priority"
+        )
+    priority = Priority(priority)
+    same = [e for e in queue.waiting() if e.priority == priority and e.id != exp.id]
+    if same:
+        return queue.move(exp.id, behind=same[-1].id)  # a move takes the place's priority
+    if exp.priority == priority:
+        return exp
+    return queue._reschedule(exp, priority, exp.scheduled or datetime.now(UTC))
+
+
+__all__ = ["filter_tags", "list_experiments", "prioritise"]

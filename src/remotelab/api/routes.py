@@ -44,6 +44,7 @@ from remotelab.api.models import (
     MoveRequest,
     PauseRequest,
     PlanInfo,
+    PriorityRequest,
     RunInfo,
     SubmitRequest,
     TokenCreate,
@@ -307,6 +308,28 @@ def move_experiment(
     rec.detail = body.model_dump(exclude_none=True)
     with svc.writes:
         return svc.queue.move(exp.id, to=body.to, behind=body.behind)
+
+
+@router.post(
+    "/labs/{lab}/experiments/{experiment_id}/priority",
+    response_model=Experiment,
+    tags=["experiments"],
+)
+def prioritise_experiment(
+    lab: str,
+    experiment_id: str,
+    body: PriorityRequest,
+    gw: GW,
+    rec: Annotated[AuditRecord, audited("experiment.prioritise")],
+) -> Experiment:
+    """Give a queued experiment another priority: it goes to the back of that priority's
+    experiments (managers; 409 unless it is queued)."""
+    who = rec.who
+    svc = _lab(gw, who, lab)
+    who.require(Role.manager, lab, action="changing an experiment's priority")
+    rec.detail = {"priority": body.priority.value}
+    with svc.writes:
+        return listing.prioritise(svc.queue, experiment_id, body.priority)
 
 
 @router.post(

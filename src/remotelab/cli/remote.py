@@ -292,6 +292,19 @@ def move(
     _experiment_action("move", experiment_id, url, token, lab, as_json, to=to, behind=behind)
 
 
+@app.command("prioritise")
+def prioritise(
+    experiment_id: Annotated[str, typer.Argument(help="The experiment's id.")],
+    priority: Annotated[str, typer.Argument(help="urgent, normal or low")],
+    url: URL = None,
+    token: TOKEN = None,
+    lab: LAB = None,
+    as_json: JSON = False,
+) -> None:
+    """Give a queued experiment another priority (managers)."""
+    _experiment_action("prioritise", experiment_id, url, token, lab, as_json, priority=priority)
+
+
 @app.command("approve")
 def approve(
     experiment_id: Annotated[str, typer.Argument(help="The experiment's id.")],
