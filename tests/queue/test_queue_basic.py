@@ -5,8 +5,8 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from conftest import wait_until
 from prefect.client.schemas.objects import StateType
+from queue_helpers import wait_until
 
 from remotelab.errors import ExperimentStateError, PlanValidationError, QueueError
 from remotelab.queue import ExperimentState, Priority, pool_name

@@ -4,7 +4,7 @@ operator questions, and two workers on one lab."""
 from __future__ import annotations
 
 import pytest
-from conftest import wait_until, write_lab
+from queue_helpers import wait_until, write_lab
 
 from remotelab.errors import ExperimentStateError
 from remotelab.lab import load_lab
@@ -127,7 +127,8 @@ def test_operator_confirmation(exq, lab, start_worker):
     nxt = exq.submit("steps", {"n": 1}, submitter="ada")
     asking = exq.wait_for(exp.id, [ExperimentState.paused])
     assert asking.state_name == "AwaitingOperator" and "load tray 2" in asking.message
-    assert w.worker.question is not None and w.worker.question.prompt.startswith("load tray 2")
+    question = wait_until(lambda: exq.question(exp.id), what="the question")
+    assert question.prompt == "load tray 2, then confirm" and question.kind == "value"
     assert exq.get(nxt.id).state == ExperimentState.queued  # the lab is held by the question
     exq.answer(exp.id, "tray 2 loaded")
     assert exq.wait_for(exp.id).state == ExperimentState.completed
@@ -151,3 +152,33 @@ def test_two_workers_never_run_the_same_experiment(exq, lab_file, prefect_api, s
     assert ran_by <= {w.worker.id for w in workers}
     for x in labs:
         x.close()
+
+
+def test_stale_claim_on_a_finished_run_is_let_go(exq, lab_file, prefect_api, start_worker):
+    """Prefect accepts Completed → Pending (a re-run); a worker holding an old view of the
+    queue must not run a finished experiment again."""
+    from remotelab.worker import LabWorker
+
+    late_lab = load_lab(lab_file, speed=1000)
+    late = LabWorker(late_lab, api_url=prefect_api)
+    late.start()
+    try:
+        exq.hold()
+        exp = exq.submit("steps", {"n": 1}, submitter="ada")
+        late._held, late._held_stale = False, False  # its view: not held
+        late._held_at = float("inf")
+        stale_view = late.candidates()
+        assert [str(r.id) for r in stale_view] == [exp.id]
+        w = start_worker(load_lab(lab_file, speed=1000))
+        exq.release()
+        done = exq.wait_for(exp.id)
+        assert done.state == ExperimentState.completed
+        late._candidates, late._candidates_stale = stale_view, False
+        late._candidates_at = float("inf")
+        assert late.claim() is None
+        again = exq.get(exp.id)
+        assert again.state == ExperimentState.completed and again.message == done.message
+        assert len(w.docs("start", exp.id)) == 1
+    finally:
+        late.close()
+        late_lab.close()

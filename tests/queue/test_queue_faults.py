@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import docs_of, subprocess_env, wait_until
+from queue_helpers import docs_of, subprocess_env, wait_until
 
 from remotelab.queue import ExperimentState
 

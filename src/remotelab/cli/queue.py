@@ -6,6 +6,7 @@ import importlib
 import json
 import logging
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,11 @@ def server(
                 return
             console.print(f"Prefect API {api}  (UI {embedded.ui_url})")
             console.print(f"export REMOTELAB_PREFECT_API_URL={api}")
+
+            def _terminate(signum: int, _frame: object) -> None:
+                raise SystemExit(0)  # leave through `finally`, which stops the server
+
+            signal.signal(signal.SIGTERM, _terminate)
             embedded.wait()
         except KeyboardInterrupt:
             pass

@@ -40,6 +40,7 @@ from remotelab.queue.models import (
     Experiment,
     ExperimentState,
     Priority,
+    Question,
     lab_tag,
     pool_name,
     priority_tag,
@@ -461,6 +462,17 @@ class ExperimentQueue:
         if exp.state not in ACTIVE:
             raise ExperimentStateError(f"experiment {experiment_id} is {exp.state.value}")
         return self._to_worker(exp, {"cmd": "answer", "experiment": exp.id, "value": value})
+
+    def question(self, experiment_id: str) -> Question | None:
+        """The question the experiment's plan waits on the operator to answer, if any."""
+        exp = self.get(experiment_id)
+        if exp.state not in ACTIVE:
+            return None
+        info = self._to_worker(exp, {"cmd": "status"})
+        asked = info.get("question")
+        if not asked or asked.get("experiment_id") != exp.id:
+            return None
+        return Question.model_validate(asked)
 
     def _to_current(self, message: dict[str, Any]) -> dict[str, Any]:
         exp = self.current()

@@ -143,7 +143,15 @@ class LabWorker:
         self.control = control.ControlServer(self._handle, self.control_bind).start()
         self._announce(create=True)
         crashed = self.recover()
-        self._safe_state("worker start")
+        busy = [w for w in self.peers() if w.get("current")]
+        if busy:  # another worker of this lab is mid-experiment: leave its devices alone
+            log.info(
+                "worker %s runs %s now: not resetting the devices",
+                busy[0]["id"],
+                busy[0]["current"],
+            )
+        else:
+            self._safe_state("worker start")
         for target, name in (
             (self._heartbeat_loop, "heartbeat"),
             (self._watch_loop, "watch"),
@@ -266,6 +274,19 @@ class LabWorker:
                 job()
             except Exception as exc:
                 log.warning("could not record in Prefect: %s", exc)
+
+    def peers(self) -> list[dict[str, Any]]:
+        """The other live workers of this lab, as they announce themselves."""
+        prefix = control.lab_prefix(self.name)
+        mine = control.variable_name(self.name, self.id)
+        return [
+            v.value
+            for v in self.client.read_variables()
+            if v.name.startswith(prefix)
+            and v.name != mine
+            and isinstance(v.value, dict)
+            and control.worker_is_alive(v.value)
+        ]
 
     # -- crash recovery ----------------------------------------------------------------------
     def recover(self) -> list[Experiment]:
