@@ -18,8 +18,8 @@ from pathlib import Path
 
 import h5py
 import pytest
+from api_helpers import SRC, free_port, write_lab
 
-from conftest import SRC, write_lab
 from remotelab import Client
 from remotelab.api.embedded import Embedded
 from remotelab.errors import (
@@ -32,12 +32,6 @@ from remotelab.errors import (
 from remotelab.queue import ExperimentState
 
 MEASURE = {"detectors": ["thermometer", "spectrometer"], "num": 3}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 import schemathesis
+from api_helpers import Site, make_site
 from fastapi.routing import APIRoute
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import (
@@ -16,7 +17,6 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from conftest import Site, make_site
 from remotelab.api import API_PREFIX
 from remotelab.api.routes import router
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
-from test_api_e2e import free_port
+from api_helpers import free_port
 
 from remotelab import Client
 from remotelab.api.embedded import GatewayServer
