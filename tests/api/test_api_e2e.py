@@ -193,7 +193,7 @@ def test_demo_then_cli_submit_watch_export(tmp_path):
             "submit",
             "measure",
             "-p",
-            "detectors=thermometer,ph_meter",
+            "detectors=thermometer",
             "-p",
             "num=3",
             "--wait",

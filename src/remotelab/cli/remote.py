@@ -8,6 +8,7 @@ written by ``remotelab login`` (``REMOTELAB_CONFIG``, default
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tomllib
@@ -20,6 +21,7 @@ import typer
 from rich.table import Table
 
 from remotelab.cli.app import app, console, err_console, user_errors
+from remotelab.errors import ApiError
 
 URL = Annotated[str | None, typer.Option("--url", help="The gateway; default: REMOTELAB_URL.")]
 TOKEN = Annotated[
@@ -58,7 +60,6 @@ def _config() -> dict[str, Any]:
 def client(url: str | None, token: str | None, lab: str | None = None):
     """A client from the options, the environment or the config file (in that order)."""
     from remotelab.client import Client
-    from remotelab.errors import ApiError
 
     cfg = _config()
     url = url or os.environ.get("REMOTELAB_URL") or cfg.get("url")
@@ -99,6 +100,23 @@ def parse_param(text: str) -> tuple[str, Any]:
     if "," in raw:
         return key, [parse_param(f"x={part}")[1] for part in raw.split(",") if part]
     return key, raw
+
+
+def _takes_list(schema: dict[str, Any]) -> bool:
+    """Whether a JSON Schema accepts an array (and not a plain value)."""
+    options = schema.get("anyOf") or schema.get("oneOf") or [schema]
+    types = {o.get("type") for o in options}
+    return "array" in types and not types & {"string", "number", "integer", "boolean"}
+
+
+def fit_params(params: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """Wrap a single value in a list where the plan's schema takes a list
+    (``-p detectors=thermometer`` means ``["thermometer"]``)."""
+    props = schema.get("properties", {})
+    return {
+        k: [v] if k in props and _takes_list(props[k]) and not isinstance(v, list) else v
+        for k, v in params.items()
+    }
 
 
 def _experiments_table(items: list, title: str) -> Table:
@@ -199,6 +217,9 @@ def submit(
     """Submit an experiment: a plan and its parameters."""
     with user_errors(), client(url, token, lab) as c:
         params = dict(parse_param(p) for p in param or [])
+        if params:
+            with contextlib.suppress(ApiError):  # an unknown plan: the submission says so
+                params = fit_params(params, c.plan(plan)["schema"])
         exp = c.submit(plan, params, priority=priority)
         if not as_json:
             console.print(f"submitted experiment [bold]{exp.id}[/] ({exp.state.value})")
