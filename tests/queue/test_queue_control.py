@@ -85,7 +85,7 @@ def test_pause_then_abort(exq, lab, start_worker):
 
 def test_hold_finishes_current_and_starts_no_more(exq, lab, start_worker):
     w = start_worker(lab)
-    first = exq.submit("steps", {"n": 20, "step_s": 0.01}, submitter="ada")
+    first = exq.submit("steps", {"n": 300, "step_s": 0.01}, submitter="ada")
     second = exq.submit("steps", {"n": 1}, submitter="ada")
     running_with_events(exq, w, first.id)
     exq.hold()
