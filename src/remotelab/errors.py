@@ -155,6 +155,34 @@ class StreamError(RemotelabError):
     """The live document stream could not be published or subscribed to."""
 
 
+class AuthenticationError(RemotelabError):
+    """No API token, or a token that is malformed, unknown or revoked."""
+
+
+class PermissionDeniedError(RemotelabError, PermissionError):
+    """The caller's role (or lab access) does not allow this action."""
+
+
+class AccountError(RemotelabError, ValueError):
+    """A user or token operation that cannot be done (bad name, unknown role, duplicate)."""
+
+
+class UnknownAccountError(AccountError, LookupError):
+    """No user or token with this name or id."""
+
+
+class UnknownLabError(RemotelabError, LookupError):
+    """A lab name that this gateway does not serve."""
+
+
+class AccountExistsError(AccountError):
+    """A user with this name exists already."""
+
+
+class UnknownPlanError(RemotelabError, LookupError):
+    """A plan name that the lab does not offer."""
+
+
 class QueueError(RemotelabError):
     """The experiment queue (or the Prefect server behind it) could not do what was asked."""
 
@@ -169,3 +197,34 @@ class ExperimentStateError(QueueError):
 
 class WorkerUnavailable(QueueError):
     """No live worker of the lab answered on its control channel."""
+
+
+class ApiError(RemotelabError):
+    """The gateway refused a request: ``status`` (HTTP), ``detail``, per-parameter ``errors``."""
+
+    def __init__(
+        self, status: int, detail: str, kind: str = "", errors: list[dict[str, Any]] | None = None
+    ):
+        self.status, self.detail, self.kind = status, detail, kind
+        self.errors = [dict(e) for e in errors or []]
+        super().__init__(f"{detail} (HTTP {status})")
+
+
+class ApiNotFound(ApiError, LookupError):
+    """The gateway has no such lab, experiment, plan, run, user or token (HTTP 404)."""
+
+
+class ApiConflict(ApiError):
+    """The thing is not in a state that allows the request (HTTP 409)."""
+
+
+class ApiUnauthorized(ApiError):
+    """No token, or a malformed, unknown or revoked one (HTTP 401)."""
+
+
+class ApiForbidden(ApiError, PermissionError):
+    """The token's role or lab access does not allow the request (HTTP 403)."""
+
+
+class ApiInvalid(ApiError, ValueError):
+    """The request, or a plan's parameters, are invalid (HTTP 422); see ``errors``."""

@@ -1,0 +1,189 @@
+"""Serve the gateway (uvicorn), and the whole embedded installation of ``remotelab demo``.
+
+:class:`Embedded` starts, on loopback: a Prefect server on SQLite, the stream proxy, the run
+store, a worker on the lab (the shipped simulated one by default) and the gateway; it makes
+a demo manager and researcher with fresh tokens. :meth:`Embedded.stop` takes it all down in
+the reverse order, the worker leaving the lab's devices safe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from remotelab.api.app import LabService, create_app
+from remotelab.api.auth import AuthStore
+from remotelab.errors import AccountExistsError, RemotelabError
+
+log = logging.getLogger(__name__)
+
+DEMO_USERS = {"demo-manager": "manager", "demo-researcher": "researcher"}
+#: the plans whose examples the demo queues (short ones, so the queue moves)
+QUICK_EXAMPLES = ("measure", "scan", "measure_samples")
+
+
+class GatewayServer:
+    """A uvicorn server of an app on its own thread; :meth:`stop` ends it gracefully."""
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 8000):
+        self.app = app
+        self.config = uvicorn.Config(
+            app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3
+        )
+        self.server = uvicorn.Server(self.config)
+        self.thread = threading.Thread(
+            target=self.server.run, name="remotelab-gateway", daemon=True
+        )
+        self.url = f"http://{host}:{port}"
+
+    def start(self, timeout: float = 30.0) -> GatewayServer:
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RemotelabError(f"the gateway did not start on {self.url}")
+            time.sleep(0.02)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.app.state.gateway.closing.set()  # live streams end now
+        self.server.should_exit = True
+        self.thread.join(timeout)
+
+
+class Embedded:
+    """Everything of a one-machine installation, started and stopped together.
+
+    ``api_url``: use this Prefect API instead of starting a Prefect server.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        lab_file: Path | None = None,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        prefect_port: int | None = None,
+        speed: float | None = None,
+        api_url: str | None = None,
+        write_slots: int | None = None,
+    ):
+        self.data_dir = Path(data_dir)
+        self.lab_file = lab_file
+        self.host, self.port, self.prefect_port = host, port, prefect_port
+        self.speed = speed
+        self.api_url = api_url
+        self.write_slots = write_slots or int(os.environ.get("REMOTELAB_WRITE_SLOTS", "4"))
+        self.prefect: Any = None
+        self.tokens: dict[str, str] = {}
+        self._stack: list[tuple[str, Any]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> Embedded:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        from remotelab.data import RunStore
+        from remotelab.lab import load_lab
+        from remotelab.queue import ExperimentQueue, PrefectServer
+        from remotelab.stream import StreamProxy, StreamPublisher
+        from remotelab.worker import LabWorker
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.api_url is None:
+            self.prefect = PrefectServer(
+                self.data_dir / "prefect", host=self.host, port=self.prefect_port
+            ).start()
+            self._stack.append(("Prefect server", self.prefect.stop))
+            self.api_url = self.prefect.api_url
+        self.lab = load_lab(self.lab_file, speed=self.speed)
+        self._stack.append(("lab", self.lab.close))
+        self.proxy = StreamProxy(f"tcp://{self.host}:*", f"tcp://{self.host}:*").start()
+        self._stack.append(("stream proxy", self.proxy.stop))
+        self.store = RunStore(self.data_dir / "runs.sqlite")
+        self._stack.append(("run store", self.store.close))
+        self.publisher = StreamPublisher(self.proxy.in_address, lab=self.lab.name)
+        self._stack.append(("stream publisher", self.publisher.close))
+        self.worker = LabWorker(
+            self.lab,
+            api_url=self.api_url,
+            subscribers=[self.store, self.publisher],
+            poll_interval=0.5,
+        )
+        self.worker.start()
+        self._stack.append(("worker", self._stop_worker))
+        self._worker_thread = threading.Thread(
+            target=self.worker.run_forever, name="remotelab-worker", daemon=True
+        )
+        self._worker_thread.start()
+        self.queue = ExperimentQueue(self.lab, api_url=self.api_url)
+        self._stack.append(("queue client", self.queue.close))
+        self.auth = AuthStore(self.data_dir / "auth.sqlite")
+        self._stack.append(("user database", self.auth.close))
+        for user, role in DEMO_USERS.items():
+            with contextlib.suppress(AccountExistsError):
+                self.auth.add_user(user, role)
+            self.tokens[user] = self.auth.create_token(user, "remotelab demo").token
+        app = create_app(
+            auth=self.auth,
+            labs=[LabService(self.lab, self.queue, write_slots=self.write_slots)],
+            store=self.store,
+            stream=self.proxy.out_address,
+        )
+        self.gateway = GatewayServer(app, self.host, self.port).start()
+        self._stack.append(("gateway", self.gateway.stop))
+        httpx.get(f"{self.url}/openapi.json", timeout=10).raise_for_status()
+
+    def _stop_worker(self) -> None:
+        self.worker.shutdown("remotelab demo stopped")
+        self._worker_thread.join(60)
+        self.worker.close()
+
+    def submit_examples(self) -> list[str]:
+        """Queue each plan's example as the demo researcher (as the gateway would); ids."""
+        from remotelab.plans.registry import registry_for
+
+        ids = []
+        registry = registry_for(self.lab)
+        for plan in registry.describe():
+            if plan["name"] in QUICK_EXAMPLES and plan["example"]:
+                exp = self.queue.submit(
+                    plan["name"], plan["example"], submitter="demo-researcher", role="researcher"
+                )
+                ids.append(exp.id)
+        return ids
+
+    def stop(self) -> None:
+        """Take everything down, last started first."""
+        while self._stack:
+            what, stop = self._stack.pop()
+            try:
+                stop()
+            except Exception as exc:
+                log.warning("stopping the %s failed: %s", what, exc)
+
+    def __enter__(self) -> Embedded:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+__all__ = ["DEMO_USERS", "Embedded", "GatewayServer"]

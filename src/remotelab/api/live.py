@@ -1,0 +1,128 @@
+"""Live updates in the gateway: one subscriber on the stream proxy, fanned out to listeners.
+
+:class:`LiveHub` keeps the last worker status of each lab (for live device and lab status)
+and hands each document to every listener whose filter (lab, experiment) it passes. The
+gateway's Server-Sent Events route is one such listener per connected client.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Listener:
+    lab: str | None
+    experiment: str | None
+    box: queue.Queue = field(default_factory=lambda: queue.Queue(maxsize=10_000))
+    dropped: int = 0
+
+
+class LiveHub:
+    """Subscribe to the stream at ``address`` and relay it to listeners (a thread)."""
+
+    def __init__(self, address: str | None):
+        self.address = address
+        self.status: dict[str, dict[str, Any]] = {}  # lab -> last worker status
+        self._runs: dict[str, tuple[str, str]] = {}  # run uid -> (lab, experiment id)
+        self._docs: dict[str, str] = {}  # descriptor / resource uid -> run uid
+        self._listeners: list[_Listener] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> LiveHub:
+        if self.address and self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="remotelab-live", daemon=True)
+            self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+
+    def _run(self) -> None:
+        from remotelab.stream import Subscriber
+
+        assert self.address is not None
+        try:
+            sub = Subscriber(self.address)
+        except Exception as exc:
+            log.warning("live updates are off: %s", exc)
+            return
+        with sub:
+            while not self._stop.is_set():
+                message = sub.receive(timeout=0.2)
+                if message is not None:
+                    self.dispatch(message.kind, message.name, message.doc)
+
+    # -- routing -----------------------------------------------------------------------------
+    def dispatch(self, kind: str, name: str, doc: dict[str, Any]) -> None:
+        """Route one stream message to the listeners it concerns."""
+        if kind == "status":
+            lab = str(doc.get("lab") or "")
+            with self._lock:
+                self.status[lab] = doc
+            self._fan(lab, doc.get("experiment_id"), {"event": "status", "data": doc})
+            return
+        lab, experiment = self._owner(name, doc)
+        self._fan(lab, experiment, {"event": "document", "data": {"name": name, "doc": doc}})
+
+    def _owner(self, name: str, doc: dict[str, Any]) -> tuple[str, str | None]:
+        with self._lock:
+            if name == "start":
+                owner = (str(doc.get("lab") or ""), doc.get("experiment_id"))
+                self._runs[doc["uid"]] = owner
+                return owner
+            run = doc.get("run_start")
+            if run is None:
+                run = self._docs.get(doc.get("descriptor", "") or "")
+            if name in ("descriptor", "resource", "stream_resource") and run is not None:
+                self._docs[doc["uid"]] = run
+            owner = self._runs.get(run or "", ("", None))
+            if name == "stop":
+                self._runs.pop(run or "", None)
+                self._docs = {k: v for k, v in self._docs.items() if v != run}
+            return owner
+
+    def _fan(self, lab: str, experiment: str | None, item: dict[str, Any]) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for li in listeners:
+            if li.lab is not None and lab and li.lab != lab:
+                continue
+            if li.experiment is not None and li.experiment != experiment:
+                continue
+            try:
+                li.box.put_nowait(item)
+            except queue.Full:
+                li.dropped += 1
+
+    @contextmanager
+    def listen(self, lab: str | None = None, experiment: str | None = None) -> Iterator[_Listener]:
+        """A listener for the duration of the block; read ``listener.box``."""
+        li = _Listener(lab, experiment)
+        with self._lock:
+            self._listeners.append(li)
+        try:
+            yield li
+        finally:
+            with self._lock:
+                self._listeners.remove(li)
+
+    def lab_status(self, lab: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self.status.get(lab)
+
+
+__all__ = ["LiveHub"]

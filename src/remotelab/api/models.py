@@ -1,0 +1,174 @@
+"""The bodies the gateway takes and gives (pydantic models; they make its OpenAPI document)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from remotelab.api.auth import Role
+from remotelab.queue.models import Experiment, Priority
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SubmitRequest(_Body):
+    """An experiment to queue: a plan of the lab and its parameters."""
+
+    plan: str = Field(min_length=1, description="a plan the lab offers (GET .../plans)")
+    params: dict[str, Any] = Field(default_factory=dict, description="the plan's parameters")
+    priority: Priority = Priority.normal
+
+
+class CancelRequest(_Body):
+    reason: str = Field("", max_length=500)
+
+
+class MoveRequest(_Body):
+    """Where to move a queued experiment: ``to`` front or back, or ``behind`` another one."""
+
+    to: Literal["front", "back"] | None = None
+    behind: str | None = Field(None, description="id of the experiment to queue it behind")
+
+    @model_validator(mode="after")
+    def _one_place(self) -> MoveRequest:
+        if (self.to is None) == (self.behind is None):
+            raise ValueError("give exactly one of 'to' (front or back) and 'behind'")
+        return self
+
+
+class PriorityRequest(_Body):
+    priority: Priority
+
+
+class AnswerRequest(_Body):
+    value: bool | float | str = Field(True, description="the operator's answer")
+
+
+class PauseRequest(_Body):
+    immediate: bool = Field(False, description="pause now (rewinding) instead of at a checkpoint")
+
+
+class AbortRequest(_Body):
+    reason: str = Field("", max_length=500)
+
+
+class ExperimentPage(BaseModel):
+    """One page of a listing, with the number of matches in all."""
+
+    items: list[Experiment]
+    total: int
+    limit: int
+    offset: int
+
+
+class Control(BaseModel):
+    """The answer of a lab control (hold, pause, abort …)."""
+
+    lab: str
+    action: str
+    held: bool | None = None
+    worker: dict[str, Any] = Field(default_factory=dict, description="the worker's answer")
+
+
+class LabSummary(BaseModel):
+    name: str
+    description: str = ""
+    simulated: bool
+    held: bool
+    workers: int = Field(description="live workers of the lab")
+    queued: int = Field(description="experiments waiting (queued or awaiting approval)")
+    current: Experiment | None = None
+    status: dict[str, Any] | None = Field(None, description="the worker's last live status")
+
+
+class DeviceStatus(BaseModel):
+    name: str
+    class_: str = Field(alias="class")
+    role: str
+    backend: str
+    limits: dict[str, list[float]]
+    safe_state: dict[str, Any]
+    online: bool = Field(description="a live worker holds the device")
+    busy: bool = Field(description="the running experiment uses the device")
+    experiment: str | None = Field(None, description="the experiment using it, if any")
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class PlanInfo(BaseModel):
+    name: str
+    description: str
+    params_schema: dict[str, Any] = Field(alias="schema", description="JSON Schema of its params")
+    example: dict[str, Any] = Field(default_factory=dict)
+    allowed: bool = Field(description="whether the caller may submit it")
+    needs_approval: bool = Field(description="whether the caller's submissions wait for approval")
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class RunInfo(BaseModel):
+    """A stored run (bluesky run) and its metadata."""
+
+    uid: str
+    time: float
+    stop_time: float | None = None
+    experiment_id: str | None = None
+    plan_name: str | None = None
+    submitter: str | None = None
+    lab: str | None = None
+    scan_id: int | None = None
+    exit_status: str | None = None
+    reason: str | None = None
+    num_events: int = 0
+    content_hash: str | None = None
+    sample_ids: list[str] = Field(default_factory=list)
+    complete: bool
+    streams: list[str] = Field(default_factory=list)
+    start: dict[str, Any] | None = Field(None, description="the start document (one run only)")
+    stop: dict[str, Any] | None = Field(None, description="the stop document (one run only)")
+
+
+class Whoami(BaseModel):
+    user: str
+    role: Role
+    labs: list[str]
+    token_id: str
+
+
+class UserCreate(_Body):
+    name: str = Field(min_length=1, max_length=64)
+    role: Role
+    labs: list[str] = Field(default_factory=list, description="labs they may use; empty: all")
+
+
+class UserUpdate(_Body):
+    role: Role | None = None
+    disabled: bool | None = None
+
+
+class TokenCreate(_Body):
+    description: str = Field("", max_length=200)
+
+
+__all__ = [
+    "AbortRequest",
+    "AnswerRequest",
+    "CancelRequest",
+    "Control",
+    "DeviceStatus",
+    "ExperimentPage",
+    "LabSummary",
+    "MoveRequest",
+    "PauseRequest",
+    "PlanInfo",
+    "PriorityRequest",
+    "RunInfo",
+    "SubmitRequest",
+    "TokenCreate",
+    "UserCreate",
+    "UserUpdate",
+    "Whoami",
+]

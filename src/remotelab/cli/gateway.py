@@ -1,0 +1,125 @@
+"""``remotelab gateway`` (the HTTP gateway on its own) and ``remotelab demo`` (everything)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from remotelab.cli.app import app, console, user_errors
+
+HOST = Annotated[str, typer.Option(help="Address to listen on.")]
+
+
+@app.command("gateway")
+def gateway(
+    lab_files: Annotated[
+        list[Path] | None,
+        typer.Option("--lab", "-l", help="Lab file(s) to serve; default: the simulated lab."),
+    ] = None,
+    api: Annotated[
+        str | None,
+        typer.Option("--api", help="The Prefect API; default: REMOTELAB_PREFECT_API_URL."),
+    ] = None,
+    host: HOST = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    stream: Annotated[
+        str | None,
+        typer.Option(help="The stream proxy's out address; default: REMOTELAB_STREAM_OUT."),
+    ] = None,
+) -> None:
+    """Serve the remote gateway (HTTP API under /api/v1) for the labs' queues and data."""
+    import uvicorn
+
+    from remotelab.api import AuthStore, LabService, create_app
+    from remotelab.data import RunStore
+    from remotelab.lab import load_lab
+    from remotelab.queue import ExperimentQueue
+    from remotelab.settings import get_settings
+
+    with user_errors():
+        settings = get_settings()
+        labs = [load_lab(f) for f in lab_files or [None]]
+        services = []
+        for lab in labs:
+            queue = ExperimentQueue(lab, api_url=api)
+            queue.ensure()
+            services.append(LabService(lab, queue))
+        store = RunStore(settings.store_path, plots=False)
+        app_ = create_app(
+            auth=AuthStore(), labs=services, store=store, stream=stream or settings.stream_out
+        )
+    console.print(
+        f"gateway on http://{host}:{port}/api/v1 (OpenAPI: /docs) for "
+        f"{', '.join(s.name for s in services)}"
+    )
+    uvicorn.run(app_, host=host, port=port, log_level="warning")
+
+
+@app.command("demo")
+def demo(
+    port: Annotated[int, typer.Option(help="Port of the gateway.")] = 8000,
+    prefect_port: Annotated[
+        int | None, typer.Option(help="Port of Prefect's server and UI; default: a free one.")
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="Where the demo keeps its data; default: <data dir>/demo."),
+    ] = None,
+    lab_file: Annotated[
+        Path | None, typer.Option("--lab", "-l", help="Lab file; default: the simulated lab.")
+    ] = None,
+    speed: Annotated[float, typer.Option(help="Simulated clock speed factor.")] = 10.0,
+    examples: Annotated[
+        bool, typer.Option("--examples/--no-examples", help="Submit a few example experiments.")
+    ] = True,
+) -> None:
+    """Everything on this machine in one command: Prefect server (SQLite), gateway, stream
+    proxy and a worker on the simulated lab, on loopback. Ctrl-C stops it all."""
+    from remotelab.api.embedded import Embedded
+    from remotelab.settings import data_dir
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with user_errors():
+        console.print("starting Prefect server, stream proxy, worker and gateway …")
+        site = Embedded(
+            data or data_dir() / "demo",
+            lab_file=lab_file,
+            port=port,
+            prefect_port=prefect_port,
+            speed=speed,
+        )
+        try:
+            site.start()
+            ids = site.submit_examples() if examples else []
+            manager, researcher = site.tokens["demo-manager"], site.tokens["demo-researcher"]
+            console.print(f"lab:              {site.lab.name} (simulated, speed ×{speed:g})")
+            console.print(f"gateway:          {site.url}/api/v1   (API explorer: {site.url}/docs)")
+            console.print(f"Prefect UI:       {site.prefect.ui_url}")
+            console.print(f"manager token:    {manager}", soft_wrap=True)
+            console.print(f"researcher token: {researcher}", soft_wrap=True)
+            if ids:
+                console.print(
+                    f"submitted {len(ids)} example experiments: {', '.join(ids)}", soft_wrap=True
+                )
+            console.print(
+                "try:  export REMOTELAB_URL=" + site.url + " REMOTELAB_TOKEN=<researcher token>",
+                soft_wrap=True,
+            )
+            console.print(
+                "      remotelab experiments; remotelab submit measure "
+                "-p detectors=thermometer -p num=3 --watch; remotelab download <id>",
+                soft_wrap=True,
+            )
+            console.print("ready; Ctrl-C stops everything", soft_wrap=True)
+            while not stop.wait(0.5):
+                pass
+            console.print("stopping …")
+        finally:
+            site.stop()
+    console.print("stopped")

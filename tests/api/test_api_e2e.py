@@ -1,0 +1,237 @@
+"""End to end through HTTP: a worker on the simulated lab, the stream proxy, the gateway on a
+real port; the Python client submits, follows live documents, waits and exports; and, as a
+new user would, ``remotelab demo`` in one process and the CLI in others."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import h5py
+import pytest
+from api_helpers import SRC, free_port, write_lab
+
+from remotelab import Client
+from remotelab.api.embedded import Embedded
+from remotelab.errors import (
+    ApiConflict,
+    ApiForbidden,
+    ApiNotFound,
+    ApiUnauthorized,
+    PlanValidationError,
+)
+from remotelab.queue import ExperimentState
+
+MEASURE = {"detectors": ["thermometer", "spectrometer"], "num": 3}
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, prefect_api) -> Iterator[Embedded]:
+    tmp = tmp_path_factory.mktemp("live")
+    site = Embedded(tmp, lab_file=write_lab(tmp), port=free_port(), speed=1000, api_url=prefect_api)
+    with site:
+        site.auth.add_user("alice", "researcher")
+        site.tokens["alice"] = site.auth.create_token("alice").token
+        yield site
+
+
+def test_client_submits_follows_live_waits_and_exports(live, tmp_path):
+    with Client(live.url, live.tokens["alice"]) as c:
+        assert c.whoami()["role"] == "researcher"
+        assert {p["name"]: p["allowed"] for p in c.plans()}["measure"] is True
+        exp = c.submit("measure", MEASURE)
+        assert exp.submitter == "alice" and exp.lab == live.lab.name
+        names = [name for name, _ in exp.documents()]
+        assert names[0] == "start" and names[-1] == "stop"
+        assert names.count("event") == 3
+        done = exp.wait(timeout=60)
+        assert done.state == ExperimentState.completed
+        (uid,) = done.run_uids
+        run = c.run(uid)
+        assert run["experiment_id"] == exp.id and run["start"]["submitter"] == "alice"
+        path = c.export(uid, "csv", tmp_path)
+        lines = path.read_text().splitlines()
+        assert lines[0].startswith("seq_num,time") and "thermometer" in lines[0]
+        assert len(lines) == 4
+        record = c.run_data(uid, "json")
+        assert len(record["events"]) == 3
+        h5 = c.export(uid, "hdf5", tmp_path)
+        with h5py.File(h5) as f:
+            assert "entry" in f
+        assert c.plot(uid).startswith(b"\x89PNG")
+        # the experiment's runs, by experiment
+        assert [r["uid"] for r in c.experiment_runs(exp.id)] == [uid]
+        # once it ended: the stored documents are replayed and the stream ends
+        assert [n for n, _ in exp.documents()] == names
+
+
+def test_client_errors_are_typed_and_say_what_was_wrong(live):
+    with Client(live.url, live.tokens["alice"]) as c:
+        with pytest.raises(PlanValidationError) as info:
+            c.submit("measure", {"detectors": ["nope"], "num": 0})
+        params = {e["param"] for e in info.value.errors}
+        assert {"detectors", "num"} <= params
+        with pytest.raises(ApiForbidden, match="may not run plan 'temperature_ramp'"):
+            c.submit("temperature_ramp", {"setpoints": [30.0]})
+        with pytest.raises(ApiNotFound):
+            c.experiment("00000000-0000-0000-0000-000000000000")
+        exp = c.submit("measure", {"detectors": ["thermometer"], "num": 1}).wait(timeout=60)
+        with pytest.raises(ApiConflict, match="already ended"):
+            c.cancel(exp.id)
+    with Client(live.url, "rl_0123456789ab_" + "x" * 43) as bad, pytest.raises(ApiUnauthorized):
+        bad.labs()
+
+
+def test_approval_flow_and_audit(live):
+    researcher = Client(live.url, live.tokens["alice"])
+    manager = Client(live.url, live.tokens["demo-manager"])
+    with researcher, manager:
+        exp = researcher.submit(
+            "scan",
+            {"detectors": ["thermometer"], "motor": "stirrer", "start": 0, "stop": 100, "num": 2},
+        )
+        assert exp.state == ExperimentState.waiting_for_approval
+        with pytest.raises(ApiForbidden):
+            researcher.approve(exp.id)
+        manager.approve(exp.id)
+        assert exp.wait(timeout=60).state == ExperimentState.completed
+        actions = [
+            (e["actor"], e["action"], e["status"])
+            for e in manager.audit(limit=20)
+            if e["target"] == exp.id
+        ]
+        assert actions == [
+            ("demo-manager", "experiment.approve", 200),
+            ("alice", "experiment.approve", 403),
+            ("alice", "experiment.submit", 201),
+        ]
+
+
+def test_live_status_reaches_the_lab_summary(live):
+    with Client(live.url, live.tokens["alice"]) as c:
+        c.submit("measure", {"detectors": ["thermometer"], "num": 2}).wait(timeout=60)
+        deadline = time.monotonic() + 10
+        while (status := c.lab()["status"]) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert status is not None and status["lab"] == live.lab.name
+        assert all(d["online"] for d in c.devices())
+
+
+# -- as a new user would: `remotelab demo`, then the CLI ------------------------------------
+def _env(tmp: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": str(SRC),
+        "REMOTELAB_DATA_DIR": str(tmp / "data"),
+        "REMOTELAB_CONFIG": str(tmp / "client.toml"),
+    }
+
+
+def _cli(tmp: Path, *args: str, url: str, token: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "remotelab", *args, "--url", url, "--token", token],
+        env=_env(tmp),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp,
+    )
+
+
+def test_demo_then_cli_submit_watch_export(tmp_path):
+    port = free_port()
+    demo = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "remotelab",
+            "demo",
+            "--port",
+            str(port),
+            "--no-examples",
+            "--speed",
+            "100",
+            "--data",
+            str(tmp_path / "demo"),
+        ],
+        env=_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in demo.stdout], daemon=True).start()
+    seen, tokens = [], {}
+    try:
+        deadline = time.monotonic() + 180
+        while not any(x.startswith("ready") for x in seen):
+            assert time.monotonic() < deadline, "the demo did not start:\n" + "".join(seen)
+            assert demo.poll() is None, "the demo exited:\n" + "".join(seen)
+            try:
+                line = lines.get(timeout=1)
+            except queue.Empty:
+                continue
+            seen.append(line)
+            if line.startswith(("manager token:", "researcher token:")):
+                tokens[line.split()[0]] = line.split()[-1]
+            if line.startswith("Prefect UI:"):
+                prefect_ui = line.split()[-1]
+        url = f"http://127.0.0.1:{port}"
+        token = tokens["researcher"]
+
+        sub = _cli(
+            tmp_path,
+            "submit",
+            "measure",
+            "-p",
+            "detectors=thermometer",
+            "-p",
+            "num=3",
+            "--wait",
+            "--json",
+            url=url,
+            token=token,
+        )
+        assert sub.returncode == 0, sub.stderr
+        exp = json.loads(sub.stdout)
+        assert exp["state"] == "completed" and exp["submitter"] == "demo-researcher"
+
+        watched = _cli(tmp_path, "follow", exp["id"], "--json", url=url, token=token)
+        assert watched.returncode == 0, watched.stderr
+        events = [json.loads(x) for x in watched.stdout.splitlines()]
+        docs = [e["data"]["name"] for e in events if e["event"] == "document"]
+        assert docs[0] == "start" and docs[-1] == "stop" and docs.count("event") == 3
+        assert events[-1]["event"] == "end"
+
+        out = tmp_path / "export"
+        exported = _cli(
+            tmp_path, "download", exp["id"], "-f", "csv", "-o", str(out), url=url, token=token
+        )
+        assert exported.returncode == 0, exported.stderr
+        (csv_file,) = out.glob("*.csv")
+        assert len(csv_file.read_text().splitlines()) == 4
+
+        listed = _cli(
+            tmp_path, "experiments", "--state", "completed", "--json", url=url, token=token
+        )
+        assert exp["id"] in [e["id"] for e in json.loads(listed.stdout)]
+        denied = _cli(tmp_path, "control", "hold", url=url, token=token)
+        assert denied.returncode == 2 and "needs the manager role" in denied.stderr
+    finally:
+        demo.send_signal(signal.SIGINT)
+        code = demo.wait(60)
+    assert code == 0, "".join(seen)
+    # everything stopped: the gateway and Prefect's server no longer answer
+    for address in (url, prefect_ui):
+        host, p = address.removeprefix("http://").split(":")
+        with socket.socket() as s:
+            assert s.connect_ex((host, int(p))) != 0
