@@ -7,8 +7,8 @@ from remotelab.cli import gateway as _gateway  # noqa: F401  (registers commands
 from remotelab.cli import lab as _lab  # noqa: F401  (registers commands)
 from remotelab.cli import plans as _plans  # noqa: F401  (registers commands)
 from remotelab.cli import queue as _queue  # noqa: F401  (registers commands)
-from remotelab.cli import sim_instrument as _sim_instrument  # noqa: F401  (registers commands)
 from remotelab.cli import remote as _remote  # noqa: F401  (registers commands)
+from remotelab.cli import sim_instrument as _sim_instrument  # noqa: F401  (registers commands)
 from remotelab.cli import users as _users  # noqa: F401  (registers commands)
 from remotelab.cli.app import app, console
 
