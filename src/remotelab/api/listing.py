@@ -25,7 +25,6 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.sorting import FlowRunSort
 
-from remotelab.errors import ExperimentStateError
 from remotelab.queue.models import Experiment, ExperimentState, Priority
 
 _RANK = {
@@ -62,7 +61,7 @@ def _pages(
 ) -> list[Experiment]:
     """Every experiment in ``states`` with ``tags`` (at most ``want``); the queue reads
     Prefect's answers page by page."""
-    return queue._read(states, tags=tags or None, limit=want, sort=sort)
+    return queue.read(states, tags=tags or None, limit=want, sort=sort)
 
 
 def _count_finished(queue: Any, states: list[ExperimentState], tags: list[str]) -> int:
@@ -110,20 +109,4 @@ def list_experiments(
     return items[offset : offset + limit], total
 
 
-def prioritise(queue: Any, experiment_id: str, priority: Priority) -> Experiment:
-    """Give a queued experiment ``priority``; it goes behind that priority's last one."""
-    exp = queue.get(experiment_id)
-    if exp.state != ExperimentState.queued:
-        raise ExperimentStateError(
-            f"experiment {experiment_id} is {exp.state.value}; only queued ones change priority"
-        )
-    priority = Priority(priority)
-    same = [e for e in queue.waiting() if e.priority == priority and e.id != exp.id]
-    if same:
-        return queue.move(exp.id, behind=same[-1].id)  # a move takes the place's priority
-    if exp.priority == priority:
-        return exp
-    return queue._reschedule(exp, priority, exp.scheduled or datetime.now(UTC))
-
-
-__all__ = ["filter_tags", "list_experiments", "prioritise"]
+__all__ = ["filter_tags", "list_experiments"]

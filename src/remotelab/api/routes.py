@@ -329,7 +329,7 @@ def prioritise_experiment(
     who.require(Role.manager, lab, action="changing an experiment's priority")
     rec.detail = {"priority": body.priority.value}
     with svc.writes:
-        return listing.prioritise(svc.queue, experiment_id, body.priority)
+        return svc.queue.prioritise(experiment_id, body.priority)
 
 
 @router.post(

@@ -206,7 +206,7 @@ class ExperimentQueue:
             raise ExperimentNotFound(f"no experiment {experiment_id} in lab {self.name}")
         return Experiment.from_flow_run(run)
 
-    def _read(
+    def read(
         self,
         states: Iterable[ExperimentState] | None = None,
         *,
@@ -215,6 +215,8 @@ class ExperimentQueue:
         sort: FlowRunSort = FlowRunSort.EXPECTED_START_TIME_ASC,
         offset: int = 0,
     ) -> list[Experiment]:
+        """Experiments in ``states`` (all if None) with every tag in ``tags``, in ``sort`` order,
+        paged by ``offset`` and ``limit``: the one read of the queue every listing builds on."""
         flt = FlowRunFilter()
         if states is not None:
             types = sorted(
@@ -247,7 +249,7 @@ class ExperimentQueue:
         """Experiments in queue order: running/paused first, then queued by priority and
         position, then those awaiting approval. ``states`` defaults to the unfinished ones."""
         wanted = [ExperimentState(s) for s in (states or UNFINISHED)]
-        items = self._read(wanted, limit=limit)
+        items = self.read(wanted, limit=limit)
         rank = {
             ExperimentState.running: 0,
             ExperimentState.paused: 0,
@@ -263,7 +265,7 @@ class ExperimentQueue:
     def history(self, limit: int = 50) -> list[Experiment]:
         """Finished experiments, most recent first."""
         finished = [s for s in ExperimentState if s.finished]
-        return self._read(finished, limit=limit, sort=FlowRunSort.END_TIME_DESC)
+        return self.read(finished, limit=limit, sort=FlowRunSort.END_TIME_DESC)
 
     def waiting(self) -> list[Experiment]:
         """Queued experiments in the order they will run."""
@@ -271,7 +273,7 @@ class ExperimentQueue:
 
     def current(self) -> Experiment | None:
         """The experiment running (or paused) on the lab now, if any."""
-        active = self._read(ACTIVE)
+        active = self.read(ACTIVE)
         return active[0] if active else None
 
     def wait_for(
@@ -342,6 +344,21 @@ class ExperimentQueue:
             else:
                 when = ref.scheduled + tick
         return self._reschedule(exp, prio, when)
+
+    def prioritise(self, experiment_id: str, priority: Priority | str) -> Experiment:
+        """Give a queued experiment ``priority``; it goes behind that priority's last one."""
+        exp = self.get(experiment_id)
+        if exp.state != ExperimentState.queued:
+            raise ExperimentStateError(
+                f"experiment {experiment_id} is {exp.state.value}; only queued ones change priority"
+            )
+        priority = Priority(priority)
+        same = [e for e in self.waiting() if e.priority == priority and e.id != exp.id]
+        if same:
+            return self.move(exp.id, behind=same[-1].id)  # a move takes the place's priority
+        if exp.priority == priority:
+            return exp
+        return self._reschedule(exp, priority, exp.scheduled or datetime.now(UTC))
 
     def _reschedule(self, exp: Experiment, prio: Priority, when: datetime) -> Experiment:
         if prio != exp.priority:
