@@ -1,11 +1,16 @@
-"""Shared fixtures: the shipped simulated lab on a fast clock and a plain RunEngine."""
+"""Shared fixtures: the shipped simulated lab on a fast clock, a plain RunEngine, and one
+real Prefect server for the whole session."""
 
 from __future__ import annotations
+
+import os
+from collections.abc import Iterator
 
 import pytest
 from bluesky import RunEngine
 
 from remotelab.lab import load_lab
+from remotelab.queue.server import PrefectServer
 
 #: clock speed for tests: simulated minutes pass in tens of milliseconds
 FAST = 2000.0
@@ -25,3 +30,17 @@ def RE():
     engine.documents = []
     engine.subscribe(lambda name, doc: engine.documents.append((name, doc)))
     return engine
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory) -> Iterator[str]:
+    """A real ``prefect server start`` on SQLite in a temporary PREFECT_HOME."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    with PrefectServer(home) as server:
+        old = os.environ.get("PREFECT_API_URL")
+        os.environ["PREFECT_API_URL"] = server.api_url
+        yield server.api_url
+        if old is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = old

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -11,21 +10,6 @@ from queue_helpers import WorkerThread, write_lab
 
 from remotelab.lab import load_lab
 from remotelab.queue import ExperimentQueue
-from remotelab.queue.server import PrefectServer
-
-
-@pytest.fixture(scope="session")
-def prefect_api(tmp_path_factory) -> Iterator[str]:
-    """A real ``prefect server start`` on SQLite in a temporary PREFECT_HOME."""
-    home = tmp_path_factory.mktemp("prefect-home")
-    with PrefectServer(home) as server:
-        old = os.environ.get("PREFECT_API_URL")
-        os.environ["PREFECT_API_URL"] = server.api_url
-        yield server.api_url
-        if old is None:
-            os.environ.pop("PREFECT_API_URL", None)
-        else:
-            os.environ["PREFECT_API_URL"] = old
 
 
 @pytest.fixture
