@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import json
+import signal
+import socket
+import subprocess
+import sys
 
+import httpx
+from queue_helpers import subprocess_env, wait_until
 from typer.testing import CliRunner
 
 from remotelab.cli import app
@@ -26,7 +32,9 @@ def test_ensure_lab_is_idempotent(prefect_api):
 
 
 def test_server_command_sets_up_labs_on_an_existing_api(prefect_api, lab_file, lab):
-    result = runner.invoke(app, ["server", "--api", prefect_api, "--lab", str(lab_file)])
+    result = runner.invoke(
+        app, ["server", "--api", prefect_api, "--lab", str(lab_file), "--no-gateway"]
+    )
     assert result.exit_code == 0, result.output
     assert f"lab {lab.name}" in result.output
     client = connect(prefect_api)
@@ -63,3 +71,46 @@ def test_queue_commands(prefect_api, lab_file, exq):
     assert out.exit_code == 0 and exq.get(exp_id).state == ExperimentState.cancelled
     assert runner.invoke(app, ["queue", "release", *common]).exit_code == 0
     assert not exq.is_held()
+
+
+def test_server_serves_the_gateway_until_sigterm(prefect_api, lab_file, lab, tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "remotelab",
+            "server",
+            "--api",
+            prefect_api,
+            "--lab",
+            str(lab_file),
+            "--gateway-port",
+            str(port),
+        ],
+        env=subprocess_env(prefect_api, tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/api/v1/labs"
+
+        def answers():
+            try:
+                return httpx.get(url, timeout=2)
+            except httpx.TransportError:
+                assert proc.poll() is None, proc.stdout.read().decode()
+                return None
+
+        reply = wait_until(answers, timeout=90, what="the gateway")
+        assert reply.status_code == 401  # it is the gateway: no token, no entry
+        assert "token" in reply.json()["detail"].lower()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        assert f"lab {lab.name}" in proc.stdout.read().decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)

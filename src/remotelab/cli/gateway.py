@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 from pathlib import Path
@@ -32,31 +33,48 @@ def gateway(
     ] = None,
 ) -> None:
     """Serve the remote gateway (HTTP API under /api/v1) for the labs' queues and data."""
-    import uvicorn
+    with user_errors():
+        app_, names = build_gateway(lab_files, api, stream)
+    serve_gateway(app_, host, port, names)
 
+
+def build_gateway(lab_files: list[Path] | None, api: str | None, stream: str | None):
+    """The gateway app for these lab files on this Prefect API, and the labs' names."""
     from remotelab.api import AuthStore, LabService, create_app
     from remotelab.data import RunStore
     from remotelab.lab import load_lab
     from remotelab.queue import ExperimentQueue
     from remotelab.settings import get_settings
 
-    with user_errors():
-        settings = get_settings()
-        labs = [load_lab(f) for f in lab_files or [None]]
-        services = []
-        for lab in labs:
-            queue = ExperimentQueue(lab, api_url=api)
-            queue.ensure()
-            services.append(LabService(lab, queue))
-        store = RunStore(settings.store_path, plots=False)
-        app_ = create_app(
-            auth=AuthStore(), labs=services, store=store, stream=stream or settings.stream_out
-        )
-    console.print(
-        f"gateway on http://{host}:{port}/api/v1 (OpenAPI: /docs) for "
-        f"{', '.join(s.name for s in services)}"
+    settings = get_settings()
+    labs = [load_lab(f) for f in lab_files or [None]]
+    services = []
+    for lab in labs:
+        queue = ExperimentQueue(lab, api_url=api)
+        queue.ensure()
+        services.append(LabService(lab, queue))
+    store = RunStore(settings.store_path, plots=False)
+    app_ = create_app(
+        auth=AuthStore(), labs=services, store=store, stream=stream or settings.stream_out
     )
-    uvicorn.run(app_, host=host, port=port, log_level="warning")
+    return app_, [s.name for s in services]
+
+
+def _exit_cleanly(signum: int, _frame: object) -> None:
+    raise SystemExit(0)
+
+
+def serve_gateway(app_, host: str, port: int, names: list[str]) -> None:
+    """Serve ``app_`` until SIGINT or SIGTERM, then return (exit status 0)."""
+    import uvicorn
+
+    console.print(f"gateway on http://{host}:{port}/api/v1 (OpenAPI: /docs) for {', '.join(names)}")
+    # uvicorn shuts down gracefully on a signal, then raises it again for the handler that
+    # was there before: make that handler a clean exit, not a death by signal
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    with contextlib.suppress(KeyboardInterrupt, SystemExit):
+        uvicorn.run(app_, host=host, port=port, log_level="warning")
+    console.print("gateway stopped")
 
 
 @app.command("demo")

@@ -75,9 +75,16 @@ def server(
     host: str = typer.Option("127.0.0.1", help="Address of the embedded server."),
     port: int = typer.Option(4200, help="Port of the embedded server."),
     home: Path | None = SERVER_HOME,
+    gateway: bool = typer.Option(
+        True, "--gateway/--no-gateway", help="Also serve the remote gateway (HTTP API)."
+    ),
+    gateway_host: str = typer.Option("127.0.0.1", help="Address the gateway listens on."),
+    gateway_port: int = typer.Option(8000, help="Port the gateway listens on."),
 ) -> None:
-    """Start the embedded Prefect server (SQLite under remotelab's data directory) and set up
-    the labs' work pools, queues and deployments; with --api, only set them up there."""
+    """The lab's server side: the embedded Prefect server (SQLite under remotelab's data
+    directory; with --api, an existing Prefect API instead), the labs' work pools, queues and
+    deployments, and the remote gateway (HTTP API) in front of them (--no-gateway: not)."""
+    from remotelab.cli.gateway import build_gateway, serve_gateway
     from remotelab.queue import PrefectServer, connect, ensure_lab
     from remotelab.settings import data_dir
 
@@ -99,10 +106,15 @@ def server(
                 )
                 lab.close()
             client.__exit__(None, None, None)
+            if embedded is not None:
+                console.print(f"Prefect API {api}  (UI {embedded.ui_url})")
+                console.print(f"export REMOTELAB_PREFECT_API_URL={api}")
+            if gateway:
+                app_, names = build_gateway(lab_files or None, api, None)
+                serve_gateway(app_, gateway_host, gateway_port, names)  # until SIGINT/SIGTERM
+                return
             if embedded is None:
                 return
-            console.print(f"Prefect API {api}  (UI {embedded.ui_url})")
-            console.print(f"export REMOTELAB_PREFECT_API_URL={api}")
 
             def _terminate(signum: int, _frame: object) -> None:
                 raise SystemExit(0)  # leave through `finally`, which stops the server
