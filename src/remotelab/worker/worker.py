@@ -62,6 +62,8 @@ log = logging.getLogger("remotelab.worker")
 DocumentCallback = Callable[[str, dict[str, Any]], Any]
 #: a queue shorter than this is read in one request and ordered by the worker
 CLAIM_WINDOW = 20
+#: on SIGTERM/SIGINT, how many times (a second apart) the worker asks the RunEngine to abort
+SHUTDOWN_ABORT_TRIES = 30
 
 
 def _tag(worker_id: str) -> str:
@@ -210,8 +212,18 @@ class LabWorker:
                     deadline = time.monotonic() + self.grace
                     while self.current is not None and time.monotonic() < deadline:
                         time.sleep(0.05)
-                if self.current is not None:
-                    self._interrupt("abort", {"reason": why})
+                # ask again until the experiment has ended: an abort that meets the RunEngine
+                # between two states is refused, and must not leave the plan running
+                tries = 0
+                while self.current is not None and tries < SHUTDOWN_ABORT_TRIES:
+                    reply = self._interrupt("abort", {"reason": why})
+                    if not reply.get("ok"):
+                        log.warning("abort on %s: %s; trying again", reason, reply.get("error"))
+                    tries += 1
+                    for _ in range(20):  # up to 1 s for the experiment to end
+                        if self.current is None:
+                            return
+                        time.sleep(0.05)
 
             threading.Thread(target=later, name="remotelab-shutdown", daemon=True).start()
 
