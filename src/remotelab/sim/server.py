@@ -24,6 +24,7 @@ import socket
 import tempfile
 import threading
 import tty
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,27 +72,28 @@ def _message(instrument: SimInstrument, exc: BaseException) -> str:
     return text.replace('"', "'").replace("\r", " ").replace("\n", " ")
 
 
-class CommandHandler:
+class CommandHandler(ABC):
     """The instrument's firmware: turns one command line into one reply line (or none)."""
 
     def __init__(self, instrument: SimInstrument, protocol: InstrumentProtocol):
         self.instrument, self.protocol = instrument, protocol
 
+    @abstractmethod
     def is_stop(self, line: str) -> bool:
         """True for commands obeyed at once, even while an earlier command is running."""
-        raise NotImplementedError
 
+    @abstractmethod
     def handle(self, line: str, stopped: bool = False, superseded: bool = False) -> str | None:
         """The reply to ``line``; ``stopped``: it is a stop already obeyed; ``superseded``:
         a stop arrived after it, so an operation it asks for is refused."""
-        raise NotImplementedError
 
+    @abstractmethod
     def injected_error(self) -> str:
-        raise NotImplementedError
+        """The error reply an injected ``error`` wire fault sends."""
 
+    @abstractmethod
     def failure(self, message: str) -> str:
         """The error reply to a command the firmware itself failed on."""
-        raise NotImplementedError
 
 
 class _ScpiError(Exception):

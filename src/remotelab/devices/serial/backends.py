@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
+from abc import abstractmethod
 from typing import Any
 
 from remotelab.devices.backend import Backend, Clock, RealClock
@@ -67,9 +68,9 @@ class SerialBackend(Backend):
         return self.transport.url
 
     # -- request/response with the family's error replies --------------------------------
+    @abstractmethod
     def error_code(self, reply: str) -> str | None:
-        """The error code if ``reply`` is an error reply, else None."""
-        raise NotImplementedError
+        """The error code if ``reply`` is an error reply, else None (per protocol family)."""
 
     def ask(self, command: str, *, timeout: float | None = None, idempotent: bool = False) -> str:
         reply = self.transport.query(command, timeout=timeout, idempotent=idempotent)
@@ -113,8 +114,9 @@ class SerialBackend(Backend):
             raise DeviceFault(self.name, f"the {kind} cannot set {quantity!r}")
         self.command(f"{command} {self.argument(self.name, value)}")
 
+    @abstractmethod
     def command(self, command: str, timeout: float | None = None) -> None:
-        raise NotImplementedError
+        """Send a setting or action and check the instrument accepted it (per protocol family)."""
 
     def close(self) -> None:
         self.transport.close()
