@@ -651,36 +651,24 @@ class LabWorker:
             ).model_dump(mode="json", exclude_unset=True),
         )
         now = datetime.now(UTC)
+
+        def entry(level: int, message: str) -> LogCreate:
+            return LogCreate(
+                name="remotelab.worker",
+                level=level,
+                message=message,
+                timestamp=now,
+                flow_run_id=run_id,
+            )
+
         logs = []  # a completed run's summary is its artifact; failures are logged as well
         if error is not None or unsafe is not None:
-            logs.append(
-                LogCreate(
-                    name="remotelab.worker",
-                    level=logging.INFO,
-                    message=summary,
-                    timestamp=now,
-                    flow_run_id=run_id,
-                )
-            )
+            logs.append(entry(logging.INFO, summary))
         if error is not None:
-            logs.append(
-                LogCreate(
-                    name="remotelab.worker",
-                    level=logging.ERROR,
-                    message=tb,
-                    timestamp=now,
-                    flow_run_id=run_id,
-                )
-            )
+            logs.append(entry(logging.ERROR, tb))
         if unsafe is not None:
             logs.append(
-                LogCreate(
-                    name="remotelab.worker",
-                    level=logging.CRITICAL,
-                    message=f"devices not in their safe state, lab held: {unsafe}",
-                    timestamp=now,
-                    flow_run_id=run_id,
-                )
+                entry(logging.CRITICAL, f"devices not in their safe state, lab held: {unsafe}")
             )
         if logs:
             self.client.create_logs(logs)
