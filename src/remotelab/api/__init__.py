@@ -11,9 +11,11 @@ from remotelab.api.auth import (
     User,
     default_auth_path,
 )
+from remotelab.api.dashboard import DASHBOARD_PATH, dashboard_url
 
 __all__ = [
     "API_PREFIX",
+    "DASHBOARD_PATH",
     "AuditEntry",
     "AuthStore",
     "Gateway",
@@ -24,5 +26,6 @@ __all__ = [
     "TokenInfo",
     "User",
     "create_app",
+    "dashboard_url",
     "default_auth_path",
 ]

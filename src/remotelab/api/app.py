@@ -96,6 +96,7 @@ def create_app(
     queue); ``store`` the run store data is read from; ``stream`` the stream proxy's out
     address, relayed to live-update clients (none: no live documents).
     """
+    from remotelab.api.dashboard import install_dashboard
     from remotelab.api.routes import router
 
     gateway = Gateway(auth=auth, labs={s.name: s for s in labs}, store=store, live=LiveHub(stream))
@@ -123,6 +124,7 @@ def create_app(
     app.state.gateway = gateway
     install_handlers(app)
     app.include_router(router, prefix=API_PREFIX)
+    install_dashboard(app)
     return app
 
 

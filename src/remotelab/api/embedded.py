@@ -21,6 +21,7 @@ import uvicorn
 
 from remotelab.api.app import LabService, create_app
 from remotelab.api.auth import AuthStore
+from remotelab.api.dashboard import dashboard_url
 from remotelab.errors import AccountExistsError, RemotelabError
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,11 @@ class Embedded:
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def dashboard_url(self) -> str:
+        """The lab manager's dashboard on the gateway."""
+        return dashboard_url(self.url)
 
     def start(self) -> Embedded:
         try:

@@ -68,7 +68,10 @@ def serve_gateway(app_, host: str, port: int, names: list[str]) -> None:
     """Serve ``app_`` until SIGINT or SIGTERM, then return (exit status 0)."""
     import uvicorn
 
+    from remotelab.api.dashboard import dashboard_url
+
     console.print(f"gateway on http://{host}:{port}/api/v1 (OpenAPI: /docs) for {', '.join(names)}")
+    console.print(f"dashboard: {dashboard_url(f'http://{host}:{port}')}")
     # uvicorn shuts down gracefully on a signal, then raises it again for the handler that
     # was there before: make that handler a clean exit, not a death by signal
     signal.signal(signal.SIGTERM, _exit_cleanly)
@@ -117,6 +120,9 @@ def demo(
             ids = site.submit_examples() if examples else []
             manager, researcher = site.tokens["demo-manager"], site.tokens["demo-researcher"]
             console.print(f"lab:              {site.lab.name} (simulated, speed ×{speed:g})")
+            console.print(
+                f"dashboard:        {site.dashboard_url}   (sign in with the manager token)"
+            )
             console.print(f"gateway:          {site.url}/api/v1   (API explorer: {site.url}/docs)")
             console.print(f"Prefect UI:       {site.prefect.ui_url}")
             console.print(f"manager token:    {manager}", soft_wrap=True)

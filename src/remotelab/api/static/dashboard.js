@@ -1,0 +1,442 @@
+// remotelab dashboard: a lab manager's view of one lab, through the gateway's /api/v1 routes.
+// The API token lives in sessionStorage (this tab only) and goes out as a bearer token; the
+// gateway decides what the token may do, the page only hides what its role may not use.
+"use strict";
+
+const API = "/api/v1";
+const RANK = { observer: 0, researcher: 1, manager: 2, admin: 3 };
+const FINISHED = ["completed", "failed", "cancelled", "crashed"];
+const POLL_MS = 2000;
+const LIVE_LINES = 80;
+const TOKEN_KEY = "remotelab.token";
+const LAB_KEY = "remotelab.lab";
+// actions that cannot be undone ask first
+const CONFIRM = {
+  cancel: "Cancel experiment {id}? A running one is aborted.",
+  reject: "Reject experiment {id}?",
+  stop: "Stop the running plan? It ends now and counts as completed.",
+  abort: "Abort the running plan? The lab's devices go to their safe state.",
+};
+
+const state = { token: null, me: null, lab: null, timer: null, live: null, busy: false,
+  again: false, soon: null, worker: null };
+const $ = (id) => document.getElementById(id);
+
+// -- helpers --------------------------------------------------------------------------------
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key.startsWith("data-") || key === "title") node.setAttribute(key, value);
+    else node[key] = value;
+  }
+  for (const child of children) {
+    if (child !== null && child !== undefined) node.append(child);
+  }
+  return node;
+}
+
+const short = (id) => (id ? String(id).slice(0, 8) : "");
+const enc = encodeURIComponent;
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const badge = (text, kind) => el("span", { class: `badge ${kind || text}` }, text);
+
+function when(iso) {
+  if (!iso) return "";
+  const t = new Date(iso);
+  const today = t.toDateString() === new Date().toDateString();
+  return today ? t.toLocaleTimeString() : t.toLocaleString();
+}
+
+function atLeast(role) {
+  return state.me !== null && RANK[state.me.role] >= RANK[role];
+}
+
+class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+// What an error answer says: the gateway's {detail, type, errors} body, else the status.
+async function errorOf(response) {
+  let message = `${response.status} ${response.statusText}`;
+  try {
+    const body = await response.json();
+    if (body.detail) {
+      message = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail);
+    }
+    if (Array.isArray(body.errors) && body.errors.length) {
+      message += " — " + body.errors.map((e) => (e.param ? `${e.param}: ` : "") + e.message)
+        .join("; ");
+    }
+  } catch (_) { /* not JSON: keep the status line */ }
+  return new ApiError(response.status, message);
+}
+
+async function api(method, path, body) {
+  const init = { method, headers: { Authorization: `Bearer ${state.token}` } };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(API + path, init);
+  } catch (e) {
+    throw new ApiError(0, `the gateway did not answer: ${e.message}`);
+  }
+  if (!response.ok) throw await errorOf(response);
+  return response.json();
+}
+
+function showError(message) {
+  $("error-text").textContent = message;
+  $("error").hidden = false;
+}
+
+function clearError() {
+  $("error").hidden = true;
+  $("error-text").textContent = "";
+}
+
+// -- signing in and out ---------------------------------------------------------------------
+async function login(token) {
+  state.token = token;
+  $("login-error").hidden = true;
+  try {
+    state.me = await api("GET", "/whoami");
+    const labs = await api("GET", "/labs");
+    if (!labs.length) throw new ApiError(403, `user ${state.me.user} may use no lab here`);
+    sessionStorage.setItem(TOKEN_KEY, token);
+    const picker = $("lab");
+    picker.replaceChildren(...labs.map((l) => el("option", { value: l.name }, l.name)));
+    const saved = sessionStorage.getItem(LAB_KEY);
+    picker.value = labs.some((l) => l.name === saved) ? saved : labs[0].name;
+    $("lab-picker").hidden = labs.length < 2;
+  } catch (e) {
+    signOut(e.message);
+    return;
+  }
+  $("who").textContent = `${state.me.user} · ${state.me.role}`;
+  $("logout").hidden = false;
+  $("login-view").hidden = true;
+  $("lab-view").hidden = false;
+  for (const node of document.querySelectorAll(".manager")) node.hidden = !atLeast("manager");
+  selectLab($("lab").value);
+}
+
+function signOut(message) {
+  stopLab();
+  sessionStorage.removeItem(TOKEN_KEY);
+  Object.assign(state, { token: null, me: null, lab: null });
+  $("who").textContent = "";
+  $("logout").hidden = true;
+  $("lab-picker").hidden = true;
+  $("lab-view").hidden = true;
+  $("login-view").hidden = false;
+  $("token").value = "";
+  clearError();
+  if (message) {
+    $("login-error").textContent = message;
+    $("login-error").hidden = false;
+  }
+}
+
+function selectLab(name) {
+  stopLab();
+  state.lab = name;
+  sessionStorage.setItem(LAB_KEY, name);
+  $("lab-name").textContent = name;
+  $("live").replaceChildren();
+  state.worker = null;
+  state.timer = setInterval(refresh, POLL_MS);
+  follow(name);
+  refresh();
+}
+
+function stopLab() {
+  clearInterval(state.timer);
+  clearTimeout(state.soon);
+  if (state.live) state.live.abort();
+  state.timer = state.live = state.soon = null;
+}
+
+// -- reading the lab ------------------------------------------------------------------------
+async function refresh() {
+  if (state.busy) {
+    state.again = true;
+    return;
+  }
+  const lab = state.lab;
+  if (!lab) return;
+  state.busy = true;
+  const base = `/labs/${enc(lab)}`;
+  const finished = FINISHED.map((s) => `state=${s}`).join("&");
+  try {
+    const [summary, queue, done, devices] = await Promise.all([
+      api("GET", base),
+      api("GET", `${base}/experiments?limit=200`),
+      api("GET", `${base}/experiments?${finished}&limit=10`),
+      api("GET", `${base}/devices`),
+    ]);
+    if (lab !== state.lab) return;
+    renderStatus(summary);
+    renderQueue(queue);
+    renderFinished(done.items);
+    renderDevices(devices);
+    $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
+  } catch (e) {
+    if (e.status === 401) signOut(e.message);
+    else showError(e.message);
+  } finally {
+    state.busy = false;
+    if (state.again) {
+      state.again = false;
+      refresh();
+    }
+  }
+}
+
+// A refresh soon, once however many live events ask for it.
+function refreshSoon() {
+  if (state.soon === null) {
+    state.soon = setTimeout(() => {
+      state.soon = null;
+      refresh();
+    }, 150);
+  }
+}
+
+function renderStatus(lab) {
+  $("lab-held").replaceChildren(
+    lab.held ? badge("held", "held") : badge("open", "ok"),
+    lab.held ? " no further experiment starts" : ` ${lab.queued} waiting`,
+  );
+  const worker = lab.status;
+  const live = lab.workers ? `${lab.workers} live` : "none live: nothing will run";
+  $("lab-workers").replaceChildren(
+    badge(live, lab.workers ? "ok" : "failed"),
+    worker ? " " : "",
+    worker ? badge(worker.state, worker.state) : "",
+  );
+  const current = lab.current;
+  if (!current) {
+    $("lab-current").textContent = "nothing";
+  } else {
+    const progress = worker && worker.experiment_id === current.id && worker.progress;
+    const count = progress && progress.total ? ` · ${progress.done}/${progress.total} points` : "";
+    $("lab-current").replaceChildren(
+      badge(current.state), ` ${current.plan} by ${current.submitter} `,
+      el("code", { title: current.id }, short(current.id)), count,
+    );
+  }
+  $("lab-controls").querySelector('[data-control="hold"]').disabled = lab.held;
+  $("lab-controls").querySelector('[data-control="release"]').disabled = !lab.held;
+}
+
+function rowActions(exp) {
+  const mine = state.me && exp.submitter === state.me.user;
+  const manager = atLeast("manager");
+  const own = manager || (mine && atLeast("researcher"));
+  const actions = [];
+  if (exp.state === "waiting_for_approval" && manager) actions.push("approve", "reject");
+  if (exp.state === "queued") {
+    if (manager) actions.push("front");
+    if (own) actions.push("back");
+  }
+  if (own) actions.push("cancel");
+  return el("td", { class: "actions" }, ...actions.map((a) =>
+    el("button", { type: "button", "data-action": a, class: a === "cancel" ? "danger" : "" }, a)));
+}
+
+function renderQueue(page) {
+  $("queue-count").textContent = page.total ? `(${page.total})` : "(empty)";
+  const rows = page.items.map((exp) => el("tr", { "data-id": exp.id, "data-state": exp.state },
+    el("td", {}, badge(exp.state === "waiting_for_approval" ? "awaiting approval" : exp.state,
+      exp.state)),
+    el("td", {}, exp.priority),
+    el("td", { title: JSON.stringify(exp.params) }, exp.plan),
+    el("td", {}, exp.submitter),
+    el("td", {}, el("code", { title: exp.id }, short(exp.id))),
+    el("td", {}, when(exp.created)),
+    rowActions(exp)));
+  $("queue").tBodies[0].replaceChildren(...rows);
+}
+
+function renderFinished(items) {
+  const rows = items.map((exp) => el("tr", { "data-id": exp.id, "data-state": exp.state },
+    el("td", {}, badge(exp.state)),
+    el("td", { title: JSON.stringify(exp.params) }, exp.plan),
+    el("td", {}, exp.submitter),
+    el("td", {}, el("code", { title: exp.id }, short(exp.id))),
+    el("td", {}, when(exp.ended)),
+    el("td", { class: "note" }, exp.error || (exp.exit_status ? `exit ${exp.exit_status}` : ""))));
+  $("finished").tBodies[0].replaceChildren(...rows);
+}
+
+function renderDevices(devices) {
+  const rows = devices.map((d) => {
+    let status = badge("offline", "failed");
+    if (d.online) {
+      status = d.busy
+        ? el("span", {}, badge("busy", "running"), " ", el("code", {}, short(d.experiment)))
+        : badge("idle", "ok");
+    }
+    return el("tr", { "data-device": d.name },
+      el("td", {}, d.name), el("td", {}, d.class), el("td", {}, d.role), el("td", {}, status));
+  });
+  $("devices").tBodies[0].replaceChildren(...rows);
+}
+
+// -- acting ---------------------------------------------------------------------------------
+async function act(button, method, path, body, question) {
+  if (question && !window.confirm(question)) return;
+  button.disabled = true;
+  try {
+    await api(method, path, body);
+    clearError();
+  } catch (e) {
+    if (e.status === 401) signOut(e.message);
+    else showError(e.message);
+  } finally {
+    button.disabled = false;
+    refresh();
+  }
+}
+
+function onControl(event) {
+  const button = event.target.closest("button[data-control]");
+  if (!button) return;
+  const action = button.dataset.control;
+  act(button, "POST", `/labs/${enc(state.lab)}/${action}`, undefined, CONFIRM[action]);
+}
+
+function onRowAction(event) {
+  const button = event.target.closest("button[data-action]");
+  if (!button) return;
+  const id = button.closest("tr").dataset.id;
+  const action = button.dataset.action;
+  const path = `/labs/${enc(state.lab)}/experiments/${enc(id)}`;
+  const question = CONFIRM[action] && CONFIRM[action].replace("{id}", short(id));
+  if (action === "front" || action === "back") {
+    act(button, "POST", `${path}/move`, { to: action });
+  } else {
+    act(button, "POST", `${path}/${action}`, undefined, question);
+  }
+}
+
+// -- the live feed (Server-Sent Events read with fetch: EventSource cannot send a token) ----
+async function follow(lab) {
+  const ctrl = new AbortController();
+  state.live = ctrl;
+  let delay = 1000;
+  while (!ctrl.signal.aborted) {
+    try {
+      const response = await fetch(`${API}/labs/${enc(lab)}/events?heartbeat=10`, {
+        headers: { Authorization: `Bearer ${state.token}` },
+        signal: ctrl.signal,
+      });
+      if (!response.ok) throw await errorOf(response);
+      $("live-state").textContent = "(connected)";
+      delay = 1000;
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value.replace(/\r\n?/g, "\n");
+        let end;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          onMessage(buffer.slice(0, end));
+          buffer = buffer.slice(end + 2);
+        }
+      }
+    } catch (e) {
+      if (ctrl.signal.aborted) return;
+      if (e.status === 401) {
+        signOut(e.message);
+        return;
+      }
+      $("live-state").textContent = `(disconnected: ${e.message})`;
+    }
+    if (ctrl.signal.aborted) return;
+    $("live-state").textContent = "(reconnecting …)";
+    await sleep(delay);
+    delay = Math.min(delay * 2, 15000);
+  }
+}
+
+function onMessage(text) {
+  let event = "message";
+  const data = [];
+  for (const line of text.split("\n")) {
+    if (line.startsWith("event:")) event = line.slice(6).trim();
+    else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+  }
+  if (!data.length) return; // a keep-alive
+  let payload;
+  try {
+    payload = JSON.parse(data.join("\n"));
+  } catch (_) {
+    return;
+  }
+  if (event === "status") onStatus(payload);
+  else if (event === "document") onDocument(payload.name, payload.doc || {});
+}
+
+function logLine(kind, text) {
+  const list = $("live");
+  list.prepend(el("li", { class: kind },
+    el("time", {}, new Date().toLocaleTimeString()), " ", text));
+  while (list.children.length > LIVE_LINES) list.lastChild.remove();
+}
+
+function onStatus(status) {
+  const key = `${status.state}|${status.experiment_id || ""}`;
+  if (key !== state.worker) {
+    state.worker = key;
+    const busy = status.state !== "idle";
+    const what = busy ? ` ${status.plan_name || ""} ${short(status.experiment_id)}` : "";
+    logLine("status", `worker ${status.state}${what}`);
+    refreshSoon();
+  }
+}
+
+function onDocument(name, doc) {
+  if (name === "start") {
+    const plan = doc.plan_name || "?";
+    logLine("start", `run started: ${plan} (experiment ${short(doc.experiment_id)})`);
+    refreshSoon();
+  } else if (name === "stop") {
+    const reason = doc.reason ? `: ${doc.reason}` : "";
+    const events = Object.values(doc.num_events || {}).reduce((a, b) => a + b, 0);
+    logLine("stop", `run ended: ${doc.exit_status}${reason} (${events} events)`);
+    refreshSoon();
+  } else if (name === "event") {
+    const values = Object.entries(doc.data || {})
+      .filter(([, v]) => typeof v === "number")
+      .slice(0, 3)
+      .map(([k, v]) => `${k}=${Number.isInteger(v) ? v : Number(v.toPrecision(5))}`);
+    logLine("event", `event ${doc.seq_num}: ${values.join(" ")}`);
+  } else if (name === "descriptor") {
+    logLine("descriptor", `stream ${doc.name}`);
+  }
+}
+
+// -- wiring ---------------------------------------------------------------------------------
+document.addEventListener("DOMContentLoaded", () => {
+  $("login").addEventListener("submit", (event) => {
+    event.preventDefault();
+    login($("token").value.trim());
+  });
+  $("logout").addEventListener("click", () => signOut());
+  $("error-close").addEventListener("click", clearError);
+  $("lab").addEventListener("change", (event) => selectLab(event.target.value));
+  $("lab-controls").addEventListener("click", onControl);
+  $("queue").addEventListener("click", onRowAction);
+  const saved = sessionStorage.getItem(TOKEN_KEY);
+  if (saved) login(saved);
+});

@@ -1,0 +1,263 @@
+"""The lab manager's dashboard in a real headless Chromium, against a real gateway, Prefect
+server and worker on the simulated lab: sign in, watch the queue, hold and release the lab,
+cancel and approve experiments with the page's buttons. What the buttons did is checked in
+the real queue through the Python client, never on the page alone."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from api_helpers import free_port, write_lab
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+from remotelab import Client
+from remotelab.api.embedded import Embedded
+from remotelab.queue import ExperimentState
+
+CHROME_FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1400,1000",
+]
+MEASURE = {"detectors": ["thermometer"], "num": 2}
+SCAN = {"detectors": ["thermometer"], "motor": "stirrer", "start": 0, "stop": 100, "num": 2}
+#: seconds any one condition may take (a generous bound, never a measurement)
+TIMEOUT = 60
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory) -> Iterator[WebDriver]:
+    chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and chromedriver):
+        message = (
+            "the dashboard's browser test needs chromium and chromedriver on PATH "
+            "(Debian: apt-get install chromium chromium-driver)"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    options = Options()
+    options.binary_location = chromium
+    for flag in CHROME_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium')}")
+    # an explicit driver: selenium-manager never looks for (or downloads) one
+    browser = webdriver.Chrome(service=Service(executable_path=chromedriver), options=options)
+    try:
+        yield browser
+    finally:
+        browser.quit()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, prefect_api) -> Iterator[Embedded]:
+    """Gateway, stream proxy, run store and a worker on the simulated lab (whose researchers'
+    scans wait for approval); users alice (researcher) and olga (observer)."""
+    tmp = tmp_path_factory.mktemp("dashboard")
+    lab_file = write_lab(tmp)
+    with Embedded(tmp, lab_file=lab_file, port=free_port(), speed=1000, api_url=prefect_api) as s:
+        for user, role in (("alice", "researcher"), ("olga", "observer")):
+            s.auth.add_user(user, role)
+            s.tokens[user] = s.auth.create_token(user).token
+        yield s
+
+
+@pytest.fixture
+def manager(site) -> Iterator[Client]:
+    with Client(site.url, site.tokens["demo-manager"]) as c:
+        yield c
+        if c.lab()["held"]:
+            c.release()  # leave the lab open for the next test, whatever happened
+
+
+@pytest.fixture
+def alice(site) -> Iterator[Client]:
+    with Client(site.url, site.tokens["alice"]) as c:
+        yield c
+
+
+def until(driver: WebDriver, condition: Callable[[WebDriver], Any], what: str) -> Any:
+    return WebDriverWait(driver, TIMEOUT, poll_frequency=0.1).until(condition, what)
+
+
+def sign_in(driver: WebDriver, site: Embedded, token: str) -> None:
+    driver.get(site.dashboard_url)
+    driver.execute_script("sessionStorage.clear()")
+    driver.refresh()
+    field = until(driver, EC.visibility_of_element_located((By.ID, "token")), "the sign-in form")
+    field.send_keys(token)
+    driver.find_element(By.ID, "login-button").click()
+
+
+def signed_in_as(driver: WebDriver, text: str) -> None:
+    until(driver, EC.text_to_be_present_in_element((By.ID, "who"), text), f"signed in as {text}")
+
+
+def row(driver: WebDriver, table: str, experiment_id: str, state: str) -> WebElement:
+    """The row of an experiment in ``table`` (queue or finished), once it shows ``state``."""
+    selector = f'#{table} tr[data-id="{experiment_id}"][data-state="{state}"]'
+    return until(
+        driver,
+        EC.presence_of_element_located((By.CSS_SELECTOR, selector)),
+        f"experiment {experiment_id} {state} in the {table} table",
+    )
+
+
+def click_row_action(driver: WebDriver, experiment_id: str, action: str) -> None:
+    selector = f'#queue tr[data-id="{experiment_id}"] button[data-action="{action}"]'
+    until(driver, EC.element_to_be_clickable((By.CSS_SELECTOR, selector)), action).click()
+
+
+def control(driver: WebDriver, action: str) -> None:
+    selector = f'#lab-controls button[data-control="{action}"]'
+    until(driver, EC.element_to_be_clickable((By.CSS_SELECTOR, selector)), action).click()
+
+
+def state_of(client: Client, experiment_id: str) -> ExperimentState:
+    return client.experiment(experiment_id).state
+
+
+def test_the_gateway_serves_the_page_without_a_token(site):
+    root = httpx.get(site.url + "/", follow_redirects=False)
+    assert root.status_code in (302, 307) and root.headers["location"] == "/dashboard"
+    page = httpx.get(site.dashboard_url)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    for asset in ("dashboard.js", "dashboard.css"):
+        assert f"/dashboard/static/{asset}" in page.text
+        assert httpx.get(f"{site.url}/dashboard/static/{asset}").status_code == 200
+    # the data is not open: the API still wants a token
+    assert httpx.get(f"{site.url}/api/v1/labs").status_code == 401
+
+
+def test_a_bad_token_shows_the_gateways_answer(driver, site):
+    bad = "rl_0123456789ab_" + "x" * 43
+    sign_in(driver, site, bad)
+    error = until(
+        driver, EC.visibility_of_element_located((By.ID, "login-error")), "a sign-in error"
+    )
+    answer = httpx.get(f"{site.url}/api/v1/whoami", headers={"Authorization": f"Bearer {bad}"})
+    assert answer.status_code == 401
+    assert error.text == answer.json()["detail"] == "unknown API token"
+    assert not driver.find_element(By.ID, "lab-view").is_displayed()
+
+
+def test_manager_watches_and_steers_the_queue(driver, site, manager, alice):
+    sign_in(driver, site, site.tokens["demo-manager"])
+    signed_in_as(driver, "demo-manager · manager")
+    # the lab's devices, as the worker holds them
+    until(
+        driver,
+        lambda d: (
+            {
+                r.get_attribute("data-device")
+                for r in d.find_elements(By.CSS_SELECTOR, "#devices tbody tr")
+            }
+            == set(site.lab.describe()["devices"])
+        ),
+        "every device of the lab listed",
+    )
+    assert manager.devices()[0]["online"]
+    assert "idle" in driver.find_element(By.CSS_SELECTOR, "#devices tbody tr").text
+
+    # a researcher's scan waits for approval: it appears in the queue, with its submitter
+    scan = alice.submit("scan", SCAN)
+    assert scan.state == ExperimentState.waiting_for_approval
+    scan_row = row(driver, "queue", scan.id, "waiting_for_approval")
+    assert "scan" in scan_row.text and "alice" in scan_row.text
+
+    # hold the lab with the button: the gateway says it is held
+    control(driver, "hold")
+    until(driver, lambda _: manager.lab()["held"], "the lab held")
+    until(driver, EC.text_to_be_present_in_element((By.ID, "lab-held"), "held"), "held shown")
+
+    # while it is held, a measurement waits in the queue; cancel it with its button
+    measure = alice.submit("measure", MEASURE)
+    row(driver, "queue", measure.id, "queued")
+    click_row_action(driver, measure.id, "cancel")
+    until(driver, EC.alert_is_present(), "the confirmation").accept()
+    until(
+        driver,
+        lambda _: state_of(manager, measure.id) == ExperimentState.cancelled,
+        "the measurement cancelled",
+    )
+    row(driver, "finished", measure.id, "cancelled")
+
+    # approve the scan: it queues (the lab is held, so it waits)
+    click_row_action(driver, scan.id, "approve")
+    until(driver, lambda _: state_of(manager, scan.id) == ExperimentState.queued, "approved")
+    row(driver, "queue", scan.id, "queued")
+
+    # an action the gateway refuses shows its answer: nothing is paused, so resume is a 409
+    control(driver, "resume")
+    error = until(driver, EC.visibility_of_element_located((By.ID, "error-text")), "an error")
+    refused = httpx.post(
+        f"{site.url}/api/v1/labs/{site.lab.name}/resume",
+        headers={"Authorization": f"Bearer {site.tokens['demo-manager']}"},
+    )
+    assert refused.status_code == 409
+    assert error.text == refused.json()["detail"]
+
+    # release the lab: the scan runs to its end, and the page and its live feed show it
+    control(driver, "release")
+    until(driver, lambda _: not manager.lab()["held"], "the lab released")
+    assert scan.wait(timeout=TIMEOUT).state == ExperimentState.completed
+    row(driver, "finished", scan.id, "completed")
+    until(
+        driver,
+        lambda d: any(
+            scan.id[:8] in li.text for li in d.find_elements(By.CSS_SELECTOR, "#live li.start")
+        ),
+        "the scan's run start in the live feed",
+    )
+    assert driver.find_elements(By.CSS_SELECTOR, "#live li.stop")
+
+
+def test_buttons_follow_the_role_and_the_gateway_enforces_it(driver, site, manager, alice):
+    scan = alice.submit("scan", SCAN)  # waits for approval
+    # an observer sees the queue but no button at all
+    sign_in(driver, site, site.tokens["olga"])
+    signed_in_as(driver, "olga · observer")
+    observed = row(driver, "queue", scan.id, "waiting_for_approval")
+    assert not observed.find_elements(By.TAG_NAME, "button")
+    assert not driver.find_element(By.ID, "lab-controls").is_displayed()
+
+    # the researcher who submitted it may cancel it, not approve it, nor control the lab
+    sign_in(driver, site, site.tokens["alice"])
+    signed_in_as(driver, "alice · researcher")
+    own = row(driver, "queue", scan.id, "waiting_for_approval")
+    actions = [b.get_attribute("data-action") for b in own.find_elements(By.TAG_NAME, "button")]
+    assert actions == ["cancel"]
+    assert not driver.find_element(By.ID, "lab-controls").is_displayed()
+    hold = httpx.post(
+        f"{site.url}/api/v1/labs/{site.lab.name}/hold",
+        headers={"Authorization": f"Bearer {site.tokens['alice']}"},
+    )
+    assert hold.status_code == 403 and not manager.lab()["held"]
+    click_row_action(driver, scan.id, "cancel")
+    until(driver, EC.alert_is_present(), "the confirmation").accept()
+    until(
+        driver,
+        lambda _: state_of(manager, scan.id) == ExperimentState.cancelled,
+        "the scan cancelled by its submitter",
+    )
+    row(driver, "finished", scan.id, "cancelled")
