@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
+import httpx
 import pytest
 from api_helpers import SRC, free_port, write_lab
 
@@ -185,8 +186,13 @@ def test_demo_then_cli_submit_watch_export(tmp_path):
                 tokens[line.split()[0]] = line.split()[-1]
             if line.startswith("Prefect UI:"):
                 prefect_ui = line.split()[-1]
+            if line.startswith("dashboard:"):
+                dashboard = line.split()[1]
         url = f"http://127.0.0.1:{port}"
         token = tokens["researcher"]
+        assert dashboard == f"{url}/dashboard"
+        page = httpx.get(dashboard, timeout=10)
+        assert page.status_code == 200 and "remotelab dashboard" in page.text
 
         sub = _cli(
             tmp_path,

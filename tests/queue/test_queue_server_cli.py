@@ -107,9 +107,13 @@ def test_server_serves_the_gateway_until_sigterm(prefect_api, lab_file, lab, tmp
         reply = wait_until(answers, timeout=90, what="the gateway")
         assert reply.status_code == 401  # it is the gateway: no token, no entry
         assert "token" in reply.json()["detail"].lower()
+        dashboard = f"http://127.0.0.1:{port}/dashboard"
+        assert httpx.get(dashboard, timeout=10).status_code == 200  # the page needs no token
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
-        assert f"lab {lab.name}" in proc.stdout.read().decode()
+        output = proc.stdout.read().decode()
+        assert f"lab {lab.name}" in output
+        assert f"dashboard: {dashboard}" in output
     finally:
         if proc.poll() is None:
             proc.kill()
