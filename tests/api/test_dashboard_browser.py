@@ -14,11 +14,11 @@ import httpx
 import pytest
 from api_helpers import free_port, write_lab
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -96,7 +96,11 @@ def alice(site) -> Iterator[Client]:
 
 
 def until(driver: WebDriver, condition: Callable[[WebDriver], Any], what: str) -> Any:
-    return WebDriverWait(driver, TIMEOUT, poll_frequency=0.1).until(condition, what)
+    """Wait for ``condition`` (a table the page rebuilds may go stale under it: look again)."""
+    wait = WebDriverWait(
+        driver, TIMEOUT, poll_frequency=0.1, ignored_exceptions=[StaleElementReferenceException]
+    )
+    return wait.until(condition, what)
 
 
 def sign_in(driver: WebDriver, site: Embedded, token: str) -> None:
@@ -112,24 +116,38 @@ def signed_in_as(driver: WebDriver, text: str) -> None:
     until(driver, EC.text_to_be_present_in_element((By.ID, "who"), text), f"signed in as {text}")
 
 
-def row(driver: WebDriver, table: str, experiment_id: str, state: str) -> WebElement:
-    """The row of an experiment in ``table`` (queue or finished), once it shows ``state``."""
+def row(driver: WebDriver, table: str, experiment_id: str, state: str) -> tuple[str, list[str]]:
+    """The text and buttons of an experiment's row in ``table`` (queue or finished), once it
+    shows ``state``."""
     selector = f'#{table} tr[data-id="{experiment_id}"][data-state="{state}"]'
-    return until(
-        driver,
-        EC.presence_of_element_located((By.CSS_SELECTOR, selector)),
-        f"experiment {experiment_id} {state} in the {table} table",
-    )
+
+    def shown(d: WebDriver) -> tuple[str, list[str]] | None:
+        found = d.find_elements(By.CSS_SELECTOR, selector)
+        if not found:
+            return None
+        buttons = found[0].find_elements(By.TAG_NAME, "button")
+        return found[0].text, [b.get_attribute("data-action") for b in buttons]
+
+    return until(driver, shown, f"experiment {experiment_id} {state} in the {table} table")
+
+
+def click(driver: WebDriver, selector: str, what: str) -> None:
+    def clicked(d: WebDriver) -> bool:
+        button = EC.element_to_be_clickable((By.CSS_SELECTOR, selector))(d)
+        if button:
+            button.click()
+        return bool(button)
+
+    until(driver, clicked, what)
 
 
 def click_row_action(driver: WebDriver, experiment_id: str, action: str) -> None:
     selector = f'#queue tr[data-id="{experiment_id}"] button[data-action="{action}"]'
-    until(driver, EC.element_to_be_clickable((By.CSS_SELECTOR, selector)), action).click()
+    click(driver, selector, f"{action} {experiment_id}")
 
 
 def control(driver: WebDriver, action: str) -> None:
-    selector = f'#lab-controls button[data-control="{action}"]'
-    until(driver, EC.element_to_be_clickable((By.CSS_SELECTOR, selector)), action).click()
+    click(driver, f'#lab-controls button[data-control="{action}"]', action)
 
 
 def state_of(client: Client, experiment_id: str) -> ExperimentState:
@@ -164,26 +182,22 @@ def test_a_bad_token_shows_the_gateways_answer(driver, site):
 def test_manager_watches_and_steers_the_queue(driver, site, manager, alice):
     sign_in(driver, site, site.tokens["demo-manager"])
     signed_in_as(driver, "demo-manager · manager")
-    # the lab's devices, as the worker holds them
-    until(
-        driver,
-        lambda d: (
-            {
-                r.get_attribute("data-device")
-                for r in d.find_elements(By.CSS_SELECTOR, "#devices tbody tr")
-            }
-            == set(site.lab.describe()["devices"])
-        ),
-        "every device of the lab listed",
-    )
-    assert manager.devices()[0]["online"]
-    assert "idle" in driver.find_element(By.CSS_SELECTOR, "#devices tbody tr").text
+
+    # the lab's devices, each held by the live worker and idle
+    def devices(d: WebDriver) -> dict[str, str]:
+        rows = d.find_elements(By.CSS_SELECTOR, "#devices tbody tr")
+        return {r.get_attribute("data-device"): r.text.split()[-1] for r in rows}
+
+    expected = dict.fromkeys(site.lab.describe()["devices"], "idle")
+    until(driver, lambda d: devices(d) == expected, "every device of the lab idle")
+    assert all(d["online"] and not d["busy"] for d in manager.devices())
 
     # a researcher's scan waits for approval: it appears in the queue, with its submitter
     scan = alice.submit("scan", SCAN)
     assert scan.state == ExperimentState.waiting_for_approval
-    scan_row = row(driver, "queue", scan.id, "waiting_for_approval")
-    assert "scan" in scan_row.text and "alice" in scan_row.text
+    text, actions = row(driver, "queue", scan.id, "waiting_for_approval")
+    assert "scan" in text and "alice" in text and scan.id[:8] in text
+    assert actions == ["approve", "reject", "cancel"]
 
     # hold the lab with the button: the gateway says it is held
     control(driver, "hold")
@@ -192,7 +206,7 @@ def test_manager_watches_and_steers_the_queue(driver, site, manager, alice):
 
     # while it is held, a measurement waits in the queue; cancel it with its button
     measure = alice.submit("measure", MEASURE)
-    row(driver, "queue", measure.id, "queued")
+    assert row(driver, "queue", measure.id, "queued")[1] == ["front", "back", "cancel"]
     click_row_action(driver, measure.id, "cancel")
     until(driver, EC.alert_is_present(), "the confirmation").accept()
     until(
@@ -237,16 +251,13 @@ def test_buttons_follow_the_role_and_the_gateway_enforces_it(driver, site, manag
     # an observer sees the queue but no button at all
     sign_in(driver, site, site.tokens["olga"])
     signed_in_as(driver, "olga · observer")
-    observed = row(driver, "queue", scan.id, "waiting_for_approval")
-    assert not observed.find_elements(By.TAG_NAME, "button")
+    assert row(driver, "queue", scan.id, "waiting_for_approval")[1] == []
     assert not driver.find_element(By.ID, "lab-controls").is_displayed()
 
     # the researcher who submitted it may cancel it, not approve it, nor control the lab
     sign_in(driver, site, site.tokens["alice"])
     signed_in_as(driver, "alice · researcher")
-    own = row(driver, "queue", scan.id, "waiting_for_approval")
-    actions = [b.get_attribute("data-action") for b in own.find_elements(By.TAG_NAME, "button")]
-    assert actions == ["cancel"]
+    assert row(driver, "queue", scan.id, "waiting_for_approval")[1] == ["cancel"]
     assert not driver.find_element(By.ID, "lab-controls").is_displayed()
     hold = httpx.post(
         f"{site.url}/api/v1/labs/{site.lab.name}/hold",

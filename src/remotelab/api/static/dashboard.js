@@ -21,6 +21,16 @@ const CONFIRM = {
 const state = { token: null, me: null, lab: null, timer: null, live: null, busy: false,
   again: false, soon: null, worker: null };
 const $ = (id) => document.getElementById(id);
+// what each table shows now: a table is rebuilt only when its data changed, so a button is
+// not replaced under the pointer while someone clicks it
+const shown = {};
+
+function changed(table, data) {
+  const key = JSON.stringify(data);
+  if (shown[table] === key) return false;
+  shown[table] = key;
+  return true;
+}
 
 // -- helpers --------------------------------------------------------------------------------
 function el(tag, props = {}, ...children) {
@@ -148,6 +158,7 @@ function signOut(message) {
 function selectLab(name) {
   stopLab();
   state.lab = name;
+  for (const table of Object.keys(shown)) delete shown[table];
   sessionStorage.setItem(LAB_KEY, name);
   $("lab-name").textContent = name;
   $("live").replaceChildren();
@@ -254,6 +265,7 @@ function rowActions(exp) {
 
 function renderQueue(page) {
   $("queue-count").textContent = page.total ? `(${page.total})` : "(empty)";
+  if (!changed("queue", page.items)) return;
   const rows = page.items.map((exp) => el("tr", { "data-id": exp.id, "data-state": exp.state },
     el("td", {}, badge(exp.state === "waiting_for_approval" ? "awaiting approval" : exp.state,
       exp.state)),
@@ -267,6 +279,7 @@ function renderQueue(page) {
 }
 
 function renderFinished(items) {
+  if (!changed("finished", items)) return;
   const rows = items.map((exp) => el("tr", { "data-id": exp.id, "data-state": exp.state },
     el("td", {}, badge(exp.state)),
     el("td", { title: JSON.stringify(exp.params) }, exp.plan),
@@ -278,6 +291,7 @@ function renderFinished(items) {
 }
 
 function renderDevices(devices) {
+  if (!changed("devices", devices)) return;
   const rows = devices.map((d) => {
     let status = badge("offline", "failed");
     if (d.online) {
