@@ -71,9 +71,9 @@ def client(url: str | None, token: str | None, lab: str | None = None):
 
 def dump(data: Any) -> None:
     if hasattr(data, "model_dump"):
-        data = data.modeldump(mode="json")
+        data = data.model_dump(mode="json")
     elif isinstance(data, list):
-        data = [d.modeldump(mode="json") if hasattr(d, "model_dump") else d for d in data]
+        data = [d.model_dump(mode="json") if hasattr(d, "model_dump") else d for d in data]
     console.print_json(json.dumps(data, default=str))
 
 
