@@ -115,6 +115,8 @@ def test_approve_answer_and_steer_on_this_machine(prefect_api, tmp_path, start_w
         assert "abort done" in _ok("lab", "abort", "--reason", "enough", *common)
         assert q.wait_for(long["id"]).state == ExperimentState.cancelled
         assert lab["stirrer"].setpoint.get() == 0  # the safe state
+        done = json.loads(_ok("submit", "steps", *common, "-p", "n=2", "--wait", "--json"))
+        assert done["state"] == "completed" and len(done["run_uids"]) == 1
     lab.close()
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import getpass
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -111,8 +111,11 @@ def submit(
             if not as_json:
                 console.print(f"submitted experiment [bold]{exp.id}[/] ({exp.state.value})")
             if watch:
-                with suppress(typer.Exit):  # the final state below decides the exit status
+                try:
                     local_data.watch(exp.id, stream=None, timeout=None, rows=None, as_json=as_json)
+                except typer.Exit as stopped:
+                    if stopped.exit_code != 1:  # 1: the run failed; the state below says so
+                        raise
                 with _local_queue(lab, api) as q:
                     exp = q.wait_for(exp.id, timeout=local_queue.WAIT_FOREVER)
     if as_json:

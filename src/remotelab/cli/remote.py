@@ -23,19 +23,15 @@ import typer
 from rich.table import Table
 
 from remotelab.cli.app import app, console, err_console, user_errors
+from remotelab.cli.target import JSON, TOKEN, URL
 from remotelab.errors import ApiError
 
 if TYPE_CHECKING:
     from remotelab.client import Client
 
-URL = Annotated[str | None, typer.Option("--url", help="The gateway; default: REMOTELAB_URL.")]
-TOKEN = Annotated[
-    str | None, typer.Option("--token", help="An API token; default: REMOTELAB_TOKEN.")
-]
 LAB = Annotated[
     str | None, typer.Option("--lab", "-l", help="The lab; default: the gateway's only lab.")
 ]
-JSON = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 
 
 def config_path() -> Path:
