@@ -16,6 +16,16 @@ from remotelab.queue.server import PrefectServer
 FAST = 2000.0
 
 
+@pytest.fixture(autouse=True)
+def no_gateway_configured(monkeypatch, tmp_path_factory):
+    """The CLI works on this machine unless a test configures a gateway: no REMOTELAB_URL,
+    REMOTELAB_TOKEN or REMOTELAB_LAB from the environment, no login config file."""
+    for name in ("REMOTELAB_URL", "REMOTELAB_TOKEN", "REMOTELAB_LAB"):
+        monkeypatch.delenv(name, raising=False)
+    config = tmp_path_factory.mktemp("client-config") / "client.toml"
+    monkeypatch.setenv("REMOTELAB_CONFIG", str(config))
+
+
 @pytest.fixture
 def lab():
     """The shipped simulated lab, seed 42, at a high clock speed."""

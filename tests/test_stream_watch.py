@@ -123,3 +123,37 @@ def test_watch_joins_a_run_already_under_way():
     (uid,) = uids
     # the 5 events after joining, found through the status's descriptors; not the one before
     assert f"run {uid} success: 5 event(s)" in out
+
+
+def test_watch_json_prints_one_line_per_document_of_the_experiment():
+    """``watch --json`` on this machine prints what it prints through a gateway: one JSON line
+    per document of the experiment's run, then ``end``."""
+    import json
+
+    proxy = StreamProxy("tcp://127.0.0.1:*", "tcp://127.0.0.1:*").start()
+    publisher = StreamPublisher(proxy.in_address, heartbeat=None)
+    proc = _watch(proxy.out_address, "E-json", "--json")
+    try:
+        publisher.wait_connected()
+        proxy.wait_for_subscribers(1, DOC_PREFIX + b" ", timeout=30)
+        RE = RunEngine({}, context_managers=[])
+        RE.subscribe(publisher)
+        with load_lab(speed=2000) as lab:
+            RE(count([lab["thermometer"]], num=2), experiment_id="another")  # not shown
+            (uid,) = RE(count([lab["thermometer"]], num=3), experiment_id="E-json")
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        publisher.close()
+        proxy.stop()
+    assert proc.returncode == 0, err
+    lines = [json.loads(x) for x in out.splitlines()]
+    docs = [x["data"] for x in lines if x["event"] == "document"]
+    assert [d["name"] for d in docs] == ["start", "descriptor", *["event"] * 3, "stop"]
+    assert docs[0]["doc"]["uid"] == uid and docs[0]["doc"]["experiment_id"] == "E-json"
+    assert lines[-1] == {
+        "event": "end",
+        "data": {"id": "E-json", "run_uid": uid, "exit_status": "success"},
+    }

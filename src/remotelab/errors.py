@@ -228,3 +228,8 @@ class ApiForbidden(ApiError, PermissionError):
 
 class ApiInvalid(ApiError, ValueError):
     """The request, or a plan's parameters, are invalid (HTTP 422); see ``errors``."""
+
+
+class CommandLineError(RemotelabError, ValueError):
+    """A command's options contradict each other, or do not fit the side it works on (a lab-side
+    option with a gateway, a gateway option on this machine)."""

@@ -20,9 +20,11 @@ import h5py
 import httpx
 import pytest
 from api_helpers import SRC, free_port, write_lab
+from typer.testing import CliRunner
 
 from remotelab import Client
 from remotelab.api.embedded import Embedded
+from remotelab.cli import app, console
 from remotelab.errors import (
     ApiConflict,
     ApiForbidden,
@@ -127,6 +129,93 @@ def test_live_status_reaches_the_lab_summary(live):
         assert all(d["online"] for d in c.devices())
 
 
+# -- the CLI through the gateway (REMOTELAB_URL/REMOTELAB_TOKEN, or --url/--token) ---------
+@pytest.fixture(autouse=True)
+def wide_tables(monkeypatch):
+    monkeypatch.setattr(console, "width", 200)
+
+
+def _run(*args: str) -> str:
+    result = CliRunner().invoke(app, list(args), terminal_width=200)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_cli_reads_the_lab_through_the_gateway(live, tmp_path, monkeypatch):
+    monkeypatch.setenv("REMOTELAB_URL", live.url)
+    monkeypatch.setenv("REMOTELAB_TOKEN", live.tokens["alice"])
+    catalog = {p["name"]: p for p in json.loads(_run("plans", "--json"))}
+    assert catalog["measure"]["allowed"] and not catalog["temperature_ramp"]["allowed"]
+    assert "needs approval" in _run("plans")
+    assert "detectors" in json.loads(_run("plans", "measure"))["schema"]["properties"]
+    devices = {d["name"]: d for d in json.loads(_run("devices", "--json"))}
+    assert devices["thermometer"]["online"] and "safe_state" in devices["heater"]
+    assert "thermometer" in _run("devices")
+    lab = json.loads(_run("lab", "--json"))
+    assert lab["name"] == live.lab.name and lab["held"] is False and lab["workers"] == 1
+    assert {d["name"] for d in lab["devices"]} == set(devices)
+    assert f"lab {live.lab.name}" in _run("lab", "show")
+
+    exp = json.loads(_run("submit", "measure", "-p", "detectors=thermometer", "--wait", "--json"))
+    assert exp["state"] == "completed" and exp["params"]["detectors"] == ["thermometer"]
+    assert json.loads(_run("show", exp["id"], "--json"))["run_uids"] == exp["run_uids"]
+    mine = json.loads(_run("queue", "--history", "--mine", "--json"))
+    assert exp["id"] in [e["id"] for e in mine]
+    (run,) = json.loads(_run("runs", "--experiment", exp["id"], "--json"))
+    assert run["uid"] == exp["run_uids"][0] and run["submitter"] == "alice"
+    assert run["uid"] in _run("runs", "-e", exp["id"])
+    (path,) = _run("export", run["uid"][:8], "-f", "json", "-o", str(tmp_path)).split()
+    assert json.loads(Path(path).read_text())["start"]["uid"] == run["uid"]
+    lines = [json.loads(x) for x in _run("watch", exp["id"], "--json").splitlines()]
+    assert lines[-1]["event"] == "end" and lines[-1]["data"]["state"] == "completed"
+
+    # a lab-side option while a gateway is configured: said, not ignored
+    wrong = CliRunner().invoke(app, ["runs", "--store", str(tmp_path / "runs.sqlite")])
+    assert wrong.exit_code == 2 and "--store only works on this machine" in wrong.output
+    assert "REMOTELAB_URL" in wrong.output and "--local" in wrong.output
+    lab_file = CliRunner().invoke(app, ["queue", "--lab", "mylab.yaml"])
+    assert lab_file.exit_code == 2 and "a lab file" in lab_file.output
+
+
+def test_cli_orders_and_steers_through_the_gateway(live):
+    alice = ["--url", live.url, "--token", live.tokens["alice"]]
+    manager = ["--url", live.url, "--token", live.tokens["demo-manager"]]
+    scan = ["-p", "detectors=thermometer", "-p", "motor=stirrer", "-p", "start=0"]
+    scan += ["-p", "stop=100", "-p", "num=2"]
+    assert "hold done" in _run("lab", "hold", *manager)
+    try:
+        assert "HELD" in _run("queue", *alice)
+        first = json.loads(
+            _run("submit", "measure", "-p", "detectors=thermometer", "--json", *alice)
+        )
+        second = json.loads(
+            _run(
+                "submit", "measure", "-p", "num=2", "-p", "detectors=thermometer", "--json", *alice
+            )
+        )
+        ids = [e["id"] for e in json.loads(_run("queue", "--json", *alice))]
+        assert ids.index(first["id"]) < ids.index(second["id"])
+        _run("move", first["id"], "--to", "back", *alice)
+        ids = [e["id"] for e in json.loads(_run("queue", "--json", *alice))]
+        assert ids.index(second["id"]) < ids.index(first["id"])
+        assert "urgent" in _run("prioritise", first["id"], "urgent", "--json", *manager)
+        gated = json.loads(_run("submit", "scan", *scan, "--json", *alice))
+        refused = json.loads(_run("submit", "scan", *scan, "--json", *alice))
+        assert gated["state"] == refused["state"] == "waiting_for_approval"
+        denied = CliRunner().invoke(app, ["approve", gated["id"], *alice])
+        assert denied.exit_code == 2 and "manager" in denied.output
+        assert "queued" in _run("approve", gated["id"], *manager)
+        assert "cancelled" in _run("reject", refused["id"], "--reason", "no", *manager)
+        for exp_id in (first["id"], second["id"], gated["id"]):
+            assert "cancelled" in _run(
+                "cancel", exp_id, *(manager if exp_id == gated["id"] else alice)
+            )
+        assert json.loads(_run("queue", "--mine", "--json", *alice)) == []
+    finally:
+        assert "release done" in _run("lab", "release", *manager)
+    assert json.loads(_run("lab", "--json", *alice))["held"] is False
+
+
 # -- as a new user would: `remotelab demo`, then the CLI ------------------------------------
 def _env(tmp: Path) -> dict[str, str]:
     return {
@@ -211,7 +300,7 @@ def test_demo_then_cli_submit_watch_export(tmp_path):
         exp = json.loads(sub.stdout)
         assert exp["state"] == "completed" and exp["submitter"] == "demo-researcher"
 
-        watched = _cli(tmp_path, "follow", exp["id"], "--json", url=url, token=token)
+        watched = _cli(tmp_path, "watch", exp["id"], "--json", url=url, token=token)
         assert watched.returncode == 0, watched.stderr
         events = [json.loads(x) for x in watched.stdout.splitlines()]
         docs = [e["data"]["name"] for e in events if e["event"] == "document"]
@@ -220,17 +309,15 @@ def test_demo_then_cli_submit_watch_export(tmp_path):
 
         out = tmp_path / "export"
         exported = _cli(
-            tmp_path, "download", exp["id"], "-f", "csv", "-o", str(out), url=url, token=token
+            tmp_path, "export", exp["id"], "-f", "csv", "-o", str(out), url=url, token=token
         )
         assert exported.returncode == 0, exported.stderr
         (csv_file,) = out.glob("*.csv")
         assert len(csv_file.read_text().splitlines()) == 4
 
-        listed = _cli(
-            tmp_path, "experiments", "--state", "completed", "--json", url=url, token=token
-        )
+        listed = _cli(tmp_path, "queue", "--state", "completed", "--json", url=url, token=token)
         assert exp["id"] in [e["id"] for e in json.loads(listed.stdout)]
-        denied = _cli(tmp_path, "control", "hold", url=url, token=token)
+        denied = _cli(tmp_path, "lab", "hold", url=url, token=token)
         assert denied.returncode == 2 and "needs the manager role" in denied.stderr
     finally:
         demo.send_signal(signal.SIGINT)

@@ -41,36 +41,83 @@ def test_server_command_sets_up_labs_on_an_existing_api(prefect_api, lab_file, l
     assert client.read_work_pool(pool_name(lab.name)).name == pool_name(lab.name)
 
 
-def test_queue_commands(prefect_api, lab_file, exq):
+def _ok(*args: str) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_experiment_commands_on_this_machine(prefect_api, lab_file, exq):
+    """No gateway configured: submit, queue, show, move, prioritise, cancel and lab hold/release
+    work on this machine's Prefect."""
     common = ["--lab", str(lab_file), "--api", prefect_api]
-    assert runner.invoke(app, ["queue", "hold", *common]).exit_code == 0
-    out = runner.invoke(
-        app,
-        [
-            "queue",
-            "submit",
-            "steps",
-            *common,
-            "-p",
-            "n=1",
-            "--submitter",
-            "ada",
-            "--priority",
-            "low",
-        ],
-    )
-    assert out.exit_code == 0, out.output
-    exp_id = out.output.split()[0]
-    assert exq.get(exp_id).plan == "steps"
-    out = runner.invoke(app, ["queue", "list", *common, "--json"])
-    listed = json.loads(out.output)
-    assert listed["held"] is True and [e["id"] for e in listed["experiments"]] == [exp_id]
-    bad = runner.invoke(app, ["queue", "submit", "steps", *common, "-p", "n=0"])
+    assert "hold done" in _ok("lab", "hold", *common)
+    first = json.loads(_ok("submit", "steps", *common, "-p", "n=1", "--submitter", "ada", "--json"))
+    assert exq.get(first["id"]).submitter == "ada" and first["params"] == {"n": 1}
+    second = json.loads(_ok("submit", "steps", *common, "-p", "n=2", "--priority", "low", "--json"))
+    listed = json.loads(_ok("queue", *common, "--json"))
+    assert [e["id"] for e in listed] == [first["id"], second["id"]]
+    table = runner.invoke(app, ["queue", *common], terminal_width=200).output
+    assert "HELD" in table and "2 of 2" in table
+    assert json.loads(_ok("show", second["id"], *common, "--json"))["priority"] == "low"
+    _ok("prioritise", second["id"], "urgent", *common)
+    listed = json.loads(_ok("queue", *common, "--json"))
+    assert [e["id"] for e in listed] == [second["id"], first["id"]]
+    _ok("move", second["id"], "--to", "back", *common)
+    assert exq.waiting()[-1].id == second["id"]
+    bad = runner.invoke(app, ["submit", "steps", *common, "-p", "n=0"])
     assert bad.exit_code == 2 and "n" in bad.output
-    out = runner.invoke(app, ["queue", "cancel", exp_id, *common, "--reason", "test"])
-    assert out.exit_code == 0 and exq.get(exp_id).state == ExperimentState.cancelled
-    assert runner.invoke(app, ["queue", "release", *common]).exit_code == 0
+    out = _ok("cancel", first["id"], *common, "--reason", "test", "--by", "ada")
+    assert "cancelled" in out and exq.get(first["id"]).state == ExperimentState.cancelled
+    finished = json.loads(_ok("queue", *common, "--history", "--json"))
+    assert first["id"] in [e["id"] for e in finished]
+    _ok("cancel", second["id"], *common)
+    assert "release done" in _ok("lab", "release", *common)
     assert not exq.is_held()
+
+
+def test_approve_answer_and_steer_on_this_machine(prefect_api, tmp_path, start_worker):
+    """Approval, an operator question, and lab pause/resume/abort through the lab's control
+    channel, from the command line on this machine."""
+    from queue_helpers import write_lab
+
+    from remotelab.lab import load_lab
+    from remotelab.queue import ExperimentQueue
+
+    lab_file = write_lab(tmp_path, approval={"plans": ["confirm_then_read"]})
+    common = ["--lab", str(lab_file), "--api", prefect_api]
+    lab = load_lab(lab_file, speed=1000)
+    with ExperimentQueue(lab, api_url=prefect_api) as q:
+        q.ensure()
+        start_worker(lab)
+        asked = json.loads(_ok("submit", "confirm_then_read", *common, "--json"))
+        assert asked["state"] == "waiting_for_approval"
+        assert "queued" in _ok("approve", asked["id"], *common, "--by", "mia")
+        wait_until(lambda: q.question(asked["id"]), timeout=60, what="the operator question")
+        assert "answered True" in _ok("answer", asked["id"], "yes", *common)
+        assert q.wait_for(asked["id"]).state == ExperimentState.completed
+
+        long = json.loads(_ok("submit", "steps", *common, "-p", "n=100000", "--json"))
+        wait_until(
+            lambda: q.get(long["id"]).state == ExperimentState.running,
+            timeout=60,
+            what="the long experiment running",
+        )
+        wait_until(lambda: lab["stirrer"].setpoint.get() == 300, timeout=30, what="stirring")
+        assert "pause done" in _ok("lab", "pause", "--immediate", *common)
+        wait_until(
+            lambda: q.get(long["id"]).state == ExperimentState.paused, timeout=30, what="paused"
+        )
+        assert "resume done" in _ok("lab", "resume", *common)
+        wait_until(
+            lambda: q.get(long["id"]).state == ExperimentState.running, timeout=30, what="resumed"
+        )
+        assert "abort done" in _ok("lab", "abort", "--reason", "enough", *common)
+        assert q.wait_for(long["id"]).state == ExperimentState.cancelled
+        assert lab["stirrer"].setpoint.get() == 0  # the safe state
+        done = json.loads(_ok("submit", "steps", *common, "-p", "n=2", "--wait", "--json"))
+        assert done["state"] == "completed" and len(done["run_uids"]) == 1
+    lab.close()
 
 
 def test_server_serves_the_gateway_until_sigterm(prefect_api, lab_file, lab, tmp_path):

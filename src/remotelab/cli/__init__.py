@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from remotelab.cli import commands as _commands  # noqa: F401  (registers commands)
 from remotelab.cli import data as _data  # noqa: F401  (registers commands)
 from remotelab.cli import gateway as _gateway  # noqa: F401  (registers commands)
 from remotelab.cli import lab as _lab  # noqa: F401  (registers commands)

@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from remotelab.cli.app import app, console, err_console, user_errors
-from remotelab.errors import ExportError, StoreError, StreamError
+from remotelab.errors import ExportError, RunNotFound, StoreError, StreamError
 
 if TYPE_CHECKING:
     from remotelab.data import RunStore
@@ -77,35 +77,34 @@ def _parse_time(value: str | None) -> float | None:
     return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
 
 
-@app.command("runs")
-def list_runs(
-    experiment: str | None = typer.Option(None, "--experiment", "-e", help="Experiment id."),
-    sample: str | None = typer.Option(None, "--sample", "-s", help="Sample id."),
-    plan: str | None = typer.Option(None, "--plan", "-p", help="Plan name."),
-    submitter: str | None = typer.Option(None, "--submitter", "-u", help="Who submitted it."),
-    since: str | None = typer.Option(None, help="Started at or after (ISO 8601, UTC default)."),
-    until: str | None = typer.Option(None, help="Started at or before (ISO 8601, UTC default)."),
-    limit: int = typer.Option(50, "--limit", "-n", min=1, help="At most this many runs."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-    store_path: Path | None = STORE_OPTION,
+def runs(
+    *,
+    experiment: str | None,
+    sample: str | None,
+    plan: str | None,
+    submitter: str | None,
+    since: str | None,
+    until: str | None,
+    limit: int,
+    as_json: bool,
+    store_path: Path | None,
 ) -> None:
     """List stored runs, newest first, filtered by experiment, sample, plan, submitter, time."""
-    with user_errors():
-        window = _parse_time(since), _parse_time(until)
-        with _store(store_path) as store:
-            runs = store.runs(
-                experiment_id=experiment,
-                sample_id=sample,
-                plan_name=plan,
-                submitter=submitter,
-                since=window[0],
-                until=window[1],
-                limit=limit,
-            )
+    window = _parse_time(since), _parse_time(until)
+    with _store(store_path) as store:
+        found = store.runs(
+            experiment_id=experiment,
+            sample_id=sample,
+            plan_name=plan,
+            submitter=submitter,
+            since=window[0],
+            until=window[1],
+            limit=limit,
+        )
     if as_json:
-        console.print_json(json.dumps([r.to_dict() for r in runs]))
+        console.print_json(json.dumps([r.to_dict() for r in found]))
         return
-    table = Table(title=f"{len(runs)} run(s)")
+    table = Table(title=f"{len(found)} run(s)")
     for column in (
         "uid",
         "started (UTC)",
@@ -117,7 +116,7 @@ def list_runs(
         "status",
     ):
         table.add_column(column)
-    for r in runs:
+    for r in found:
         colour = {"success": "green", "incomplete": "yellow"}.get(r.status, "red")
         table.add_row(
             r.uid[:8],
@@ -132,24 +131,26 @@ def list_runs(
     console.print(table)
 
 
-@app.command("export")
 def export(
-    run: str = typer.Argument(..., help="Run uid (or a unique prefix of it)."),
-    fmt: str = typer.Option("csv", "--format", "-f", help="csv, json or hdf5."),
-    out_dir: Path = OUT_DIR_OPTION,
-    stream: str = typer.Option("primary", help="Event stream for csv/json."),
-    store_path: Path | None = STORE_OPTION,
-) -> None:
-    """Write a run's data to files: csv or json (one stream), hdf5 (the whole run, NeXus style)."""
+    run: str, fmt: str, out_dir: Path, *, stream: str | None, store_path: Path | None
+) -> list[Path]:
+    """Write a run's data to files (an experiment id: each of its runs): csv or json (one
+    stream), hdf5 (the whole run, NeXus style)."""
     from remotelab.data.export import FORMATS, export_run
 
-    with user_errors():
-        if fmt.lower() not in FORMATS:
-            raise ExportError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-        with _store(store_path) as store:
-            paths = export_run(store, run, fmt, out_dir, stream=stream)
-    for path in paths:
-        console.print(str(path))
+    if fmt.lower() not in FORMATS:
+        raise ExportError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    with _store(store_path) as store:
+        try:
+            uids = [store.resolve(run)]
+        except RunNotFound:
+            uids = [r.uid for r in store.runs(experiment_id=run)]
+            if not uids:
+                raise
+        paths: list[Path] = []
+        for uid in uids:
+            paths += export_run(store, uid, fmt, out_dir, stream=stream or "primary")
+    return paths
 
 
 @app.command("plot")
@@ -315,32 +316,33 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-@app.command("watch")
 def watch(
-    experiment: str = typer.Argument(..., help="The experiment id to follow."),
-    stream: str | None = typer.Option(
-        None, "--stream", help="Stream proxy's out address; default REMOTELAB_STREAM_OUT."
-    ),
-    timeout: float | None = typer.Option(
-        None, help="Give up if the experiment has not started after this many seconds."
-    ),
-    rows: int = typer.Option(15, min=1, help="How many of the latest events the table shows."),
+    experiment: str,
+    *,
+    stream: str | None,
+    timeout: float | None,
+    rows: int | None,
+    as_json: bool,
 ) -> None:
-    """Show a running experiment live: a table of its events and a progress bar.
-
-    Exits when the run stops (status 0 if it succeeded, 1 otherwise).
-    """
+    """Show a running experiment live from the stream proxy: a table of its events and a
+    progress bar (``as_json``: one JSON line per message). Exits when the run stops (status 0
+    if it succeeded, 1 otherwise)."""
     from remotelab.settings import get_settings
     from remotelab.stream import Subscriber
 
     address = stream or get_settings().stream_out
-    view = RunView(experiment, rows=rows)
+    view = RunView(experiment, rows=rows or 15)
     with user_errors():
         sub = Subscriber(address)
     started = time.monotonic()
     heard = False
+    live = (
+        contextlib.nullcontext()
+        if as_json
+        else Live(view.render(), console=console, refresh_per_second=8, transient=False)
+    )
     try:
-        with Live(view.render(), console=console, refresh_per_second=8, transient=False) as live:
+        with live:
             while view.exit_status is None:
                 message = sub.receive(timeout=0.25)
                 if message is not None:
@@ -349,7 +351,10 @@ def watch(
                         view.status(message.doc)
                     else:
                         view.document(message.name, message.doc)
-                    live.update(view.render())
+                    if as_json:
+                        _print_json(message, view)
+                    else:
+                        live.update(view.render())
                 elif (
                     view.run_uid is None
                     and timeout is not None
@@ -364,7 +369,8 @@ def watch(
                     raise StreamError(
                         f"experiment {experiment} did not start within {timeout:g} s ({why})"
                     )
-            live.update(view.render())
+            if not as_json:
+                live.update(view.render())
     except StreamError as exc:
         err_console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from None
@@ -372,6 +378,32 @@ def watch(
         raise typer.Exit(130) from None
     finally:
         sub.close()
-    console.print(f"run {view.run_uid} {view.exit_status}: {len(view.events)} event(s)")
+    if as_json:
+        end = {"id": experiment, "run_uid": view.run_uid, "exit_status": view.exit_status}
+        print(json.dumps({"event": "end", "data": end}))
+    else:
+        console.print(f"run {view.run_uid} {view.exit_status}: {len(view.events)} event(s)")
     if view.exit_status != "success":
         raise typer.Exit(1)
+
+
+def _print_json(message: Any, view: RunView) -> None:
+    """One stream message of the watched run as a JSON line, as ``watch --json`` prints
+    through a gateway: ``{"event": "document", "data": {"name": …, "doc": …}}``."""
+    from remotelab.plans.provenance import json_safe
+
+    if message.kind == "status":
+        if message.doc.get("experiment_id") != view.experiment_id:
+            return
+        line = {"event": "status", "data": message.doc}
+    else:
+        doc = message.doc
+        mine = (
+            doc.get("uid") == view.run_uid
+            or doc.get("run_start") == view.run_uid
+            or doc.get("descriptor") in view.descriptors
+        )
+        if view.run_uid is None or not mine:
+            return
+        line = {"event": "document", "data": {"name": message.name, "doc": doc}}
+    print(json.dumps(json_safe(line), default=str))

@@ -136,8 +136,8 @@ def demo(
                 soft_wrap=True,
             )
             console.print(
-                "      remotelab experiments; remotelab submit measure "
-                "-p detectors=thermometer -p num=3 --watch; remotelab download <id>",
+                "      remotelab queue; remotelab submit measure "
+                "-p detectors=thermometer -p num=3 --watch; remotelab export <id>",
                 soft_wrap=True,
             )
             console.print("ready; Ctrl-C stops everything", soft_wrap=True)

@@ -1,36 +1,28 @@
-"""``remotelab lab``: show a lab file's devices and samples."""
+"""What ``remotelab lab show`` and ``remotelab devices`` do on this machine: a lab file's
+devices (class, role, limits, safe state) and samples — see :mod:`remotelab.cli.commands`."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
-import typer
 from rich.table import Table
 
-from remotelab.cli.app import app, console, user_errors
+from remotelab.cli.app import console
 from remotelab.lab import load_lab
 
-LAB_OPTION = typer.Option(
-    None, "--lab", "-l", help="Lab file (YAML); default: the shipped simulated lab."
-)
+
+def describe(lab_file: Path | None) -> dict[str, Any]:
+    """The lab file's description (``Lab.describe()``)."""
+    lab = load_lab(lab_file)
+    try:
+        return lab.describe()
+    finally:
+        lab.close()
 
 
-@app.command("lab")
-def show_lab(
-    lab_file: Path | None = LAB_OPTION,
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
-) -> None:
-    """Show the lab's devices (class, role, limits, safe state) and where each sample is."""
-    with user_errors():
-        lab = load_lab(lab_file)
-        try:
-            info = lab.describe()
-        finally:
-            lab.close()
-    if as_json:
-        console.print_json(json.dumps(info))
-        return
+def _devices_table(info: dict[str, Any]) -> Table:
     table = Table(title=f"lab {info['name']}" + (" (simulated)" if info["simulated"] else ""))
     for column in ("device", "class", "role", "backend", "limits", "safe state"):
         table.add_column(column)
@@ -38,10 +30,30 @@ def show_lab(
         limits = ", ".join(f"{k} {lo:g}…{hi:g}" for k, (lo, hi) in dev["limits"].items())
         safe = ", ".join(f"{k}={v}" for k, v in dev["safe_state"].items())
         table.add_row(name, dev["class"], dev["role"], dev["backend"], limits, safe)
-    console.print(table)
+    return table
+
+
+def show(lab_file: Path | None, *, as_json: bool) -> None:
+    """The lab's devices (class, role, limits, safe state) and where each sample is."""
+    info = describe(lab_file)
+    if as_json:
+        console.print_json(json.dumps(info))
+        return
+    console.print(_devices_table(info))
     samples = Table(title="samples")
     samples.add_column("sample")
     samples.add_column("location")
     for sample, where in info["samples"].items():
         samples.add_row(sample, where)
     console.print(samples)
+
+
+def devices(lab_file: Path | None, *, as_json: bool) -> None:
+    """The lab file's devices: class, role, backend, limits, safe state."""
+    info = describe(lab_file)
+    if as_json:
+        console.print_json(
+            json.dumps([{"name": name, **dev} for name, dev in info["devices"].items()])
+        )
+        return
+    console.print(_devices_table(info))

@@ -1,6 +1,7 @@
-"""``remotelab plans`` lists the lab's plans; ``remotelab run PLAN -p key=value …`` validates
-one and runs it on the local (by default simulated) lab with a live table and a progress bar,
-keeps the run in the run store and leaves the lab in its safe state."""
+"""What ``remotelab plans`` does on this machine (the lab's plans), and ``remotelab run PLAN
+-p key=value …``, which validates one and runs it on the local (by default simulated) lab
+with a live table and a progress bar, keeps the run in the run store and leaves the lab in
+its safe state."""
 
 from __future__ import annotations
 
@@ -232,32 +233,28 @@ def _describe_params(schema: dict) -> str:
     return "\n".join(lines)
 
 
-@app.command("plans")
-def list_plans(
-    lab_file: Path | None = LAB_OPTION,
-    role: str | None = typer.Option(None, "--role", help="Only the plans this role may run."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON (with JSON Schemas)."),
-) -> None:
-    """List the lab's plans with their parameters."""
-    with user_errors():
-        lab = load_lab(lab_file)
-        try:
-            registry = registry_for(lab)
-        finally:
-            lab.close()
-    plans = registry.describe()
+def plans(lab_file: Path | None, name: str | None, *, role: str | None, as_json: bool) -> None:
+    """The lab's plans with their parameters (one plan: its JSON Schema)."""
+    lab = load_lab(lab_file)
+    try:
+        registry = registry_for(lab)
+    finally:
+        lab.close()
+    if name is not None:
+        console.print_json(json.dumps(registry.schema(name)))
+        return
+    found = registry.describe()
     if role is not None:
-        with user_errors():
-            allowed = set(registry.allowed(role))
-        plans = [p for p in plans if p["name"] in allowed]
+        allowed = set(registry.allowed(role))
+        found = [p for p in found if p["name"] in allowed]
     if as_json:
-        console.print_json(json.dumps(plans))
+        console.print_json(json.dumps(found))
         return
     table = Table(title=f"plans of lab {lab.name}", show_lines=True)
     table.add_column("plan", style="bold")
     table.add_column("what it does")
     table.add_column("parameters")
-    for entry in plans:
+    for entry in found:
         table.add_row(entry["name"], entry["description"], _describe_params(entry["schema"]))
     console.print(table)
 

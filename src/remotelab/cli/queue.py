@@ -1,9 +1,10 @@
-"""``remotelab server``, ``remotelab worker`` and ``remotelab queue ...``: the experiment queue."""
+"""``remotelab server`` and ``remotelab worker``, and what ``submit``, ``queue``, ``cancel``,
+``lab hold``… do on this machine's lab (its Prefect) — see :mod:`remotelab.cli.commands`."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-import json
 import logging
 import os
 import signal
@@ -11,15 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
 
 from remotelab.cli.app import app, console, user_errors
-from remotelab.errors import QueueError
+from remotelab.errors import QueueError, RemotelabError
 
-queue_app = typer.Typer(
-    help="Submit, list, order and steer a lab's experiments.", no_args_is_help=True
-)
-app.add_typer(queue_app, name="queue")
+#: ``submit --wait`` on this machine: how long to wait at most (a day)
+WAIT_FOREVER = 86400.0
 
 LAB = typer.Option(None, "--lab", "-l", help="Lab file (YAML); default: the shipped simulated lab.")
 API = typer.Option(
@@ -43,7 +41,6 @@ SERVER_API = typer.Option(
 SERVER_HOME = typer.Option(
     None, help="PREFECT_HOME of the embedded server; default: <data dir>/prefect."
 )
-PARAMS = typer.Option([], "--param", "-p", help="name=value (JSON value); repeatable.")
 
 
 def _load(lab_file: Path | None, speed: float | None = None):
@@ -213,166 +210,64 @@ def worker(
         console.print(f"worker {w.id} stopped")
 
 
-def _parse_params(params: str | None, param: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if params:
-        try:
-            out.update(json.loads(params))
-        except json.JSONDecodeError as exc:
-            raise QueueError(f"--params is not JSON: {exc}") from None
-    for item in param:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise QueueError(f"--param {item!r}: write it as name=value")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
+def open_queue(lab_file: Path | None, api: str | None):
+    """The lab's queue on this machine's Prefect (``api``; default from the settings)."""
+    return _queue(lab_file, api)
 
 
-@queue_app.command("submit")
 def submit(
+    q: Any,
     plan: str,
-    lab_file: Path | None = LAB,
-    api: str | None = API,
-    params: str | None = typer.Option(None, help="Parameters as one JSON object."),
-    param: list[str] = PARAMS,
-    submitter: str = typer.Option(os.environ.get("USER", "someone"), help="Who submits."),
-    role: str = typer.Option("researcher", help="The submitter's role."),
-    priority: str = typer.Option("normal", help="urgent, normal or low."),
-) -> None:
-    """Submit an experiment: a plan and its parameters."""
-    with user_errors():
-        q = _queue(lab_file, api)
-        exp = q.submit(
-            plan, _parse_params(params, param), submitter=submitter, role=role, priority=priority
-        )
-        console.print(f"{exp.id} {exp.state.value}")
+    param: list[str],
+    *,
+    submitter: str,
+    role: str,
+    priority: str,
+    wait: bool,
+) -> Any:
+    """Validate and queue an experiment on this machine's Prefect; with ``wait``, its end."""
+    from remotelab.cli.remote import fit_params, parse_param
+
+    params = dict(parse_param(p) for p in param)
+    if params:
+        with contextlib.suppress(RemotelabError, AttributeError):  # an unknown plan: below
+            params = fit_params(params, q.registry.schema(plan))
+    exp = q.submit(plan, params, submitter=submitter, role=role, priority=priority)
+    if wait:
+        exp = q.wait_for(exp.id, timeout=WAIT_FOREVER)
+    return exp
 
 
-@queue_app.command("list")
-def list_queue(
-    lab_file: Path | None = LAB,
-    api: str | None = API,
-    history: bool = typer.Option(False, help="Show finished experiments instead."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+def queue(
+    q: Any,
+    *,
+    states: list[str] | None,
+    submitter: str | None,
+    plan: str | None,
+    limit: int,
+    as_json: bool,
 ) -> None:
-    """The lab's queue in the order it will run (or its history)."""
-    with user_errors():
-        q = _queue(lab_file, api)
-        items = q.history() if history else q.list()
-        held = q.is_held()
+    """The lab's queue in the order it will run (or the experiments in ``states``)."""
+    from remotelab.api.listing import list_experiments
+    from remotelab.cli.remote import dump, experiments_table
+    from remotelab.queue import ExperimentState
+    from remotelab.queue.service import UNFINISHED
+
+    wanted = [ExperimentState(s) for s in states] if states else list(UNFINISHED)
+    items, total = list_experiments(q, wanted, submitter=submitter, plan=plan, limit=limit)
     if as_json:
-        console.print_json(
-            json.dumps({"held": held, "experiments": [e.model_dump(mode="json") for e in items]})
-        )
+        dump(items)
         return
-    table = Table(title=f"lab {q.name}" + (" — HELD" if held else ""))
-    for col in ("id", "state", "priority", "plan", "submitter", "message"):
-        table.add_column(col)
-    for e in items:
-        table.add_row(e.id, e.state.value, e.priority.value, e.plan, e.submitter, e.message)
-    console.print(table)
+    held = " — HELD" if q.is_held() else ""
+    console.print(experiments_table(items, f"lab {q.name}{held}: {len(items)} of {total}"))
 
 
-def _simple(name: str, help_text: str, call) -> None:
-    @queue_app.command(name, help=help_text)
-    def command(lab_file: Path | None = LAB, api: str | None = API) -> None:
-        with user_errors():
-            console.print(call(_queue(lab_file, api)) or "ok")
+def act(q: Any, action: str, experiment_id: str, **kw: Any) -> Any:
+    """``cancel``, ``move``, ``prioritise``, ``approve``, ``reject`` one experiment."""
+    return getattr(q, action)(experiment_id, **kw)
 
 
-_simple("hold", "Hold the lab: finish the current experiment, start no more.", lambda q: q.hold())
-_simple("release", "Release a held lab.", lambda q: q.release())
-_simple("resume", "Resume the paused plan.", lambda q: q.resume())
-_simple("stop", "End the running plan cleanly (it completes).", lambda q: q.stop())
-_simple(
-    "abort",
-    "Abort the running plan (devices go safe; it ends cancelled).",
-    lambda q: q.abort("aborted from the command line"),
-)
-
-
-@queue_app.command("pause")
-def pause(
-    lab_file: Path | None = LAB,
-    api: str | None = API,
-    now: bool = typer.Option(False, help="Pause now (rewind to the last checkpoint)."),
-):
-    """Pause the running plan at its next checkpoint."""
-    with user_errors():
-        console.print(_queue(lab_file, api).pause(immediate=now))
-
-
-@queue_app.command("cancel")
-def cancel(
-    experiment: str,
-    lab_file: Path | None = LAB,
-    api: str | None = API,
-    reason: str = typer.Option("", help="Why."),
-    by: str = typer.Option(os.environ.get("USER", ""), help="Who cancels."),
-) -> None:
-    """Cancel an experiment (a running one is aborted, devices go safe)."""
-    with user_errors():
-        exp = _queue(lab_file, api).cancel(experiment, by=by, reason=reason)
-        console.print(f"{exp.id} {exp.state.value}")
-
-
-@queue_app.command("move")
-def move(
-    experiment: str,
-    lab_file: Path | None = LAB,
-    api: str | None = API,
-    front: bool = typer.Option(False, help="To the front of the queue."),
-    back: bool = typer.Option(False, help="To the back of the queue."),
-    behind: str | None = typer.Option(None, help="Right behind this experiment."),
-) -> None:
-    """Move a queued experiment."""
-    with user_errors():
-        to = "front" if front else "back" if back else None
-        exp = _queue(lab_file, api).move(experiment, to=to, behind=behind)
-        console.print(f"{exp.id} {exp.priority.value}")
-
-
-@queue_app.command("approve")
-def approve(
-    experiment: str,
-    lab_file: Path | None = LAB,
-    api: str | None = API,
-    by: str = typer.Option(os.environ.get("USER", "manager"), help="Who approves."),
-):
-    """Approve an experiment that waits for a manager's approval."""
-    with user_errors():
-        exp = _queue(lab_file, api).approve(experiment, by=by)
-        console.print(f"{exp.id} {exp.state.value}")
-
-
-@queue_app.command("reject")
-def reject(
-    experiment: str,
-    lab_file: Path | None = LAB,
-    api: str | None = API,
-    by: str = typer.Option(os.environ.get("USER", "manager")),
-    reason: str = typer.Option(""),
-):
-    """Refuse an experiment that waits for approval."""
-    with user_errors():
-        exp = _queue(lab_file, api).reject(experiment, by=by, reason=reason)
-        console.print(f"{exp.id} {exp.state.value}")
-
-
-@queue_app.command("answer")
-def answer(
-    experiment: str,
-    value: str = typer.Argument("true", help="The answer (JSON value)."),
-    lab_file: Path | None = LAB,
-    api: str | None = API,
-):
-    """Answer the question a running plan asked the operator."""
-    try:
-        parsed: Any = json.loads(value)
-    except json.JSONDecodeError:
-        parsed = value
-    with user_errors():
-        console.print(_queue(lab_file, api).answer(experiment, parsed))
+def control(q: Any, action: str, **kw: Any) -> str:
+    """``hold``, ``release``, ``pause``, ``resume``, ``stop`` or ``abort`` the lab."""
+    result = getattr(q, action)(**kw)
+    return f"lab {q.name}: {action} done" + (f" ({result})" if result else "")

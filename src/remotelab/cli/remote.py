@@ -1,9 +1,11 @@
-"""The remote commands: ``remotelab submit``, ``experiments``, ``show``, ``follow``, ``download``…
+"""The gateway side of the commands: ``remotelab login``, ``whoami``, and what ``submit``,
+``queue``, ``show``, ``watch``, ``plans``, ``runs``, ``export``, ``lab``… do through a gateway.
 
-They talk to a gateway through :class:`remotelab.Client`. The gateway and token come from
+They talk to it through :class:`remotelab.Client`. The gateway and token come from
 ``--url``/``--token``, else ``REMOTELAB_URL``/``REMOTELAB_TOKEN``, else the config file
 written by ``remotelab login`` (``REMOTELAB_CONFIG``, default
-``~/.config/remotelab/client.toml``). Tables for humans; ``--json`` for scripts.
+``~/.config/remotelab/client.toml``); :mod:`remotelab.cli.target` decides which side a
+command works on. Tables for humans; ``--json`` for scripts.
 """
 
 from __future__ import annotations
@@ -14,29 +16,22 @@ import os
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import platformdirs
 import typer
 from rich.table import Table
 
 from remotelab.cli.app import app, console, err_console, user_errors
+from remotelab.cli.target import JSON, TOKEN, URL
 from remotelab.errors import ApiError
 
-URL = Annotated[str | None, typer.Option("--url", help="The gateway; default: REMOTELAB_URL.")]
-TOKEN = Annotated[
-    str | None, typer.Option("--token", help="An API token; default: REMOTELAB_TOKEN.")
-]
+if TYPE_CHECKING:
+    from remotelab.client import Client
+
 LAB = Annotated[
     str | None, typer.Option("--lab", "-l", help="The lab; default: the gateway's only lab.")
 ]
-JSON = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
-
-control_app = typer.Typer(
-    help="Steer the lab (managers): hold, release, pause, resume, stop, abort.",
-    no_args_is_help=True,
-)
-app.add_typer(control_app, name="control")
 
 
 def config_path() -> Path:
@@ -46,7 +41,7 @@ def config_path() -> Path:
     return Path(platformdirs.user_config_dir("remotelab", appauthor=False)) / "client.toml"
 
 
-def _config() -> dict[str, Any]:
+def read_config() -> dict[str, Any]:
     path = config_path()
     if not path.exists():
         return {}
@@ -61,7 +56,7 @@ def client(url: str | None, token: str | None, lab: str | None = None):
     """A client from the options, the environment or the config file (in that order)."""
     from remotelab.client import Client
 
-    cfg = _config()
+    cfg = read_config()
     url = url or os.environ.get("REMOTELAB_URL") or cfg.get("url")
     token = token or os.environ.get("REMOTELAB_TOKEN") or cfg.get("token")
     lab = lab or os.environ.get("REMOTELAB_LAB") or cfg.get("lab")
@@ -70,7 +65,7 @@ def client(url: str | None, token: str | None, lab: str | None = None):
     return Client(url, token, lab=lab)
 
 
-def _dump(data: Any) -> None:
+def dump(data: Any) -> None:
     if hasattr(data, "model_dump"):
         data = data.model_dump(mode="json")
     elif isinstance(data, list):
@@ -78,7 +73,7 @@ def _dump(data: Any) -> None:
     console.print_json(json.dumps(data, default=str))
 
 
-def _when(value: Any) -> str:
+def when(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, int | float):
@@ -119,18 +114,18 @@ def fit_params(params: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]
     }
 
 
-def _experiments_table(items: list, title: str) -> Table:
+def experiments_table(items: list, title: str) -> Table:
     table = Table(title=title)
     for column in ("id", "plan", "submitter", "priority", "state", "created", "message"):
         table.add_column(column, overflow="fold")
     for e in items:
         table.add_row(
-            e.id, e.plan, e.submitter, e.priority.value, e.state.value, _when(e.created), e.message
+            e.id, e.plan, e.submitter, e.priority.value, e.state.value, when(e.created), e.message
         )
     return table
 
 
-def _show(exp: Any) -> None:
+def show_experiment(exp: Any) -> None:
     table = Table(show_header=False, title=f"experiment {exp.id}")
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
@@ -139,12 +134,12 @@ def _show(exp: Any) -> None:
         value = getattr(value, "value", value)
         table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
     for key in ("created", "started", "ended"):
-        table.add_row(key, _when(getattr(exp, key)))
+        table.add_row(key, when(getattr(exp, key)))
     table.add_row("runs", ", ".join(exp.run_uids))
     console.print(table)
 
 
-def _print_event(event: Any) -> None:
+def print_event(event: Any) -> None:
     if event.kind == "document":
         name, doc = event.document
         if name == "start":
@@ -194,218 +189,84 @@ def whoami(url: URL = None, token: TOKEN = None, as_json: JSON = False) -> None:
     with user_errors(), client(url, token) as c:
         who = c.whoami()
     if as_json:
-        _dump(who)
+        dump(who)
     else:
         console.print(f"{who['user']} ({who['role']}), labs: {', '.join(who['labs']) or 'all'}")
 
 
-@app.command("submit")
+# -- what the shared commands do through a gateway (see remotelab.cli.commands) -------------
 def submit(
-    plan: Annotated[str, typer.Argument(help="A plan of the lab (see 'remotelab plans').")],
-    param: Annotated[
-        list[str] | None,
-        typer.Option("--param", "-p", help="key=value (JSON, or a,b,c for a list); repeat."),
-    ] = None,
-    priority: Annotated[str, typer.Option(help="urgent, normal or low.")] = "normal",
-    wait: Annotated[bool, typer.Option("--wait", help="Wait until it ends.")] = False,
-    watch: Annotated[bool, typer.Option("--watch", help="Show its documents live.")] = False,
-    url: URL = None,
-    token: TOKEN = None,
-    lab: LAB = None,
-    as_json: JSON = False,
-) -> None:
-    """Submit an experiment: a plan and its parameters."""
-    with user_errors(), client(url, token, lab) as c:
-        params = dict(parse_param(p) for p in param or [])
-        if params:
-            with contextlib.suppress(ApiError):  # an unknown plan: the submission says so
-                params = fit_params(params, c.plan(plan)["schema"])
-        exp = c.submit(plan, params, priority=priority)
-        if not as_json:
-            console.print(f"submitted experiment [bold]{exp.id}[/] ({exp.state.value})")
-        if watch:
-            for event in c.events(lab=exp.lab, experiment=exp.id):
-                if not as_json:
-                    _print_event(event)
-        if wait or watch:
-            exp = exp.wait()
-    if as_json:
-        _dump(exp)
-    elif wait or watch:
-        _show(exp)
-    if (wait or watch) and exp.state.value != "completed":
-        raise typer.Exit(1)
+    c: Client,
+    plan: str,
+    param: list[str],
+    *,
+    priority: str,
+    wait: bool,
+    watch: bool,
+    as_json: bool,
+) -> Any:
+    """Submit; with ``watch``, print its documents live; with ``wait``/``watch``, its end."""
+    params = dict(parse_param(p) for p in param)
+    if params:
+        with contextlib.suppress(ApiError):  # an unknown plan: the submission says so
+            params = fit_params(params, c.plan(plan)["schema"])
+    exp = c.submit(plan, params, priority=priority)
+    if not as_json:
+        console.print(f"submitted experiment [bold]{exp.id}[/] ({exp.state.value})")
+    if watch:
+        for event in c.events(lab=exp.lab, experiment=exp.id):
+            if not as_json:
+                print_event(event)
+    if wait or watch:
+        exp = exp.wait()
+    return exp
 
 
-@app.command("experiments")
-def experiments(
-    state: Annotated[
-        list[str] | None, typer.Option("--state", "-s", help="Only these states; repeat.")
-    ] = None,
-    mine: Annotated[bool, typer.Option("--mine", help="Only my experiments.")] = False,
-    submitter: Annotated[str | None, typer.Option(help="Only this submitter's.")] = None,
-    plan: Annotated[str | None, typer.Option(help="Only this plan's.")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
-    url: URL = None,
-    token: TOKEN = None,
-    lab: LAB = None,
-    as_json: JSON = False,
+def queue(
+    c: Client,
+    *,
+    states: list[str] | None,
+    mine: bool,
+    submitter: str | None,
+    plan: str | None,
+    limit: int,
+    as_json: bool,
 ) -> None:
-    """The lab's queue: running, queued by priority, awaiting approval (or --state …)."""
-    with user_errors(), client(url, token, lab) as c:
-        if mine:
-            submitter = c.whoami()["user"]
-        items, total = c.experiments(state=state, submitter=submitter, plan=plan, limit=limit)
-        name = c.lab_name()
+    """The lab's queue (or the experiments in ``states``)."""
+    if mine:
+        submitter = c.whoami()["user"]
+    items, total = c.experiments(state=states, submitter=submitter, plan=plan, limit=limit)
     if as_json:
-        _dump(items)
+        dump(items)
         return
-    console.print(_experiments_table(items, f"lab {name}: {len(items)} of {total}"))
+    held = " — HELD" if c.lab()["held"] else ""
+    console.print(experiments_table(items, f"lab {c.lab_name()}{held}: {len(items)} of {total}"))
 
 
-@app.command("show")
-def show(
-    experiment_id: Annotated[str, typer.Argument(help="The experiment's id.")],
-    url: URL = None,
-    token: TOKEN = None,
-    lab: LAB = None,
-    as_json: JSON = False,
-) -> None:
-    """One experiment: plan, parameters, state, times, runs."""
-    with user_errors(), client(url, token, lab) as c:
-        exp = c.experiment(experiment_id)
-    _dump(exp) if as_json else _show(exp)
+def act(c: Client, action: str, experiment_id: str, **kw: Any) -> Any:
+    """``cancel``, ``move``, ``prioritise``, ``approve``, ``reject`` one experiment."""
+    return getattr(c, action)(experiment_id, **kw)
 
 
-def _experiment_action(action: str, experiment_id: str, url, token, lab, as_json, **kw) -> None:
-    with user_errors(), client(url, token, lab) as c:
-        exp = getattr(c, action)(experiment_id, **kw)
-    if as_json:
-        _dump(exp)
-    else:
-        console.print(f"experiment {exp.id}: {exp.state.value} {exp.message}")
+def watch(c: Client, experiment_id: str | None, *, timeout: float | None, as_json: bool) -> None:
+    """The lab's live documents and worker status (Server-Sent Events), or one experiment's."""
+    try:
+        for event in c.events(experiment=experiment_id, timeout=timeout):
+            if as_json:
+                print(json.dumps({"event": event.kind, "data": event.data}, default=str))
+            else:
+                print_event(event)
+    except KeyboardInterrupt:
+        pass
 
 
-@app.command("cancel")
-def cancel(
-    experiment_id: Annotated[str, typer.Argument(help="The experiment's id.")],
-    reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")] = "",
-    url: URL = None,
-    token: TOKEN = None,
-    lab: LAB = None,
-    as_json: JSON = False,
-) -> None:
-    """Cancel an experiment (a running one is aborted; the lab is left safe)."""
-    _experiment_action("cancel", experiment_id, url, token, lab, as_json, reason=reason)
-
-
-@app.command("move")
-def move(
-    experiment_id: Annotated[str, typer.Argument(help="The experiment's id.")],
-    to: Annotated[str | None, typer.Option("--to", help="front or back")] = None,
-    behind: Annotated[str | None, typer.Option("--behind", help="Another experiment's id.")] = None,
-    url: URL = None,
-    token: TOKEN = None,
-    lab: LAB = None,
-    as_json: JSON = False,
-) -> None:
-    """Move a queued experiment (researchers: only their own, only --to back)."""
-    _experiment_action("move", experiment_id, url, token, lab, as_json, to=to, behind=behind)
-
-
-@app.command("prioritise")
-def prioritise(
-    experiment_id: Annotated[str, typer.Argument(help="The experiment's id.")],
-    priority: Annotated[str, typer.Argument(help="urgent, normal or low")],
-    url: URL = None,
-    token: TOKEN = None,
-    lab: LAB = None,
-    as_json: JSON = False,
-) -> None:
-    """Give a queued experiment another priority (managers)."""
-    _experiment_action("prioritise", experiment_id, url, token, lab, as_json, priority=priority)
-
-
-@app.command("approve")
-def approve(
-    experiment_id: Annotated[str, typer.Argument(help="The experiment's id.")],
-    url: URL = None,
-    token: TOKEN = None,
-    lab: LAB = None,
-    as_json: JSON = False,
-) -> None:
-    """Approve an experiment that waits for a manager's approval."""
-    _experiment_action("approve", experiment_id, url, token, lab, as_json)
-
-
-@app.command("reject")
-def reject(
-    experiment_id: Annotated[str, typer.Argument(help="The experiment's id.")],
-    reason: Annotated[str, typer.Option(help="Why.")] = "",
-    url: URL = None,
-    token: TOKEN = None,
-    lab: LAB = None,
-    as_json: JSON = False,
-) -> None:
-    """Refuse an experiment that waits for approval."""
-    _experiment_action("reject", experiment_id, url, token, lab, as_json, reason=reason)
-
-
-@app.command("answer")
-def answer(
-    experiment_id: Annotated[str, typer.Argument(help="The experiment's id.")],
-    value: Annotated[str, typer.Argument(help="yes/no, or a value")] = "yes",
-    url: URL = None,
-    token: TOKEN = None,
-    lab: LAB = None,
-) -> None:
-    """Answer the operator prompt of a running experiment."""
-    parsed: Any = {"yes": True, "y": True, "no": False, "n": False}.get(value.lower())
-    if parsed is None:
-        parsed = parse_param(f"v={value}")[1]
-    with user_errors(), client(url, token, lab) as c:
-        c.answer(experiment_id, parsed)
-    console.print(f"answered {parsed!r}")
-
-
-@app.command("follow")
-def watch(
-    experiment_id: Annotated[
-        str | None, typer.Argument(help="Only this experiment (ends when it ends).")
-    ] = None,
-    timeout: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
-    url: URL = None,
-    token: TOKEN = None,
-    lab: LAB = None,
-    as_json: JSON = False,
-) -> None:
-    """Live documents and worker status of the lab, or of one experiment."""
-    with user_errors(), client(url, token, lab) as c:
-        try:
-            for event in c.events(experiment=experiment_id, timeout=timeout):
-                if as_json:
-                    print(json.dumps({"event": event.kind, "data": event.data}, default=str))
-                else:
-                    _print_event(event)
-        except KeyboardInterrupt:
-            pass
-
-
-@app.command("catalog")
-def plans(
-    name: Annotated[str | None, typer.Argument(help="One plan: show its schema.")] = None,
-    url: URL = None,
-    token: TOKEN = None,
-    lab: LAB = None,
-    as_json: JSON = False,
-) -> None:
-    """The lab's plans and whether you may submit them (one plan: its JSON Schema)."""
-    with user_errors(), client(url, token, lab) as c:
-        data = c.plan(name) if name else c.plans()
+def plans(c: Client, name: str | None, *, as_json: bool) -> None:
+    """The gateway's plans and whether you may submit them; one plan: its JSON Schema."""
+    data = c.plan(name) if name else c.plans()
     if as_json or name:
-        _dump(data)
+        dump(data)
         return
-    table = Table(title="plans")
+    table = Table(title=f"plans of lab {c.lab_name()}")
     for column in ("plan", "description", "you may submit", "needs approval"):
         table.add_column(column, overflow="fold")
     for p in data:
@@ -413,39 +274,61 @@ def plans(
     console.print(table)
 
 
-@app.command("devices")
-def devices(url: URL = None, token: TOKEN = None, lab: LAB = None, as_json: JSON = False) -> None:
-    """The lab's devices and their live status."""
-    with user_errors(), client(url, token, lab) as c:
-        data = c.devices()
-    if as_json:
-        _dump(data)
-        return
-    table = Table(title="devices")
-    for column in ("device", "class", "role", "online", "busy", "limits"):
+def devices_table(data: list[dict[str, Any]], title: str) -> Table:
+    table = Table(title=title)
+    for column in ("device", "class", "role", "online", "busy", "limits", "safe state"):
         table.add_column(column, overflow="fold")
     for d in data:
         limits = ", ".join(f"{k} {lo:g}…{hi:g}" for k, (lo, hi) in d["limits"].items())
-        table.add_row(d["name"], d["class"], d["role"], str(d["online"]), str(d["busy"]), limits)
-    console.print(table)
+        safe = ", ".join(f"{k}={v}" for k, v in d.get("safe_state", {}).items())
+        table.add_row(
+            d["name"], d["class"], d["role"], str(d["online"]), str(d["busy"]), limits, safe
+        )
+    return table
 
 
-@app.command("results")
+def devices(c: Client, *, as_json: bool) -> None:
+    """The lab's devices and their live status."""
+    data = c.devices()
+    if as_json:
+        dump(data)
+        return
+    console.print(devices_table(data, f"devices of lab {c.lab_name()}"))
+
+
+def lab_show(c: Client, *, as_json: bool) -> None:
+    """The lab: held or not, workers, queue length, the running experiment, its devices."""
+    summary, data = c.lab(), c.devices()
+    if as_json:
+        dump({**summary, "devices": data})
+        return
+    current = summary.get("current")
+    console.print(
+        f"lab [bold]{summary['name']}[/]"
+        + (" (simulated)" if summary["simulated"] else "")
+        + (" [bold red]HELD[/]" if summary["held"] else "")
+        + f": {summary['workers']} worker(s), {summary['queued']} waiting"
+        + (f", running {current['id']} ({current['plan']})" if current else "")
+    )
+    console.print(devices_table(data, "devices"))
+
+
 def runs(
-    experiment: Annotated[str | None, typer.Option(help="Only this experiment's runs.")] = None,
-    plan: Annotated[str | None, typer.Option(help="Only this plan's runs.")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many.")] = 50,
-    url: URL = None,
-    token: TOKEN = None,
-    as_json: JSON = False,
+    c: Client,
+    *,
+    experiment: str | None,
+    plan: str | None,
+    submitter: str | None,
+    sample: str | None,
+    limit: int,
+    as_json: bool,
 ) -> None:
     """Stored runs, newest first."""
-    with user_errors(), client(url, token) as c:
-        data = c.runs(experiment=experiment, plan=plan, limit=limit)
+    data = c.runs(experiment=experiment, plan=plan, submitter=submitter, sample=sample, limit=limit)
     if as_json:
-        _dump(data)
+        dump(data)
         return
-    table = Table(title="runs")
+    table = Table(title=f"{len(data)} run(s)")
     for column in ("uid", "plan", "experiment", "submitter", "start", "events", "exit"):
         table.add_column(column, overflow="fold")
     for r in data:
@@ -454,82 +337,25 @@ def runs(
             r["plan_name"] or "",
             r["experiment_id"] or "",
             r["submitter"] or "",
-            _when(r["time"]),
+            when(r["time"]),
             str(r["num_events"]),
             r["exit_status"] or "incomplete",
         )
     console.print(table)
 
 
-@app.command("download")
-def export(
-    uid: Annotated[str, typer.Argument(help="A run uid (or unique prefix), or an experiment id.")],
-    format: Annotated[str, typer.Option("--format", "-f", help="csv, json or hdf5")] = "csv",
-    out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write into.")] = Path("."),
-    url: URL = None,
-    token: TOKEN = None,
-    lab: LAB = None,
-) -> None:
+def export(c: Client, uid: str, fmt: str, out: Path) -> list[Path]:
     """Download a run's data (an experiment id: each of its runs)."""
     from remotelab.errors import ApiNotFound
 
-    with user_errors(), client(url, token, lab) as c:
-        try:
-            uids = [c.run(uid)["uid"]]
-        except ApiNotFound:
-            uids = [r["uid"] for r in c.experiment_runs(uid)]
-        for run_uid in uids:
-            path = c.export(run_uid, format, out)
-            console.print(f"wrote {path}")
+    try:
+        uids = [c.run(uid)["uid"]]
+    except ApiNotFound:
+        uids = [r["uid"] for r in c.experiment_runs(uid)]
+    return [c.export(run_uid, fmt, out) for run_uid in uids]
 
 
-def _control(action: str, url, token, lab, **kw) -> None:
-    with user_errors(), client(url, token, lab) as c:
-        result = getattr(c, action)(**kw)
-    console.print(f"lab {result['lab']}: {action} done")
-
-
-@control_app.command("hold")
-def control_hold(url: URL = None, token: TOKEN = None, lab: LAB = None) -> None:
-    """Hold the lab: the running experiment finishes, no further one starts."""
-    _control("hold", url, token, lab)
-
-
-@control_app.command("release")
-def control_release(url: URL = None, token: TOKEN = None, lab: LAB = None) -> None:
-    """Release a held lab."""
-    _control("release", url, token, lab)
-
-
-@control_app.command("pause")
-def control_pause(
-    immediate: Annotated[bool, typer.Option(help="Now, not at the next checkpoint.")] = False,
-    url: URL = None,
-    token: TOKEN = None,
-    lab: LAB = None,
-) -> None:
-    """Pause the running plan."""
-    _control("pause", url, token, lab, immediate=immediate)
-
-
-@control_app.command("resume")
-def control_resume(url: URL = None, token: TOKEN = None, lab: LAB = None) -> None:
-    """Resume the paused plan."""
-    _control("resume", url, token, lab)
-
-
-@control_app.command("stop")
-def control_stop(url: URL = None, token: TOKEN = None, lab: LAB = None) -> None:
-    """End the running plan cleanly."""
-    _control("stop", url, token, lab)
-
-
-@control_app.command("abort")
-def control_abort(
-    reason: Annotated[str, typer.Option(help="Why.")] = "",
-    url: URL = None,
-    token: TOKEN = None,
-    lab: LAB = None,
-) -> None:
-    """Abort the running plan; the lab's devices go safe."""
-    _control("abort", url, token, lab, reason=reason)
+def control(c: Client, action: str, **kw: Any) -> str:
+    """``hold``, ``release``, ``pause``, ``resume``, ``stop`` or ``abort`` the lab."""
+    result = getattr(c, action)(**kw)
+    return f"lab {result['lab']}: {action} done"
