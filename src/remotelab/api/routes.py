@@ -98,7 +98,7 @@ def _summary(svc: LabService, gw: Gateway) -> LabSummary:
     return LabSummary(
         name=svc.name,
         description=svc.lab.spec.description or "",
-        simulated=svc.lab.world is not None,
+        simulated=svc.lab.simulated,
         held=q.is_held(),
         workers=len(q.workers()),
         queued=waiting,

@@ -23,7 +23,7 @@ def show_lab(
 ) -> None:
     """Show the lab's devices (class, role, limits, safe state) and where each sample is."""
     with user_errors():
-        lab = load_lab(lab_file)
+        lab = load_lab(lab_file, connect=False)
         try:
             info = lab.describe()
         finally:

@@ -240,7 +240,7 @@ def list_plans(
 ) -> None:
     """List the lab's plans with their parameters."""
     with user_errors():
-        lab = load_lab(lab_file)
+        lab = load_lab(lab_file, connect=False)
         try:
             registry = registry_for(lab)
         finally:
