@@ -135,3 +135,20 @@ def test_an_edit_by_a_role_that_needs_approval_waits_for_approval_again(prefect_
             ExperimentState.queued
         )
     lab.close()
+
+
+def test_two_edits_at_once_do_not_lose_one(exq, monkeypatch):
+    exp = exq.submit("measure", MEASURE, submitter="ada")
+    hold = exq._hold_for_edit
+
+    def another_edit_first(e, by):  # mia's edit lands between ada's read and ada's hold
+        monkeypatch.setattr(exq, "_hold_for_edit", hold)
+        exq.edit(e.id, {"num": 7}, by="mia", role="manager")
+        return hold(e, by)
+
+    monkeypatch.setattr(exq, "_hold_for_edit", another_edit_first)
+    with pytest.raises(ExperimentStateError, match="edited by someone else meanwhile"):
+        exq.edit(exp.id, {"num": 3}, by="ada")
+    now = exq.get(exp.id)
+    assert now.params["num"] == 7 and [e["by"] for e in now.edits] == ["mia"]
+    assert now.state == ExperimentState.queued

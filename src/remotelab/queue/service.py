@@ -429,6 +429,12 @@ class ExperimentQueue:
             return self._edit_awaiting(exp, run, parameters, by=by)
         before = self._hold_for_edit(exp, by)
         try:
+            held = self.client.read_flow_run(UUID(exp.id))
+            if (held.parameters or {}).get("params") != exp.params:
+                raise ExperimentStateError(
+                    f"experiment {exp.id} was edited by someone else meanwhile; nothing was "
+                    "changed: read it again and retry"
+                )
             self.client.update_flow_run(UUID(exp.id), parameters=parameters)
         finally:
             self._release_edit(exp, before, by, reapprove=reapprove)
