@@ -152,3 +152,17 @@ def test_two_edits_at_once_do_not_lose_one(exq, monkeypatch):
     now = exq.get(exp.id)
     assert now.params["num"] == 7 and [e["by"] for e in now.edits] == ["mia"]
     assert now.state == ExperimentState.queued
+
+
+def test_a_worker_starting_during_an_edit_leaves_the_held_run_alone(exq, lab, prefect_api):
+    exp = exq.submit("measure", MEASURE, submitter="ada")
+    before = exq._hold_for_edit(exq.get(exp.id), "ada")
+    w = LabWorker(lab, api_url=prefect_api, poll_interval=60.0)
+    try:
+        assert w.start() == []  # not taken for a run its dead worker left behind
+        assert exq.get(exp.id).state == ExperimentState.queued
+        exq._release_edit(exq.get(exp.id), before, "ada", reapprove=False)
+        done = w.run_next()
+        assert done.id == exp.id and exq.get(exp.id).state == ExperimentState.completed
+    finally:
+        w.close()
