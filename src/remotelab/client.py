@@ -103,6 +103,10 @@ class Submission(Experiment):
     def cancel(self, reason: str = "") -> Submission:
         return self._c().cancel(self.id, reason=reason, lab=self.lab)
 
+    def edit(self, params: dict[str, Any]) -> Submission:
+        """Change its parameters before it starts (see :meth:`Client.edit`)."""
+        return self._c().edit(self.id, params, lab=self.lab)
+
 
 def _lines(response: httpx.Response) -> Iterator[str]:
     try:
@@ -267,6 +271,19 @@ class Client:
 
     def cancel(self, experiment_id: str, *, reason: str = "", lab: str | None = None) -> Submission:
         return self._exp(self._act(lab, experiment_id, "cancel", {"reason": reason}))
+
+    def edit(
+        self, experiment_id: str, params: dict[str, Any], *, lab: str | None = None
+    ) -> Submission:
+        """Change the parameters of an experiment that has not started; the updated experiment.
+
+        Given keys replace, a key given as ``None`` removes the parameter (the plan's default
+        applies), the rest stay. :class:`PlanValidationError` names every bad parameter;
+        :class:`ApiConflict` once it started or ended; :class:`ApiForbidden` for someone
+        else's experiment unless a manager.
+        """
+        path = f"/labs/{self.lab_name(lab)}/experiments/{experiment_id}"
+        return self._exp(self.request("PATCH", path, json={"params": params}).json())
 
     def move(
         self,

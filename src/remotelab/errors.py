@@ -46,6 +46,14 @@ class OutOfRangeReading(DeviceError):
     """A sensor returned a value outside its measuring range."""
 
 
+class NotConnectedError(DeviceError):
+    """I/O on a device of a lab loaded without connecting (``load_lab(..., connect=False)``).
+
+    Such a lab only validates submissions and describes its devices; its instruments are
+    never opened. Run the lab's worker to operate them.
+    """
+
+
 class SampleError(RemotelabError, ValueError):
     """A sample or location is unknown, occupied, or not where it must be."""
 

@@ -119,6 +119,34 @@ def test_approval_flow_and_audit(live):
         ]
 
 
+def test_client_edits_a_waiting_experiment_and_the_worker_runs_the_edit(live):
+    researcher = Client(live.url, live.tokens["alice"])
+    manager = Client(live.url, live.tokens["demo-manager"])
+    with researcher, manager:
+        manager.hold()  # nothing starts while we edit
+        try:
+            exp = researcher.submit("measure", {"detectors": ["thermometer"], "num": 2})
+            with pytest.raises(PlanValidationError) as info:
+                exp.edit({"num": 0})
+            assert [e["param"] for e in info.value.errors] == ["num"]
+            edited = researcher.edit(exp.id, {"num": 4, "detectors": ["thermometer", "ph_meter"]})
+            assert edited.state == ExperimentState.queued
+            assert edited.params == {"detectors": ["thermometer", "ph_meter"], "num": 4}
+            assert edited.edits[0]["by"] == "alice"
+            assert edited.edits[0]["previous"] == {"detectors": ["thermometer"], "num": 2}
+        finally:
+            manager.release()
+        done = edited.wait(timeout=60)
+        assert done.state == ExperimentState.completed
+        (uid,) = done.run_uids
+        run = researcher.run(uid)
+        assert run["start"]["plan_params"] == {"detectors": ["thermometer", "ph_meter"], "num": 4}
+        assert run["start"]["edits"] == done.edits
+        assert len(researcher.run_data(uid, "json")["events"]) == 4
+        with pytest.raises(ApiConflict, match="completed; only an experiment that has not"):
+            researcher.edit(exp.id, {"num": 1})
+
+
 def test_live_status_reaches_the_lab_summary(live):
     with Client(live.url, live.tokens["alice"]) as c:
         c.submit("measure", {"detectors": ["thermometer"], "num": 2}).wait(timeout=60)

@@ -22,6 +22,15 @@ class SubmitRequest(_Body):
     priority: Priority = Priority.normal
 
 
+class EditRequest(_Body):
+    """New parameters for an experiment that has not started, merged into its parameters."""
+
+    params: dict[str, Any] = Field(
+        description="parameters to change: a key given replaces that parameter, a key given as "
+        "null removes it (the plan's default applies), keys not given stay"
+    )
+
+
 class CancelRequest(_Body):
     reason: str = Field("", max_length=500)
 
@@ -159,6 +168,7 @@ __all__ = [
     "CancelRequest",
     "Control",
     "DeviceStatus",
+    "EditRequest",
     "ExperimentPage",
     "LabSummary",
     "MoveRequest",

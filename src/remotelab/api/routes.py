@@ -1,7 +1,7 @@
 """The gateway's routes under ``/api/v1``: who may call each is checked here, in the open.
 
 Reading (labs, devices, plans, experiments, runs, live updates) needs any role on the lab;
-submitting needs ``researcher``; researchers cancel, defer and answer only their own
+submitting needs ``researcher``; researchers cancel, edit, defer and answer only their own
 experiments; approving, reordering, prioritising, cancelling anyone's and lab control need
 ``manager``; the audit log needs ``manager``; users and tokens need ``admin``.
 """
@@ -39,6 +39,7 @@ from remotelab.api.models import (
     CancelRequest,
     Control,
     DeviceStatus,
+    EditRequest,
     ExperimentPage,
     LabSummary,
     MoveRequest,
@@ -98,7 +99,7 @@ def _summary(svc: LabService, gw: Gateway) -> LabSummary:
     return LabSummary(
         name=svc.name,
         description=svc.lab.spec.description or "",
-        simulated=svc.lab.world is not None,
+        simulated=svc.lab.simulated,
         held=q.is_held(),
         workers=len(q.workers()),
         queued=waiting,
@@ -283,6 +284,33 @@ def cancel_experiment(
     rec.detail = {"reason": reason} if reason else {}
     with svc.writes:
         return svc.queue.cancel(exp.id, by=who.user, reason=reason)
+
+
+@router.patch(
+    "/labs/{lab}/experiments/{experiment_id}",
+    response_model=Experiment,
+    tags=["experiments"],
+)
+def edit_experiment(
+    lab: str,
+    experiment_id: str,
+    body: EditRequest,
+    gw: GW,
+    rec: Annotated[AuditRecord, audited("experiment.edit")],
+) -> Experiment:
+    """Change the parameters of an experiment that has not started (queued or waiting for
+    approval): given keys replace, null removes, the rest stay; validated like a submission
+    (422 naming each bad parameter); 409 once it started or ended. It keeps its place in the
+    queue; ``edits`` records the change. Researchers may edit their own only."""
+    who = rec.who
+    svc = _lab(gw, who, lab)
+    who.require(Role.researcher, lab, action="editing an experiment")
+    exp = _experiment(svc, experiment_id)
+    if not _mine(exp, who):
+        who.require(Role.manager, lab, action="editing someone else's experiment")
+    rec.detail = {"params": body.params, "previous": exp.params}
+    with svc.writes:
+        return svc.queue.edit(exp.id, body.params, by=who.user, role=registry_role(who))
 
 
 @router.post(

@@ -47,7 +47,7 @@ def build_gateway(lab_files: list[Path] | None, api: str | None, stream: str | N
     from remotelab.settings import get_settings
 
     settings = get_settings()
-    labs = [load_lab(f) for f in lab_files or [None]]
+    labs = [load_lab(f, connect=False) for f in lab_files or [None]]  # the worker has the ports
     services = []
     for lab in labs:
         queue = ExperimentQueue(lab, api_url=api)

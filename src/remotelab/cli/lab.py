@@ -15,7 +15,7 @@ from remotelab.lab import load_lab
 
 def describe(lab_file: Path | None) -> dict[str, Any]:
     """The lab file's description (``Lab.describe()``)."""
-    lab = load_lab(lab_file)
+    lab = load_lab(lab_file, connect=False)
     try:
         return lab.describe()
     finally:

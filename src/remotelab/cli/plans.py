@@ -235,7 +235,7 @@ def _describe_params(schema: dict) -> str:
 
 def plans(lab_file: Path | None, name: str | None, *, role: str | None, as_json: bool) -> None:
     """The lab's plans with their parameters (one plan: its JSON Schema)."""
-    lab = load_lab(lab_file)
+    lab = load_lab(lab_file, connect=False)
     try:
         registry = registry_for(lab)
     finally:

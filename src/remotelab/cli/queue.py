@@ -43,16 +43,17 @@ SERVER_HOME = typer.Option(
 )
 
 
-def _load(lab_file: Path | None, speed: float | None = None):
+def _load(lab_file: Path | None, speed: float | None = None, *, connect: bool = True):
     from remotelab.lab import load_lab
 
-    return load_lab(lab_file, speed=speed)
+    return load_lab(lab_file, speed=speed, connect=connect)
 
 
 def _queue(lab_file: Path | None, api: str | None):
     from remotelab.queue import ExperimentQueue
 
-    return ExperimentQueue(_load(lab_file), api_url=api)
+    # validation needs only the lab file: leave the instruments to the lab's worker
+    return ExperimentQueue(_load(lab_file, connect=False), api_url=api)
 
 
 def _import(spec: str) -> Any:
@@ -86,7 +87,7 @@ def server(
     from remotelab.settings import data_dir
 
     with user_errors():
-        labs = [_load(f) for f in lab_files] or [_load(None)]
+        labs = [_load(f, connect=False) for f in lab_files] or [_load(None, connect=False)]
         embedded = None
         if api is None:
             embedded = PrefectServer(home or data_dir() / "prefect", host=host, port=port)

@@ -6,7 +6,7 @@ the classes.
 """
 
 from remotelab.devices.actuators import Actuator, Stirrer, SyringePump, TemperatureController
-from remotelab.devices.backend import Backend, Clock, RealClock
+from remotelab.devices.backend import Backend, Clock, OfflineBackend, RealClock
 from remotelab.devices.base import BackendDevice, Quantity, Readback, Setting
 from remotelab.devices.robots import HOME, LiquidHandler, SampleArm
 from remotelab.devices.samples import GRIPPER, LOST, SampleMove, SampleTracker
@@ -38,6 +38,7 @@ __all__ = [
     "Balance",
     "Clock",
     "LiquidHandler",
+    "OfflineBackend",
     "PHMeter",
     "Quantity",
     "Readback",

@@ -65,8 +65,9 @@ class TemperatureController(Actuator):
 
     def __init__(self, name: str, **kwargs: Any):
         super().__init__(name, **kwargs)
-        self.backend_write("ramp_rate", self.ramp_rate.get())
-        self.setpoint.sync(float(self.backend_read("setpoint")))
+        if self.connected:
+            self.backend_write("ramp_rate", self.ramp_rate.get())
+            self.setpoint.sync(float(self.backend_read("setpoint")))
 
     def set(self, value: float, **_: Any) -> Status:
         self.check_limit("setpoint", value, "degC")
@@ -120,7 +121,8 @@ class SyringePump(Actuator):
 
     def __init__(self, name: str, **kwargs: Any):
         super().__init__(name, **kwargs)
-        self.backend_write("rate", self.rate.get())
+        if self.connected:
+            self.backend_write("rate", self.rate.get())
 
     def set(self, value: float, **_: Any) -> Status:
         volume = float(value) - float(self.dispensed.get())

@@ -12,6 +12,8 @@ import time
 from abc import ABC, abstractmethod
 from typing import Any, Protocol, runtime_checkable
 
+from remotelab.errors import NotConnectedError
+
 
 @runtime_checkable
 class Clock(Protocol):
@@ -75,6 +77,9 @@ class Backend(ABC):
 
     #: the clock operations are timed on
     clock: Clock = RealClock()
+    #: False for a stand-in that reaches no instrument (:class:`OfflineBackend`): devices then
+    #: skip the reads and writes of their construction
+    connected: bool = True
 
     def identify(self) -> str:
         """A short identity string (maker, model, serial) of what is behind the backend."""
@@ -94,3 +99,41 @@ class Backend(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the connection; the default does nothing."""
+
+
+class OfflineBackend(Backend):
+    """The backend of a device whose instrument is not to be opened (a lab loaded to validate
+    submissions and describe itself, e.g. by the gateway, while the worker holds the ports).
+
+    It opens nothing; every read, write, action, stop and identify raises
+    :class:`~remotelab.errors.NotConnectedError` naming the device.
+    """
+
+    connected = False
+
+    def __init__(self, device: str, where: str = ""):
+        self.device = device
+        self.where = where
+
+    def _refuse(self, what: str) -> NotConnectedError:
+        where = f" ({self.where})" if self.where else ""
+        return NotConnectedError(
+            self.device,
+            f"cannot {what}: this lab was loaded without connecting to its instruments{where}, "
+            "to validate and describe only; the lab's worker operates the devices",
+        )
+
+    def identify(self) -> str:
+        raise self._refuse("identify the instrument")
+
+    def read(self, quantity: str) -> Any:
+        raise self._refuse(f"read {quantity}")
+
+    def write(self, quantity: str, value: Any) -> None:
+        raise self._refuse(f"write {quantity}")
+
+    def run(self, action: str, **params: Any) -> Any:
+        raise self._refuse(f"run {action}")
+
+    def stop(self) -> None:
+        raise self._refuse("stop the instrument")

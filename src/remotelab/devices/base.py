@@ -190,7 +190,16 @@ class BackendDevice(Device):
             signal = getattr(self, key, None)
             if not isinstance(signal, Signal):
                 raise DeviceError(name, f"unknown configuration key {key!r}")
-            signal.put(value)
+            if isinstance(signal, Setting) and not self.connected:
+                self.check_limit(key, value, signal.units or "")
+                signal.sync(value)  # recorded, not written: there is no instrument to write to
+            else:
+                signal.put(value)
+
+    @property
+    def connected(self) -> bool:
+        """False when the backend reaches no instrument (a lab loaded to validate only)."""
+        return self.backend.connected
 
     # -- backend access with the device's name on every error ---------------------------
     @property

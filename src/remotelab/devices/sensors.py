@@ -118,9 +118,10 @@ class Spectrometer(Sensor):
 
     def __init__(self, name: str, **kwargs: Any):
         super().__init__(name, **kwargs)
-        axis = np.asarray(self.backend_read("wavelength"), dtype=float)
-        self.wavelength.put(axis)
-        self.absorbance.put(np.full(axis.shape, np.nan))
+        if self.connected:
+            axis = np.asarray(self.backend_read("wavelength"), dtype=float)
+            self.wavelength.put(axis)
+            self.absorbance.put(np.full(axis.shape, np.nan))
 
     def _measure(self) -> None:
         super()._measure()

@@ -18,7 +18,7 @@ from remotelab.devices import DEVICE_CLASSES, BackendDevice, LiquidHandler, Samp
 from remotelab.devices.backend import Clock, RealClock
 from remotelab.devices.samples import SampleTracker
 from remotelab.errors import DeviceError, LabFileError, SafeStateError, UnknownDeviceError
-from remotelab.lab.backends import build_backend
+from remotelab.lab.backends import build_backend, offline_backend
 from remotelab.lab.schema import DeviceSpec, LabSpec, parse_lab, read_lab_file
 
 #: the lab files shipped with remotelab, by short name
@@ -33,7 +33,13 @@ def shipped_lab_text(name: str = "sim") -> str:
 
 
 class Lab:
-    """Devices by name, the sample tracker, and ``safe_state()`` for the whole lab."""
+    """Devices by name, the sample tracker, and ``safe_state()`` for the whole lab.
+
+    With ``connect=False`` the devices are built over :class:`OfflineBackend`: nothing is
+    opened (no serial port, no simulator), any I/O raises
+    :class:`~remotelab.errors.NotConnectedError`, and the lab serves to validate
+    submissions and describe itself exactly as the connected lab would.
+    """
 
     def __init__(
         self,
@@ -42,15 +48,17 @@ class Lab:
         seed: int | None = None,
         speed: float | None = None,
         source: str = "",
+        connect: bool = True,
     ):
         self.spec = spec
         self.name = spec.name
         self.source = source
+        self.connected = connect
         self.world = None
         self.clock: Clock = RealClock()
         #: simulated instruments served on ptys/ports for ``simulate`` serial devices
         self.simulators: list[Any] = []
-        if any(d.backend == "sim" or d.options.get("simulate") for d in spec.devices.values()):
+        if connect and self.simulated:
             self.world = self._build_world(spec, seed, speed)
             self.clock = self.world.clock
         self.tracker = SampleTracker.build(
@@ -91,9 +99,20 @@ class Lab:
                 )
         return world
 
+    @property
+    def simulated(self) -> bool:
+        """Whether the lab file describes a simulated lab (its devices, or some, simulated)."""
+        return any(
+            d.backend == "sim" or bool(d.options.get("simulate"))
+            for d in self.spec.devices.values()
+        )
+
     def _build_device(self, name: str, spec: DeviceSpec) -> BackendDevice:
         cls = DEVICE_CLASSES[spec.class_]
-        backend = build_backend(name, spec, self.world, self.simulators)
+        if self.connected:
+            backend = build_backend(name, spec, self.world, self.simulators)
+        else:
+            backend = offline_backend(name, spec)
         kwargs: dict[str, Any] = {
             "backend": backend,
             "limits": spec.limits,
@@ -139,7 +158,7 @@ class Lab:
         return {
             "name": self.name,
             "description": self.spec.description,
-            "simulated": self.world is not None,
+            "simulated": self.simulated,
             "devices": {
                 n: {
                     "class": type(d).__name__,
@@ -217,13 +236,20 @@ class Lab:
 
 
 def load_lab(
-    path: str | Path | None = None, *, seed: int | None = None, speed: float | None = None
+    path: str | Path | None = None,
+    *,
+    seed: int | None = None,
+    speed: float | None = None,
+    connect: bool = True,
 ) -> Lab:
     """Build the lab a lab file describes; with no path, the shipped simulated lab.
 
-    ``seed`` and ``speed`` override the file's simulation settings.
+    ``seed`` and ``speed`` override the file's simulation settings. ``connect=False``
+    opens no instrument (nor simulator): the lab validates submissions and describes its
+    devices, and any device I/O raises :class:`~remotelab.errors.NotConnectedError`. The
+    gateway and the queue commands load labs so, leaving the ports to the lab's worker.
     """
-    return Lab(lab_spec(path), seed=seed, speed=speed, source=_lab_source(path))
+    return Lab(lab_spec(path), seed=seed, speed=speed, source=_lab_source(path), connect=connect)
 
 
 def _lab_source(path: str | Path | None) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from remotelab.devices.backend import Backend
+from remotelab.devices.backend import Backend, OfflineBackend
 from remotelab.errors import LabFileError
 
 if TYPE_CHECKING:
@@ -38,16 +38,25 @@ def build_backend(
     raise LabFileError(f"devices.{name}.backend: unknown backend {spec.backend!r}")
 
 
-def serial_backend(name: str, spec: DeviceSpec, world: World | None = None) -> SerialBackend:
-    """The serial backend of lab-file device ``name`` (``backend: serial``).
+def offline_backend(name: str, spec: DeviceSpec) -> OfflineBackend:
+    """A backend for device ``name`` that opens nothing (``load_lab(..., connect=False)``).
 
-    Checks the entry's ``port`` and ``options`` (the driver options of
-    :data:`~remotelab.devices.serial.SERIAL_OPTIONS`, plus ``simulate``) and opens the
-    line. A simulated device (``options.simulate``) runs on ``world``'s clock, a real
-    one on the wall clock.
+    The entry is checked as far as that can be done without the instrument: a serial
+    device's options and port. Any I/O through it raises
+    :class:`~remotelab.errors.NotConnectedError`.
     """
+    if spec.backend == "serial":
+        _serial_options(name, spec)
+        where = "simulated serial" if spec.options.get("simulate") else f"serial {spec.port}"
+    else:
+        where = "simulated"
+    return OfflineBackend(name, where)
+
+
+def _serial_options(name: str, spec: DeviceSpec) -> dict[str, Any]:
+    """The driver options of a serial device's entry (unknown ones and a missing port refused)."""
     try:
-        from remotelab.devices.serial import SERIAL_OPTIONS, make_serial_backend
+        from remotelab.devices.serial import SERIAL_OPTIONS
     except ImportError:
         raise LabFileError(
             f"devices.{name}: the serial backend is not available in this installation"
@@ -60,6 +69,26 @@ def serial_backend(name: str, spec: DeviceSpec, world: World | None = None) -> S
             f"devices.{name}.options: unknown serial option(s) {', '.join(unknown)}; "
             f"known: {', '.join(known)}"
         )
+    if not spec.port and not options.get("simulate"):
+        raise LabFileError(f"devices.{name}.port: a serial device needs a port")
+    return options
+
+
+def serial_backend(name: str, spec: DeviceSpec, world: World | None = None) -> SerialBackend:
+    """The serial backend of lab-file device ``name`` (``backend: serial``).
+
+    Checks the entry's ``port`` and ``options`` (the driver options of
+    :data:`~remotelab.devices.serial.SERIAL_OPTIONS`, plus ``simulate``) and opens the
+    line. A simulated device (``options.simulate``) runs on ``world``'s clock, a real
+    one on the wall clock.
+    """
+    try:
+        from remotelab.devices.serial import make_serial_backend
+    except ImportError:
+        raise LabFileError(
+            f"devices.{name}: the serial backend is not available in this installation"
+        ) from None
+    options = _serial_options(name, spec)
     if not spec.port:
         raise LabFileError(f"devices.{name}.port: a serial device needs a port")
     simulated = bool(options.pop("simulate", False))

@@ -2,7 +2,8 @@
 
 An experiment *is* a flow run of the lab's deployment. remotelab keeps its fields on the run:
 
-- ``parameters``: ``plan``, ``params``, ``submitter``, ``role``;
+- ``parameters``: ``plan``, ``params``, ``submitter``, ``role``, and ``edits`` (who changed
+  ``params`` while it waited, when, and what they were before);
 - tags: ``lab:<lab>``, ``priority:<priority>``, ``plan:<plan>``, ``submitter:<name>``;
 - labels: ``remotelab.run_uids``, ``remotelab.exit_status``, ``remotelab.worker``;
 - state names and messages: ``AwaitingApproval``, ``AwaitingOperator`` (with the question), the
@@ -24,6 +25,9 @@ FLOW_NAME = "remotelab-experiment"
 AWAITING_APPROVAL = "AwaitingApproval"
 AWAITING_OPERATOR = "AwaitingOperator"
 PAUSED_NAME = "Paused"
+#: the message prefix of the short Pending state an edit holds a queued run in (no worker can
+#: claim it meanwhile); the experiment still reads as queued
+EDITING = "[editing]"
 
 
 class Priority(StrEnum):
@@ -131,6 +135,10 @@ class Experiment(BaseModel):
     exit_status: str | None = None
     error: str | None = None
     worker: str | None = None
+    edits: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="edits of the parameters before it started: by, role, at, previous params",
+    )
 
     @classmethod
     def from_flow_run(cls, run: Any) -> Experiment:
@@ -145,6 +153,9 @@ class Experiment(BaseModel):
         sname = state.name if state is not None else ""
         message = (state.message or "") if state is not None else ""
         estate = state_of(stype, sname)
+        editing = stype == "PENDING" and message.startswith(EDITING)
+        if editing:  # held for a moment by an edit: still waiting to run
+            estate = ExperimentState.queued
         tail = _TAIL_RE.search(message)
         uids_text = labels.get("remotelab.run_uids", tail.group(1) if tail else "")
         uids = [u for u in str(uids_text).split(",") if u and u != "-"]
@@ -170,7 +181,10 @@ class Experiment(BaseModel):
             run_uids=uids,
             exit_status=exit_status,
             error=message if estate in (ExperimentState.failed, ExperimentState.crashed) else None,
-            worker=labels.get("remotelab.worker") or worker_in_message(message),
+            worker=None
+            if editing
+            else labels.get("remotelab.worker") or worker_in_message(message),
+            edits=list(params.get("edits") or []),
         )
 
     def order_key(self) -> tuple[int, datetime | None]:
@@ -189,6 +203,7 @@ class Question(BaseModel):
 __all__ = [
     "AWAITING_APPROVAL",
     "AWAITING_OPERATOR",
+    "EDITING",
     "FINISHED",
     "FLOW_NAME",
     "PAUSED_NAME",

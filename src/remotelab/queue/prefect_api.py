@@ -31,6 +31,7 @@ PARAMETER_SCHEMA: dict[str, Any] = {
         "params": {"title": "params", "type": "object", "position": 1},
         "submitter": {"title": "submitter", "type": "string", "position": 2},
         "role": {"title": "role", "type": "string", "position": 3},
+        "edits": {"title": "edits", "type": "array", "position": 4},
     },
     "required": ["plan"],
 }

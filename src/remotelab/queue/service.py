@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from prefect.client.schemas.actions import WorkPoolUpdate
 from prefect.client.schemas.filters import (
@@ -26,7 +26,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.exceptions import ObjectNotFound
-from prefect.states import Cancelled, Paused, Scheduled, State
+from prefect.states import Cancelled, Paused, Pending, Scheduled, State
 
 from remotelab.errors import (
     ExperimentNotFound,
@@ -37,6 +37,7 @@ from remotelab.errors import (
 from remotelab.queue import control
 from remotelab.queue.models import (
     AWAITING_APPROVAL,
+    EDITING,
     Experiment,
     ExperimentState,
     Priority,
@@ -376,6 +377,141 @@ class ExperimentQueue:
             )
         self.wake()
         return self.get(exp.id)
+
+    # -- editing -----------------------------------------------------------------------------
+    def edit(
+        self,
+        experiment_id: str,
+        params: dict[str, Any],
+        *,
+        by: str,
+        role: str = "researcher",
+    ) -> Experiment:
+        """Change the parameters of an experiment that has not started (queued or waiting
+        for approval); returns it updated.
+
+        ``params`` are merged into the experiment's: a key given replaces that parameter, a
+        key given as ``None`` removes it (the plan's default applies again), keys not given
+        stay. The result is validated by the lab's plan registry for ``role`` (every problem
+        named, :class:`PlanValidationError`) before anything changes. The experiment keeps
+        its place in the queue; ``parameters.edits`` records who edited it, when and the
+        parameters before. If ``role``'s submissions of the plan need a manager's approval,
+        an edited experiment waits for approval again.
+
+        A worker cannot claim the experiment while it is edited (it is held in a short
+        Pending state that Prefect's orchestration refuses a second claim on); an
+        experiment that started (or ended) first is refused with
+        :class:`ExperimentStateError` and left as it is.
+        """
+        if not isinstance(params, dict):
+            raise QueueError(f"parameters must be an object, not {params!r}")
+        exp = self.get(experiment_id)
+        if exp.state not in WAITING:
+            raise ExperimentStateError(
+                f"experiment {experiment_id} is {exp.state.value}; only an experiment that has "
+                "not started (queued or waiting for approval) can be edited"
+            )
+        merged = {**exp.params, **params}
+        merged = {k: v for k, v in merged.items() if v is not None}
+        try:
+            json.dumps(merged)
+        except TypeError as exc:
+            raise QueueError(f"parameters must be JSON values: {exc}") from None
+        self.registry.validate(exp.plan, merged, lab=self.lab, role=role)
+        run = self.client.read_flow_run(UUID(exp.id))
+        edits = [
+            *exp.edits,
+            {"by": by, "role": role, "at": datetime.now(UTC).isoformat(), "previous": exp.params},
+        ]
+        parameters = {**(run.parameters or {}), "params": merged, "edits": edits}
+        reapprove = needs_approval(self.lab, exp.plan, role)
+        if exp.state == ExperimentState.waiting_for_approval:
+            return self._edit_awaiting(exp, run, parameters, by=by)
+        before = self._hold_for_edit(exp, by)
+        try:
+            held = self.client.read_flow_run(UUID(exp.id))
+            if (held.parameters or {}).get("params") != exp.params:
+                raise ExperimentStateError(
+                    f"experiment {exp.id} was edited by someone else meanwhile; nothing was "
+                    "changed: read it again and retry"
+                )
+            self.client.update_flow_run(UUID(exp.id), parameters=parameters)
+        finally:
+            self._release_edit(exp, before, by, reapprove=reapprove)
+        if not reapprove:
+            self.wake()
+        return self.get(exp.id)
+
+    def _hold_for_edit(self, exp: Experiment, by: str) -> State:
+        """Take a queued run out of the workers' reach for an edit; its queued state.
+
+        The run goes Scheduled → Pending (named ``Pending``, as a worker's claim): Prefect
+        refuses it if a worker claimed the run first, and refuses a worker's claim while it
+        holds.
+        """
+        mark = f"{EDITING} {uuid4().hex[:12]} by {by}"
+        result = self.client.set_flow_run_state(UUID(exp.id), Pending(message=mark))
+        if result.status.value != "ACCEPT":
+            now = self.get(exp.id)
+            raise ExperimentStateError(
+                f"experiment {exp.id} is {now.state.value}: it started before the edit; "
+                "nothing was changed"
+            )
+        states = sorted(self.client.read_flow_run_states(UUID(exp.id)), key=lambda st: st.timestamp)
+        mine = next((i for i, st in enumerate(states) if st.message == mark), None)
+        before = states[mine - 1] if mine else None
+        if before is None or before.type != StateType.SCHEDULED:
+            if before is not None:  # a finished run may go back to Pending: put it back
+                self.client.set_flow_run_state(
+                    UUID(exp.id),
+                    State(type=before.type, name=before.name, message=before.message),
+                    force=True,
+                )
+            raise ExperimentStateError(
+                f"experiment {exp.id} is no longer queued; nothing was changed"
+            )
+        return before
+
+    def _release_edit(self, exp: Experiment, before: State, by: str, *, reapprove: bool) -> None:
+        """Put an edited run back where it was in the queue (or back to wait for approval)."""
+        run = self.client.read_flow_run(UUID(exp.id))
+        if run.state is None or not (run.state.message or "").startswith(EDITING):
+            return  # cancelled while it was edited: leave it so
+        if reapprove:
+            state: State = Paused(
+                name=AWAITING_APPROVAL,
+                message=f"edited by {by}; waits for a manager's approval again",
+            )
+        else:
+            state = Scheduled(
+                scheduled_time=before.state_details.scheduled_time,
+                message=before.message or f"edited by {by}",
+            )
+        # Pending → Paused is not a transition Prefect orchestrates; this run is ours now
+        self.client.set_flow_run_state(UUID(exp.id), state, force=reapprove)
+
+    def _edit_awaiting(self, exp: Experiment, run: Any, parameters: dict, *, by: str) -> Experiment:
+        """Edit a run that waits for approval: no worker can take it until it is approved, so
+        the edit stands if its state is still the one read before the change."""
+        waiting_state = run.state.id
+        self.client.update_flow_run(UUID(exp.id), parameters=parameters)
+        now = self.client.read_flow_run(UUID(exp.id))
+        if now.state is not None and now.state.id == waiting_state:
+            return Experiment.from_flow_run(now)
+        # approved (or refused) meanwhile: if it is queued and unclaimed, the edit stands
+        if now.state is not None and now.state.type == StateType.SCHEDULED:
+            try:
+                before = self._hold_for_edit(exp, by)
+            except ExperimentStateError:
+                pass
+            else:
+                self._release_edit(exp, before, by, reapprove=False)
+                return self.get(exp.id)
+        state = Experiment.from_flow_run(now).state.value
+        raise ExperimentStateError(
+            f"experiment {exp.id} became {state} while it was edited; if it started, it may "
+            "run with either parameter set: see its start document"
+        )
 
     # -- cancel and approval -----------------------------------------------------------------
     def cancel(self, experiment_id: str, *, by: str = "", reason: str = "") -> Experiment:

@@ -45,6 +45,7 @@ from remotelab.queue import control
 from remotelab.queue.models import (
     AWAITING_APPROVAL,
     AWAITING_OPERATOR,
+    EDITING,
     PAUSED_NAME,
     Experiment,
     Priority,
@@ -64,6 +65,13 @@ DocumentCallback = Callable[[str, dict[str, Any]], Any]
 CLAIM_WINDOW = 20
 #: on SIGTERM/SIGINT, how many times (a second apart) the worker asks the RunEngine to abort
 SHUTDOWN_ABORT_TRIES = 30
+#: a run held by an edit longer than this (its editor died) is treated as any stale run
+EDIT_GRACE = 60.0
+
+
+def _age(state: Any) -> float:
+    """Seconds since a Prefect state was entered."""
+    return (datetime.now(UTC) - state.timestamp).total_seconds()
 
 
 def _tag(worker_id: str) -> str:
@@ -322,6 +330,8 @@ class LabWorker:
         for run in stale:
             if run.state.type == StateType.PAUSED and run.state.name == AWAITING_APPROVAL:
                 continue
+            if (run.state.message or "").startswith(EDITING) and _age(run.state) < EDIT_GRACE:
+                continue  # held for a moment by an edit of its parameters
             exp = Experiment.from_flow_run(run)
             owner = exp.worker
             if owner == self.id:
@@ -426,7 +436,9 @@ class LabWorker:
             if result.status.value != "ACCEPT":
                 self._settle_refused(run.id)
                 continue
-            return run
+            # read it again: the candidate list may predate an edit of its parameters, and
+            # no edit can change them now that it is ours
+            return self.client.read_flow_run(run.id)
         return None
 
     def _claim_was_fresh(self, run_id: UUID) -> bool:
@@ -497,6 +509,8 @@ class LabWorker:
                 "priority": exp.priority.value,
                 "worker": self.id,
             }
+            if exp.edits:
+                md["edits"] = exp.edits
             plan = self.registry.build(validated, self.lab, md=md)
             if self._cancel_reason is None:
                 self._run_plan(plan)
