@@ -227,6 +227,14 @@ def test_cli_orders_and_steers_through_the_gateway(live):
         ids = [e["id"] for e in json.loads(_run("queue", "--json", *alice))]
         assert ids.index(second["id"]) < ids.index(first["id"])
         assert "urgent" in _run("prioritise", first["id"], "urgent", "--json", *manager)
+        edited = json.loads(_run("edit", second["id"], "-p", "num=3", "--json", *alice))
+        assert edited["params"]["num"] == 3 and edited["params"]["detectors"] == ["thermometer"]
+        bad = CliRunner().invoke(app, ["edit", second["id"], "-p", "num=0", *alice])
+        assert bad.exit_code == 2 and "num" in bad.output
+        other = ["--url", live.url, "--token", live.tokens["demo-researcher"]]
+        theirs = CliRunner().invoke(app, ["edit", second["id"], "-p", "num=2", *other])
+        assert theirs.exit_code == 2, theirs.output
+        assert json.loads(_run("show", second["id"], "--json", *alice))["params"]["num"] == 3
         gated = json.loads(_run("submit", "scan", *scan, "--json", *alice))
         refused = json.loads(_run("submit", "scan", *scan, "--json", *alice))
         assert gated["state"] == refused["state"] == "waiting_for_approval"

@@ -48,7 +48,8 @@ def _ok(*args: str) -> str:
 
 
 def test_experiment_commands_on_this_machine(prefect_api, lab_file, exq):
-    """No gateway configured: submit, queue, show, move, prioritise, cancel and lab hold/release
+    """No gateway configured: submit, edit, queue, show, move, prioritise, cancel and lab
+    hold/release
     work on this machine's Prefect."""
     common = ["--lab", str(lab_file), "--api", prefect_api]
     assert "hold done" in _ok("lab", "hold", *common)
@@ -65,8 +66,14 @@ def test_experiment_commands_on_this_machine(prefect_api, lab_file, exq):
     assert [e["id"] for e in listed] == [second["id"], first["id"]]
     _ok("move", second["id"], "--to", "back", *common)
     assert exq.waiting()[-1].id == second["id"]
+    edited = json.loads(_ok("edit", second["id"], "-p", "n=3", *common, "--by", "bo", "--json"))
+    assert edited["params"] == {"n": 3} and exq.get(second["id"]).params == {"n": 3}
+    assert [e["by"] for e in exq.get(second["id"]).edits] == ["bo"]
+    assert exq.waiting()[-1].id == second["id"]  # it kept its place
     bad = runner.invoke(app, ["submit", "steps", *common, "-p", "n=0"])
     assert bad.exit_code == 2 and "n" in bad.output
+    bad = runner.invoke(app, ["edit", second["id"], *common, "-p", "n=0"])
+    assert bad.exit_code == 2 and "n" in bad.output and exq.get(second["id"]).params == {"n": 3}
     out = _ok("cancel", first["id"], *common, "--reason", "test", "--by", "ada")
     assert "cancelled" in out and exq.get(first["id"]).state == ExperimentState.cancelled
     finished = json.loads(_ok("queue", *common, "--history", "--json"))

@@ -1,7 +1,8 @@
 """The commands that work on both sides: through a gateway, or on this machine's lab.
 
-``submit``, ``queue``, ``show``, ``cancel``, ``move``, ``prioritise``, ``approve``, ``reject``,
-``answer``, ``watch``, ``plans``, ``devices``, ``runs``, ``export`` and ``lab show|hold|…``.
+``submit``, ``edit``, ``queue``, ``show``, ``cancel``, ``move``, ``prioritise``, ``approve``,
+``reject``, ``answer``, ``watch``, ``plans``, ``devices``, ``runs``, ``export``
+and ``lab show|hold|…``.
 Each asks :func:`remotelab.cli.target.gateway` which side to work on (``--local``, ``--url``,
 ``REMOTELAB_URL``, the login config file, else this machine) and hands over to the gateway
 side (:mod:`remotelab.cli.remote`) or the lab side (:mod:`remotelab.cli.queue`,
@@ -124,6 +125,44 @@ def submit(
         remote.show_experiment(exp)
     if (wait or watch) and exp.state.value != "completed":
         raise typer.Exit(1)
+
+
+@app.command("edit")
+def edit(
+    experiment_id: ID,
+    param: Annotated[
+        list[str],
+        typer.Option(
+            "--param", "-p", help="key=value replaces one parameter, key=null removes it; repeat."
+        ),
+    ],
+    by: BY = None,
+    role: Annotated[
+        str | None, typer.Option(help="On this machine: the editor's role (researcher).")
+    ] = None,
+    url: URL = None,
+    token: TOKEN = None,
+    local: LOCAL = False,
+    lab: LAB = None,
+    api: API = None,
+    as_json: JSON = False,
+) -> None:
+    """Change the parameters of an experiment that has not started (researchers: their own).
+
+    The other parameters stay; the new set is validated like a submission."""
+    with user_errors():
+        c = gateway(
+            url, token, lab, local=local, lab_side={"--api": api, "--by": by, "--role": role}
+        )
+        if c is not None:
+            with c:
+                exp = remote.edit(c, experiment_id, param)
+        else:
+            with _local_queue(lab, api) as q:
+                exp = local_queue.edit(
+                    q, experiment_id, param, by=by or _user(), role=role or "researcher"
+                )
+    remote.dump(exp) if as_json else remote.show_experiment(exp)
 
 
 @app.command("queue")

@@ -239,6 +239,17 @@ def submit(
     return exp
 
 
+def edit(q: Any, experiment_id: str, param: list[str], *, by: str, role: str) -> Any:
+    """Change a waiting experiment's parameters on this machine's Prefect."""
+    from remotelab.cli.remote import fit_params, parse_param
+
+    params = dict(parse_param(p) for p in param)
+    exp = q.get(experiment_id)
+    with contextlib.suppress(RemotelabError):  # an unknown plan: the edit says so
+        params = fit_params(params, q.registry.schema(exp.plan))
+    return q.edit(experiment_id, params, by=by, role=role)
+
+
 def queue(
     q: Any,
     *,

@@ -222,6 +222,14 @@ def submit(
     return exp
 
 
+def edit(c: Client, experiment_id: str, param: list[str]) -> Any:
+    """Change a waiting experiment's parameters (``key=null`` removes one)."""
+    params = dict(parse_param(p) for p in param)
+    with contextlib.suppress(ApiError):  # an unknown experiment: the edit says so
+        params = fit_params(params, c.plan(c.experiment(experiment_id).plan)["schema"])
+    return c.edit(experiment_id, params)
+
+
 def queue(
     c: Client,
     *,
