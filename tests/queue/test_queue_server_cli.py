@@ -69,6 +69,8 @@ def test_experiment_commands_on_this_machine(prefect_api, lab_file, exq):
     edited = json.loads(_ok("edit", second["id"], "-p", "n=3", *common, "--by", "bo", "--json"))
     assert edited["params"] == {"n": 3} and exq.get(second["id"]).params == {"n": 3}
     assert [e["by"] for e in exq.get(second["id"]).edits] == ["bo"]
+    shown = runner.invoke(app, ["show", second["id"], *common], terminal_width=200).output
+    assert "edited" in shown and 'by bo; before: {"n": 2}' in shown
     assert exq.waiting()[-1].id == second["id"]  # it kept its place
     bad = runner.invoke(app, ["submit", "steps", *common, "-p", "n=0"])
     assert bad.exit_code == 2 and "n" in bad.output

@@ -121,9 +121,13 @@ def demo(
             manager, researcher = site.tokens["demo-manager"], site.tokens["demo-researcher"]
             console.print(f"lab:              {site.lab.name} (simulated, speed ×{speed:g})")
             console.print(
-                f"dashboard:        {site.dashboard_url}   (sign in with the manager token)"
+                f"dashboard:        {site.dashboard_url}   (sign in with the manager token)",
+                soft_wrap=True,
             )
-            console.print(f"gateway:          {site.url}/api/v1   (API explorer: {site.url}/docs)")
+            console.print(
+                f"gateway:          {site.url}/api/v1   (API explorer: {site.url}/docs)",
+                soft_wrap=True,
+            )
             console.print(f"Prefect UI:       {site.prefect.ui_url}")
             console.print(f"manager token:    {manager}", soft_wrap=True)
             console.print(f"researcher token: {researcher}", soft_wrap=True)

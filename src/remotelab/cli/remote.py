@@ -136,6 +136,11 @@ def show_experiment(exp: Any) -> None:
     for key in ("created", "started", "ended"):
         table.add_row(key, when(getattr(exp, key)))
     table.add_row("runs", ", ".join(exp.run_uids))
+    for edit in getattr(exp, "edits", None) or []:
+        table.add_row(
+            "edited",
+            f"{edit.get('at', '')} by {edit.get('by')}; before: {json.dumps(edit.get('previous'))}",
+        )
     console.print(table)
 
 
