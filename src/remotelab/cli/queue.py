@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import logging
 import os
@@ -14,7 +13,7 @@ from typing import Any
 import typer
 
 from remotelab.cli.app import app, console, user_errors
-from remotelab.errors import QueueError, RemotelabError
+from remotelab.errors import QueueError
 
 #: ``submit --wait`` on this machine: how long to wait at most (a day)
 WAIT_FOREVER = 86400.0
@@ -227,12 +226,9 @@ def submit(
     wait: bool,
 ) -> Any:
     """Validate and queue an experiment on this machine's Prefect; with ``wait``, its end."""
-    from remotelab.cli.remote import fit_params, parse_param
+    from remotelab.cli.remote import read_params
 
-    params = dict(parse_param(p) for p in param)
-    if params:
-        with contextlib.suppress(RemotelabError, AttributeError):  # an unknown plan: below
-            params = fit_params(params, q.registry.schema(plan))
+    params = read_params(param, lambda: q.registry.schema(plan))
     exp = q.submit(plan, params, submitter=submitter, role=role, priority=priority)
     if wait:
         exp = q.wait_for(exp.id, timeout=WAIT_FOREVER)
@@ -241,12 +237,9 @@ def submit(
 
 def edit(q: Any, experiment_id: str, param: list[str], *, by: str, role: str) -> Any:
     """Change a waiting experiment's parameters on this machine's Prefect."""
-    from remotelab.cli.remote import fit_params, parse_param
+    from remotelab.cli.remote import read_params
 
-    params = dict(parse_param(p) for p in param)
-    exp = q.get(experiment_id)
-    with contextlib.suppress(RemotelabError):  # an unknown plan: the edit says so
-        params = fit_params(params, q.registry.schema(exp.plan))
+    params = read_params(param, lambda: q.registry.schema(q.get(experiment_id).plan))
     return q.edit(experiment_id, params, by=by, role=role)
 
 

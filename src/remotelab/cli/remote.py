@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import tomllib
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -24,7 +25,7 @@ from rich.table import Table
 
 from remotelab.cli.app import app, console, err_console, user_errors
 from remotelab.cli.target import JSON, TOKEN, URL
-from remotelab.errors import ApiError
+from remotelab.errors import ApiError, RemotelabError
 
 if TYPE_CHECKING:
     from remotelab.client import Client
@@ -112,6 +113,16 @@ def fit_params(params: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]
         k: [v] if k in props and _takes_list(props[k]) and not isinstance(v, list) else v
         for k, v in params.items()
     }
+
+
+def read_params(items: list[str], schema: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``-p key=value`` items as parameters, fitted to the plan's ``schema()`` (an unknown
+    plan or experiment: left for the submission or edit to say)."""
+    params = dict(parse_param(p) for p in items)
+    if params:
+        with contextlib.suppress(RemotelabError, AttributeError):
+            params = fit_params(params, schema())
+    return params
 
 
 def experiments_table(items: list, title: str) -> Table:
@@ -211,10 +222,7 @@ def submit(
     as_json: bool,
 ) -> Any:
     """Submit; with ``watch``, print its documents live; with ``wait``/``watch``, its end."""
-    params = dict(parse_param(p) for p in param)
-    if params:
-        with contextlib.suppress(ApiError):  # an unknown plan: the submission says so
-            params = fit_params(params, c.plan(plan)["schema"])
+    params = read_params(param, lambda: c.plan(plan)["schema"])
     exp = c.submit(plan, params, priority=priority)
     if not as_json:
         console.print(f"submitted experiment [bold]{exp.id}[/] ({exp.state.value})")
@@ -229,9 +237,7 @@ def submit(
 
 def edit(c: Client, experiment_id: str, param: list[str]) -> Any:
     """Change a waiting experiment's parameters (``key=null`` removes one)."""
-    params = dict(parse_param(p) for p in param)
-    with contextlib.suppress(ApiError):  # an unknown experiment: the edit says so
-        params = fit_params(params, c.plan(c.experiment(experiment_id).plan)["schema"])
+    params = read_params(param, lambda: c.plan(c.experiment(experiment_id).plan)["schema"])
     return c.edit(experiment_id, params)
 
 
