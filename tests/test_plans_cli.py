@@ -13,9 +13,7 @@ from typer.testing import CliRunner
 
 from remotelab.cli import app
 from remotelab.cli import plans as cli_plans
-from remotelab.cli.plans import parse_params
 from remotelab.data import RunStore
-from remotelab.errors import PlanValidationError
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 runner = CliRunner()
@@ -56,36 +54,6 @@ def test_plans_json_gives_schemas_and_role_filter(tmp_path):
     listed = json.loads(result.output)
     assert {p["name"] for p in listed} >= {"measure", "optimize", "titration"}
     assert listed[0]["schema"]["type"] == "object"
-
-
-def test_parse_params_reads_json_ish_values():
-    schema = {
-        "title": "x",
-        "properties": {"detectors": {"anyOf": [{"type": "array"}, {"type": "null"}]}},
-    }
-    params = parse_params(
-        [
-            "num=3",
-            "detectors=thermometer",
-            "setpoints=[30, 40.5]",
-            "name=S001",
-            "flag=true",
-            "pair=a,b",
-        ],
-        schema,
-    )
-    assert params == {
-        "num": 3,
-        "detectors": ["thermometer"],
-        "setpoints": [30, 40.5],
-        "name": "S001",
-        "flag": True,
-        "pair": ["a", "b"],
-    }
-    with pytest.raises(PlanValidationError, match="given more than once"):
-        parse_params(["num=1", "num=2"], schema)
-    with pytest.raises(PlanValidationError, match="write -p key=value"):
-        parse_params(["num"], schema)
 
 
 def test_run_prints_a_table_of_the_readings():

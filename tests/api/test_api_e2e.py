@@ -229,6 +229,8 @@ def test_cli_orders_and_steers_through_the_gateway(live):
         assert "urgent" in _run("prioritise", first["id"], "urgent", "--json", *manager)
         edited = json.loads(_run("edit", second["id"], "-p", "num=3", "--json", *alice))
         assert edited["params"]["num"] == 3 and edited["params"]["detectors"] == ["thermometer"]
+        dropped = json.loads(_run("edit", second["id"], "-p", "detectors=null", "--json", *alice))
+        assert "detectors" not in dropped["params"]  # the plan's default applies again
         bad = CliRunner().invoke(app, ["edit", second["id"], "-p", "num=0", *alice])
         assert bad.exit_code == 2 and "num" in bad.output
         other = ["--url", live.url, "--token", live.tokens["demo-researcher"]]

@@ -25,6 +25,7 @@ from remotelab.cli import plans as local_plans
 from remotelab.cli import queue as local_queue
 from remotelab.cli import remote
 from remotelab.cli.app import app, console, user_errors
+from remotelab.cli.params import parse_value
 from remotelab.cli.target import API, JSON, LAB, LOCAL, TOKEN, URL, gateway, lab_file
 from remotelab.errors import CommandLineError
 
@@ -373,7 +374,7 @@ def answer(
     """Answer the operator prompt of a running experiment."""
     parsed: Any = {"yes": True, "y": True, "no": False, "n": False}.get(value.lower())
     if parsed is None:
-        parsed = remote.parse_param(f"v={value}")[1]
+        parsed = parse_value(value)
     with user_errors():
         c = gateway(url, token, lab, local=local, lab_side={"--api": api})
         if c is not None:

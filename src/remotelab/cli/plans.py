@@ -24,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from remotelab.cli.app import app, console, err_console, user_errors
+from remotelab.cli.params import parse_params
 from remotelab.data import attach
 from remotelab.errors import PlanValidationError, RemotelabError, SafeStateError
 from remotelab.lab import Lab, load_lab
@@ -37,51 +38,6 @@ PARAM_OPTION = typer.Option(
     [], "--param", "-p", help="A parameter as key=value (JSON values; a,b for lists)."
 )
 MAX_COLUMNS = 8
-
-
-# -- parameters on the command line --------------------------------------------------------------
-def _parse_value(text: str) -> Any:
-    """JSON if it parses (numbers, true/false/null, [lists], {objects}, "strings"), a
-    comma-separated list of such values if it has commas, else the text itself."""
-    try:
-        return json.loads(text)
-    except ValueError:
-        pass
-    if "," in text:
-        return [_parse_value(part.strip()) for part in text.split(",") if part.strip()]
-    return text
-
-
-def _is_array(prop: dict) -> bool:
-    if prop.get("type") == "array":
-        return True
-    return any(_is_array(p) for p in prop.get("anyOf", []))
-
-
-def parse_params(items: list[str], schema: dict) -> dict[str, Any]:
-    """``["num=3", "detectors=thermometer,ph_meter"]`` → ``{"num": 3, "detectors": [...]}``.
-
-    A single value given for a list parameter becomes a one-item list.
-    """
-    params: dict[str, Any] = {}
-    problems = []
-    properties = schema.get("properties", {})
-    for item in items:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            problems.append({"param": None, "message": f"-p {item!r}: write -p key=value"})
-            continue
-        if key in params:
-            problems.append({"param": key, "message": "given more than once"})
-            continue
-        value = _parse_value(text)
-        if key in properties and _is_array(properties[key]) and not isinstance(value, list):
-            value = [value]
-        params[key] = value
-    if problems:
-        raise PlanValidationError(schema.get("title", "?"), problems)
-    return params
 
 
 # -- the live view -------------------------------------------------------------------------------
@@ -322,7 +278,7 @@ def run_plan(
     try:
         with user_errors():
             registry = registry_for(lab)
-            params = parse_params(param, registry.schema(plan_name))
+            params = parse_params(param, registry.schema(plan_name), plan=plan_name)
             validated = registry.validate(plan_name, params, lab=lab, role=role)
             experiment_id = f"local-{uuid.uuid4().hex[:12]}"
             plan = registry.build(validated, lab, md={"experiment_id": experiment_id})

@@ -226,9 +226,9 @@ def submit(
     wait: bool,
 ) -> Any:
     """Validate and queue an experiment on this machine's Prefect; with ``wait``, its end."""
-    from remotelab.cli.remote import read_params
+    from remotelab.cli.params import read_params
 
-    params = read_params(param, lambda: q.registry.schema(plan))
+    params = read_params(param, lambda: q.registry.schema(plan), plan=plan)
     exp = q.submit(plan, params, submitter=submitter, role=role, priority=priority)
     if wait:
         exp = q.wait_for(exp.id, timeout=WAIT_FOREVER)
@@ -237,9 +237,10 @@ def submit(
 
 def edit(q: Any, experiment_id: str, param: list[str], *, by: str, role: str) -> Any:
     """Change a waiting experiment's parameters on this machine's Prefect."""
-    from remotelab.cli.remote import read_params
+    from remotelab.cli.params import read_params
 
-    params = read_params(param, lambda: q.registry.schema(q.get(experiment_id).plan))
+    exp = q.get(experiment_id)
+    params = read_params(param, lambda: q.registry.schema(exp.plan), plan=exp.plan)
     return q.edit(experiment_id, params, by=by, role=role)
 
 

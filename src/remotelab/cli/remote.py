@@ -10,11 +10,9 @@ command works on. Tables for humans; ``--json`` for scripts.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import tomllib
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -24,8 +22,9 @@ import typer
 from rich.table import Table
 
 from remotelab.cli.app import app, console, err_console, user_errors
+from remotelab.cli.params import read_params
 from remotelab.cli.target import JSON, TOKEN, URL
-from remotelab.errors import ApiError, RemotelabError
+from remotelab.errors import ApiError
 
 if TYPE_CHECKING:
     from remotelab.client import Client
@@ -80,49 +79,6 @@ def when(value: Any) -> str:
     if isinstance(value, int | float):
         value = datetime.fromtimestamp(value, UTC)
     return value.strftime("%Y-%m-%d %H:%M:%S")
-
-
-def parse_param(text: str) -> tuple[str, Any]:
-    """``key=value``: the value as JSON if it parses, a comma list as a list, else a string."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key:
-        from remotelab.errors import ApiInvalid
-
-        raise ApiInvalid(0, f"parameter {text!r}: write it as key=value")
-    try:
-        return key, json.loads(raw)
-    except ValueError:
-        pass
-    if "," in raw:
-        return key, [parse_param(f"x={part}")[1] for part in raw.split(",") if part]
-    return key, raw
-
-
-def _takes_list(schema: dict[str, Any]) -> bool:
-    """Whether a JSON Schema accepts an array (and not a plain value)."""
-    options = schema.get("anyOf") or schema.get("oneOf") or [schema]
-    types = {o.get("type") for o in options}
-    return "array" in types and not types & {"string", "number", "integer", "boolean"}
-
-
-def fit_params(params: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
-    """Wrap a single value in a list where the plan's schema takes a list
-    (``-p detectors=thermometer`` means ``["thermometer"]``)."""
-    props = schema.get("properties", {})
-    return {
-        k: [v] if k in props and _takes_list(props[k]) and not isinstance(v, list) else v
-        for k, v in params.items()
-    }
-
-
-def read_params(items: list[str], schema: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """``-p key=value`` items as parameters, fitted to the plan's ``schema()`` (an unknown
-    plan or experiment: left for the submission or edit to say)."""
-    params = dict(parse_param(p) for p in items)
-    if params:
-        with contextlib.suppress(RemotelabError, AttributeError):
-            params = fit_params(params, schema())
-    return params
 
 
 def experiments_table(items: list, title: str) -> Table:
@@ -222,7 +178,7 @@ def submit(
     as_json: bool,
 ) -> Any:
     """Submit; with ``watch``, print its documents live; with ``wait``/``watch``, its end."""
-    params = read_params(param, lambda: c.plan(plan)["schema"])
+    params = read_params(param, lambda: c.plan(plan)["schema"], plan=plan)
     exp = c.submit(plan, params, priority=priority)
     if not as_json:
         console.print(f"submitted experiment [bold]{exp.id}[/] ({exp.state.value})")
@@ -237,7 +193,8 @@ def submit(
 
 def edit(c: Client, experiment_id: str, param: list[str]) -> Any:
     """Change a waiting experiment's parameters (``key=null`` removes one)."""
-    params = read_params(param, lambda: c.plan(c.experiment(experiment_id).plan)["schema"])
+    exp = c.experiment(experiment_id)
+    params = read_params(param, lambda: c.plan(exp.plan)["schema"], plan=exp.plan)
     return c.edit(experiment_id, params)
 
 
