@@ -89,17 +89,17 @@ def test_a_gateway_over_absent_serial_ports_answers_as_over_the_simulated_lab(
     assert [lab["simulated"] for lab in listed] == [False, True]
 
 
-def test_queue_submit_validates_against_a_lab_whose_ports_do_not_exist(tmp_path, prefect_api):
+def test_submit_on_this_machine_validates_against_a_lab_whose_ports_do_not_exist(tmp_path, prefect_api):
     from typer.testing import CliRunner
 
     from remotelab.cli import app
 
     bench = lab_file(tmp_path, "serial-sim", absent_ports=True)
     runner = CliRunner()
-    base = ["queue", "submit", "measure", "--lab", str(bench), "--api", prefect_api]
+    base = ["submit", "measure", "--lab", str(bench), "--api", prefect_api]
     ok = runner.invoke(app, [*base, "-p", 'detectors=["thermometer"]', "-p", "num=1"])
     assert ok.exit_code == 0, ok.output
-    assert ok.output.split()[1] == "queued"
+    assert ok.output.split()[-1] == "(queued)"
     bad = runner.invoke(app, [*base, "-p", 'detectors=["heater"]'])
     assert bad.exit_code != 0
     assert "'heater' is a TemperatureController" in " ".join(bad.output.split())
