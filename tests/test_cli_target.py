@@ -33,13 +33,19 @@ def test_nothing_configured_means_this_machine():
 
 
 def test_precedence_local_then_url_then_environment_then_config_file(config, monkeypatch):
+    def bearer(c) -> str | None:
+        return c._http.headers.get("Authorization")
+
     with gateway(None, None) as c:  # the config file
-        assert c.url == "http://config.example:8000"
+        assert c.url == "http://config.example:8000" and bearer(c) == "Bearer from-config"
+    with gateway("http://config.example:8000/", None) as c:  # its own gateway: its token
+        assert bearer(c) == "Bearer from-config"
     monkeypatch.setenv("REMOTELAB_URL", "http://env.example:8000")
     with gateway(None, None) as c:  # the environment beats the config file
         assert c.url == "http://env.example:8000"
+        assert bearer(c) is None  # the saved token is not sent to another gateway
     with gateway("http://flag.example:8000", None) as c:  # --url beats both
-        assert c.url == "http://flag.example:8000"
+        assert c.url == "http://flag.example:8000" and bearer(c) is None
     assert gateway(None, None, local=True) is None  # --local beats every gateway
     with pytest.raises(CommandLineError, match="--local and --url contradict"):
         gateway("http://flag.example:8000", None, local=True)

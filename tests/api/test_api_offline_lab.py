@@ -89,7 +89,7 @@ def test_a_gateway_over_absent_serial_ports_answers_as_over_the_simulated_lab(
     assert [lab["simulated"] for lab in listed] == [False, True]
 
 
-def test_submit_on_this_machine_validates_against_a_lab_whose_ports_do_not_exist(tmp_path, prefect_api):
+def test_local_submit_validates_against_a_lab_whose_ports_do_not_exist(tmp_path, prefect_api):
     from typer.testing import CliRunner
 
     from remotelab.cli import app

@@ -53,11 +53,16 @@ def read_config() -> dict[str, Any]:
 
 
 def client(url: str | None, token: str | None, lab: str | None = None):
-    """A client from the options, the environment or the config file (in that order)."""
+    """A client from the options, the environment or the config file (in that order).
+
+    The config file's token and lab are used only with the gateway it was saved for: a
+    token is never sent to another gateway given by ``--url`` or ``REMOTELAB_URL``."""
     from remotelab.client import Client
 
     cfg = read_config()
     url = url or os.environ.get("REMOTELAB_URL") or cfg.get("url")
+    if url and str(cfg.get("url", "")).rstrip("/") != url.rstrip("/"):
+        cfg = {}
     token = token or os.environ.get("REMOTELAB_TOKEN") or cfg.get("token")
     lab = lab or os.environ.get("REMOTELAB_LAB") or cfg.get("lab")
     if not url:
