@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 
 import httpx
 from queue_helpers import subprocess_env, wait_until
@@ -81,6 +82,23 @@ def test_experiment_commands_on_this_machine(prefect_api, lab_file, exq):
     finished = json.loads(_ok("queue", *common, "--history", "--json"))
     assert first["id"] in [e["id"] for e in finished]
     _ok("cancel", second["id"], *common)
+
+    # submit --watch ends when the experiment ends without a run (cancelled while queued)
+    def cancel_when_queued() -> None:
+        wait_until(
+            lambda: [e for e in exq.waiting() if e.submitter == "watcher"], what="the submission"
+        )
+        (mine,) = [e for e in exq.waiting() if e.submitter == "watcher"]
+        exq.cancel(mine.id, reason="not today", by="ada")
+
+    canceller = threading.Thread(target=cancel_when_queued)
+    canceller.start()
+    watched = runner.invoke(
+        app, ["submit", "steps", *common, "-p", "n=1", "--submitter", "watcher", "--watch"]
+    )
+    canceller.join()
+    assert watched.exit_code == 1, watched.output
+    assert "ended cancelled before a run was seen" in " ".join(watched.output.split())
     assert "release done" in _ok("lab", "release", *common)
     assert not exq.is_held()
 

@@ -113,12 +113,24 @@ def submit(
             if not as_json:
                 console.print(f"submitted experiment [bold]{exp.id}[/] ({exp.state.value})")
             if watch:
-                try:
-                    local_data.watch(exp.id, stream=None, timeout=None, rows=None, as_json=as_json)
-                except typer.Exit as stopped:
-                    if stopped.exit_code != 1:  # 1: the run failed; the state below says so
-                        raise
                 with _local_queue(lab, api) as q:
+
+                    def ended() -> str | None:
+                        now = q.get(exp.id).state
+                        return now.value if now.finished else None
+
+                    try:
+                        local_data.watch(
+                            exp.id,
+                            stream=None,
+                            timeout=None,
+                            rows=None,
+                            as_json=as_json,
+                            ended=ended,
+                        )
+                    except typer.Exit as stopped:
+                        if stopped.exit_code != 1:  # 1: the run failed; the state below says so
+                            raise
                     exp = q.wait_for(exp.id, timeout=local_queue.WAIT_FOREVER)
     if as_json:
         remote.dump(exp)

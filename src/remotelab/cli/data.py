@@ -6,7 +6,7 @@ import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -323,10 +323,14 @@ def watch(
     timeout: float | None,
     rows: int | None,
     as_json: bool,
+    ended: Callable[[], str | None] | None = None,
 ) -> None:
     """Show a running experiment live from the stream proxy: a table of its events and a
     progress bar (``as_json``: one JSON line per message). Exits when the run stops (status 0
-    if it succeeded, 1 otherwise)."""
+    if it succeeded, 1 otherwise), or, given ``ended`` (the experiment's final state from the
+    queue, None while it is not finished; asked about once a second), when the experiment
+    ended without a run to see (cancelled or rejected while queued, failed before its run,
+    or over before the stream was joined)."""
     from remotelab.settings import get_settings
     from remotelab.stream import Subscriber
 
@@ -336,6 +340,8 @@ def watch(
         sub = Subscriber(address)
     started = time.monotonic()
     heard = False
+    asked = started
+    final: str | None = None
     live = (
         contextlib.nullcontext()
         if as_json
@@ -355,7 +361,13 @@ def watch(
                         _print_json(message, view)
                     else:
                         live.update(view.render())
-                elif (
+                    continue
+                if ended is not None and view.run_uid is None and time.monotonic() - asked >= 1:
+                    asked = time.monotonic()
+                    final = ended()
+                    if final is not None:
+                        break
+                if (
                     view.run_uid is None
                     and timeout is not None
                     and time.monotonic() - started > timeout
@@ -378,6 +390,14 @@ def watch(
         raise typer.Exit(130) from None
     finally:
         sub.close()
+    if final is not None:
+        if as_json:
+            print(json.dumps({"event": "end", "data": {"id": experiment, "state": final}}))
+        else:
+            console.print(f"experiment {experiment} ended {final} before a run was seen")
+        if final != "completed":
+            raise typer.Exit(1)
+        return
     if as_json:
         end = {"id": experiment, "run_uid": view.run_uid, "exit_status": view.exit_status}
         print(json.dumps({"event": "end", "data": end}))
