@@ -98,8 +98,10 @@ def demo(
         bool, typer.Option("--examples/--no-examples", help="Submit a few example experiments.")
     ] = True,
 ) -> None:
-    """Everything on this machine in one command: Prefect server (SQLite), gateway, stream
-    proxy and a worker on the simulated lab, on loopback. Ctrl-C stops it all."""
+    """Everything on this machine in one command, on loopback; Ctrl-C stops it all.
+
+    A Prefect server (SQLite), the gateway with its dashboard, the stream proxy and a worker
+    on the simulated lab."""
     from remotelab.api.embedded import Embedded
     from remotelab.settings import data_dir
 

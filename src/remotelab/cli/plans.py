@@ -262,8 +262,7 @@ def run_plan(
         help="Leave the devices as the plan left them (default: the lab's safe state).",
     ),
 ) -> None:
-    """Validate PLAN and run it on the local lab; with no arguments, `measure` on the
-    shipped simulated lab in real time.
+    """Validate PLAN and run it on this machine's lab (default: `measure`, simulated lab).
 
     Shows a live table of the readings with a progress bar, keeps the run in the run
     store (see `remotelab runs`, `remotelab export`), prints the experiment id and run

@@ -78,9 +78,11 @@ def server(
     gateway_host: str = typer.Option("127.0.0.1", help="Address the gateway listens on."),
     gateway_port: int = typer.Option(8000, help="Port the gateway listens on."),
 ) -> None:
-    """The lab's server side: the embedded Prefect server (SQLite under remotelab's data
-    directory; with --api, an existing Prefect API instead), the labs' work pools, queues and
-    deployments, and the remote gateway (HTTP API) in front of them (--no-gateway: not)."""
+    """The lab's server side: Prefect, the labs' queues and deployments, and the gateway.
+
+    The embedded Prefect server (SQLite under remotelab's data directory; with --api, an
+    existing Prefect API instead), the labs' work pools, queues and deployments, and the
+    remote gateway (HTTP API and dashboard) in front of them (--no-gateway: not)."""
     from remotelab.cli.gateway import build_gateway, serve_gateway
     from remotelab.queue import PrefectServer, connect, ensure_lab
     from remotelab.settings import data_dir
