@@ -106,6 +106,31 @@ def test_a_run_held_by_an_edit_cannot_be_moved_or_reprioritised(exq):
     assert now.scheduled == a.scheduled
 
 
+def test_an_edit_holding_the_run_between_a_moves_read_and_its_change_keeps_its_hold(
+    exq, monkeypatch
+):
+    a = exq.submit("measure", MEASURE, submitter="ada")
+    b = exq.submit("measure", MEASURE, submitter="ada")
+    set_state = exq.client.set_flow_run_state
+    holds = []
+
+    def edit_holds_first(run_id, state, **kwargs):
+        if state.type == StateType.SCHEDULED and not holds:  # the move's re-scheduling
+            holds.append(hold_for_edit(exq, str(run_id)))
+        return set_state(run_id, state, **kwargs)
+
+    monkeypatch.setattr(exq.client, "set_flow_run_state", edit_holds_first)
+    with pytest.raises(ExperimentStateError, match=f"experiment {b.id} is being edited; retry"):
+        exq.move(b.id, to="front")
+    monkeypatch.undo()
+    (hold,) = holds
+    held = exq.get(b.id)
+    assert held.held_for_edit and held.message == hold.mark
+    assert held.priority == Priority.normal and held.scheduled == b.scheduled
+    assert exq._release_edit(b.id, hold, "ada", reapprove=False)  # the edit lets go as usual
+    assert [e.id for e in exq.waiting()] == [a.id, b.id]
+
+
 def test_moving_another_experiment_past_a_held_one_leaves_the_hold(exq):
     a = exq.submit("measure", MEASURE, submitter="ada")
     b = exq.submit("measure", MEASURE, submitter="ada")

@@ -44,6 +44,7 @@ from remotelab.queue.models import (
     ExperimentState,
     Priority,
     Question,
+    held_for_edit,
     lab_tag,
     pool_name,
     priority_tag,
@@ -409,8 +410,34 @@ class ExperimentQueue:
             raise ExperimentStateError(
                 f"experiment {exp.id} could not be moved: {getattr(result.details, 'reason', '')}"
             )
+        if self._undo_if_it_ended_a_hold(exp, result.state):
+            raise being_edited(exp.id)
         self.wake()
         return self.get(exp.id)
+
+    def _undo_if_it_ended_a_hold(self, exp: Experiment, mine: State | None) -> bool:
+        """Whether our re-scheduling ``mine`` replaced an edit's hold taken after we read the
+        run (Prefect accepts Pending → Scheduled); if so the hold is put back as it was, with
+        the priority the experiment had, and the edit goes on unaware."""
+        states = sorted(self.client.read_flow_run_states(UUID(exp.id)), key=lambda st: st.timestamp)
+        at = next((i for i, st in enumerate(states) if mine is not None and st.id == mine.id), None)
+        if not at or not held_for_edit(states[at - 1]):
+            return False
+        hold = states[at - 1]
+        if at == len(states) - 1:  # nobody acted since: the hold goes back
+            self.client.set_flow_run_state(
+                UUID(exp.id),
+                Pending(
+                    message=hold.message,
+                    state_details=StateDetails(scheduled_time=hold.state_details.scheduled_time),
+                ),
+                force=True,
+            )
+        run = self.client.read_flow_run(UUID(exp.id))
+        if priority_tag(exp.priority) not in run.tags:
+            tags = [t for t in run.tags if not t.startswith("priority:")]
+            self.client.update_flow_run(UUID(exp.id), tags=[*tags, priority_tag(exp.priority)])
+        return True
 
     # -- editing -----------------------------------------------------------------------------
     def edit(
