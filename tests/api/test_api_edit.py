@@ -67,3 +67,44 @@ def test_unknown_experiments_are_404(site):
             url(site, exp), json={"params": {"num": 2}}, headers=site.headers("manager")
         )
         assert r.status_code == 404
+
+
+def test_an_empty_edit_is_422_and_records_nothing(site):
+    exp = site.submit("researcher")
+    r = site.client.patch(url(site, exp), json={"params": {}}, headers=site.headers("researcher"))
+    assert r.status_code == 422
+    assert "give at least one parameter to change" in r.json()["detail"]
+    shown = site.client.get(url(site, exp), headers=site.headers("researcher")).json()
+    assert shown["edits"] == [] and shown["state"] == "queued"
+
+
+def test_a_run_held_by_an_edit_is_409_to_moves_and_other_edits(site):
+    exp = site.submit("researcher")
+    q = site.queue
+    hold = q._hold_for_edit(q.client.read_flow_run(uuid.UUID(exp)), "alice")
+    try:
+        moved = site.client.post(
+            url(site, exp) + "/move", json={"to": "front"}, headers=site.headers("manager")
+        )
+        assert moved.status_code == 409 and "being edited; retry" in moved.json()["detail"]
+        prio = site.client.post(
+            url(site, exp) + "/priority",
+            json={"priority": "urgent"},
+            headers=site.headers("manager"),
+        )
+        assert prio.status_code == 409 and "being edited; retry" in prio.json()["detail"]
+        edited = site.client.patch(
+            url(site, exp), json={"params": {"num": 2}}, headers=site.headers("manager")
+        )
+        assert edited.status_code == 409
+        assert "being edited by someone else; retry" in edited.json()["detail"]
+        listed = site.client.get(
+            f"{API_PREFIX}/labs/{site.name}/experiments",
+            params={"state": "queued"},
+            headers=site.headers("observer"),
+        )
+        assert exp in [e["id"] for e in listed.json()["items"]]
+    finally:
+        q._release_edit(exp, hold, "alice", reapprove=False)
+    shown = site.client.get(url(site, exp), headers=site.headers("observer")).json()
+    assert shown["state"] == "queued" and shown["edits"] == [] and shown["priority"] == "normal"

@@ -3,6 +3,8 @@ refused once it started; never half-applied when a worker claims it at the same 
 
 from __future__ import annotations
 
+from uuid import UUID
+
 import pytest
 from queue_helpers import wait_until, write_lab
 
@@ -13,6 +15,11 @@ from remotelab.worker import LabWorker
 
 MEASURE = {"detectors": ["thermometer"], "num": 2}
 LONG = {"n": 100_000, "step_s": 0.01, "stir": 400}
+
+
+def hold_for_edit(q: ExperimentQueue, exp_id: str, by: str = "ada"):
+    """Take an edit's hold on a queued experiment, as an edit does first."""
+    return q._hold_for_edit(q.client.read_flow_run(UUID(exp_id)), by)
 
 
 def test_an_edited_experiment_keeps_its_place_and_runs_with_the_new_parameters(
@@ -103,10 +110,10 @@ def test_a_worker_runs_the_edited_parameters_even_from_a_stale_candidate_list(
 def test_an_edit_and_a_claim_exclude_each_other(exq, idle_worker):
     exp = exq.submit("measure", MEASURE, submitter="ada")
     # the edit holds the run: a worker's claim is refused meanwhile
-    before = exq._hold_for_edit(exq.get(exp.id), "ada")
+    before = hold_for_edit(exq, exp.id)
     assert exq.get(exp.id).state == ExperimentState.queued
     assert idle_worker.claim() is None
-    exq._release_edit(exq.get(exp.id), before, "ada", reapprove=False)
+    exq._release_edit(exp.id, before, "ada", reapprove=False)
     claimed = idle_worker.claim()
     assert str(claimed.id) == exp.id
     # now the worker holds it: the edit is refused, the parameters stay as they were
@@ -141,10 +148,10 @@ def test_two_edits_at_once_do_not_lose_one(exq, monkeypatch):
     exp = exq.submit("measure", MEASURE, submitter="ada")
     hold = exq._hold_for_edit
 
-    def another_edit_first(e, by):  # mia's edit lands between ada's read and ada's hold
+    def another_edit_first(run, by):  # mia's edit lands between ada's read and ada's hold
         monkeypatch.setattr(exq, "_hold_for_edit", hold)
-        exq.edit(e.id, {"num": 7}, by="mia", role="manager")
-        return hold(e, by)
+        exq.edit(str(run.id), {"num": 7}, by="mia", role="manager")
+        return hold(exq.client.read_flow_run(run.id), by)
 
     monkeypatch.setattr(exq, "_hold_for_edit", another_edit_first)
     with pytest.raises(ExperimentStateError, match="edited by someone else meanwhile"):
@@ -156,12 +163,12 @@ def test_two_edits_at_once_do_not_lose_one(exq, monkeypatch):
 
 def test_a_worker_starting_during_an_edit_leaves_the_held_run_alone(exq, lab, prefect_api):
     exp = exq.submit("measure", MEASURE, submitter="ada")
-    before = exq._hold_for_edit(exq.get(exp.id), "ada")
+    before = hold_for_edit(exq, exp.id)
     w = LabWorker(lab, api_url=prefect_api, poll_interval=60.0)
     try:
         assert w.start() == []  # not taken for a run its dead worker left behind
-        assert exq.get(exp.id).state == ExperimentState.queued
-        exq._release_edit(exq.get(exp.id), before, "ada", reapprove=False)
+        assert exq.get(exp.id).held_for_edit  # a young hold is left alone
+        exq._release_edit(exp.id, before, "ada", reapprove=False)
         done = w.run_next()
         assert done.id == exp.id and exq.get(exp.id).state == ExperimentState.completed
     finally:

@@ -17,7 +17,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 #: the Prefect flow every experiment is a run of
 FLOW_NAME = "remotelab-experiment"
@@ -28,6 +28,14 @@ PAUSED_NAME = "Paused"
 #: the message prefix of the short Pending state an edit holds a queued run in (no worker can
 #: claim it meanwhile); the experiment still reads as queued
 EDITING = "[editing]"
+
+
+def held_for_edit(state: Any) -> bool:
+    """Whether a Prefect state is an edit's hold on a queued run (Pending ``[editing] …``)."""
+    if state is None:
+        return False
+    stype = getattr(state.type, "value", state.type)
+    return stype == "PENDING" and (state.message or "").startswith(EDITING)
 
 
 class Priority(StrEnum):
@@ -139,6 +147,13 @@ class Experiment(BaseModel):
         default_factory=list,
         description="edits of the parameters before it started: by, role, at, previous params",
     )
+    #: read from a flow run held by an edit (Pending ``[editing] …``; it reads as queued)
+    _held_for_edit: bool = PrivateAttr(default=False)
+
+    @property
+    def held_for_edit(self) -> bool:
+        """Whether an edit holds it this moment (read from its flow run; False otherwise)."""
+        return self._held_for_edit
 
     @classmethod
     def from_flow_run(cls, run: Any) -> Experiment:
@@ -153,16 +168,18 @@ class Experiment(BaseModel):
         sname = state.name if state is not None else ""
         message = (state.message or "") if state is not None else ""
         estate = state_of(stype, sname)
-        editing = stype == "PENDING" and message.startswith(EDITING)
-        if editing:  # held for a moment by an edit: still waiting to run
+        editing = held_for_edit(state)
+        scheduled = run.next_scheduled_start_time or run.expected_start_time
+        if editing:  # held for a moment by an edit: still waiting to run, in its place
             estate = ExperimentState.queued
+            scheduled = state.state_details.scheduled_time or scheduled
         tail = _TAIL_RE.search(message)
         uids_text = labels.get("remotelab.run_uids", tail.group(1) if tail else "")
         uids = [u for u in str(uids_text).split(",") if u and u != "-"]
         exit_status = labels.get("remotelab.exit_status") or (
             tail.group(2) if tail and tail.group(2) != "-" else None
         )
-        return cls(
+        exp = cls(
             id=str(run.id),
             name=run.name or "",
             lab=lab,
@@ -175,7 +192,7 @@ class Experiment(BaseModel):
             state_name=sname or "",
             message=message,
             created=run.created,
-            scheduled=run.next_scheduled_start_time or run.expected_start_time,
+            scheduled=scheduled,
             started=run.start_time,
             ended=run.end_time,
             run_uids=uids,
@@ -186,6 +203,8 @@ class Experiment(BaseModel):
             else labels.get("remotelab.worker") or worker_in_message(message),
             edits=list(params.get("edits") or []),
         )
+        exp._held_for_edit = editing
+        return exp
 
     def order_key(self) -> tuple[int, datetime | None]:
         return (self.priority.rank, self.scheduled)
@@ -211,6 +230,7 @@ __all__ = [
     "ExperimentState",
     "Priority",
     "Question",
+    "held_for_edit",
     "lab_tag",
     "pool_name",
     "priority_tag",

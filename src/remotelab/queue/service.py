@@ -7,9 +7,11 @@ carry (pause, resume, stop, abort, answers, prompt wake-ups) go to the lab's wor
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from uuid import UUID, uuid4
@@ -23,7 +25,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterStateType,
     FlowRunFilterTags,
 )
-from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.objects import StateDetails, StateType
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelled, Paused, Pending, Scheduled, State
@@ -42,6 +44,7 @@ from remotelab.queue.models import (
     ExperimentState,
     Priority,
     Question,
+    held_for_edit,
     lab_tag,
     pool_name,
     priority_tag,
@@ -51,7 +54,8 @@ from remotelab.queue.prefect_api import ClientPerThread, ensure_lab
 #: the Prefect state types of each experiment state (for filters)
 _STATE_TYPES = {
     ExperimentState.waiting_for_approval: [StateType.PAUSED],
-    ExperimentState.queued: [StateType.SCHEDULED],
+    # a queued run held for a moment by an edit is Pending (``[editing] …``)
+    ExperimentState.queued: [StateType.SCHEDULED, StateType.PENDING],
     ExperimentState.running: [StateType.PENDING, StateType.RUNNING, StateType.CANCELLING],
     ExperimentState.paused: [StateType.PAUSED],
     ExperimentState.completed: [StateType.COMPLETED],
@@ -64,6 +68,22 @@ PAGE = 200
 ACTIVE = (ExperimentState.running, ExperimentState.paused)
 WAITING = (ExperimentState.waiting_for_approval, ExperimentState.queued)
 UNFINISHED = (*ACTIVE, ExperimentState.queued, ExperimentState.waiting_for_approval)
+#: how many times an edit tries to put the run it held back in the queue
+RELEASE_TRIES = 4
+
+
+@dataclass(frozen=True)
+class EditHold:
+    """An edit's hold on a queued run: the queued state it replaced and the hold's message."""
+
+    before: State
+    mark: str
+
+
+def being_edited(experiment_id: str, *, other: bool = False) -> ExperimentStateError:
+    """The conflict an operation on a run held by an edit meets (409 at the gateway)."""
+    who = " by someone else" if other else ""
+    return ExperimentStateError(f"experiment {experiment_id} is being edited{who}; retry")
 
 
 class PlanRegistryLike(Protocol):
@@ -199,13 +219,17 @@ class ExperimentQueue:
     # -- reading ------------------------------------------------------------------------------
     def get(self, experiment_id: str | UUID) -> Experiment:
         """One experiment by id; :class:`ExperimentNotFound` if it is not in this lab's queue."""
+        return self._read_run(experiment_id)[1]
+
+    def _read_run(self, experiment_id: str | UUID) -> tuple[Any, Experiment]:
+        """One read of an experiment's flow run: the run and the experiment it is."""
         try:
             run = self.client.read_flow_run(UUID(str(experiment_id)))
         except (ObjectNotFound, ValueError):
             raise ExperimentNotFound(f"no experiment {experiment_id} in lab {self.name}") from None
         if run.deployment_id != self.deployment_id:
             raise ExperimentNotFound(f"no experiment {experiment_id} in lab {self.name}")
-        return Experiment.from_flow_run(run)
+        return run, Experiment.from_flow_run(run)
 
     def read(
         self,
@@ -269,7 +293,8 @@ class ExperimentQueue:
         return self.read(finished, limit=limit, sort=FlowRunSort.END_TIME_DESC)
 
     def waiting(self) -> list[Experiment]:
-        """Queued experiments in the order they will run."""
+        """Queued experiments in the order they will run (one held by an edit this moment in
+        its place, its message saying so)."""
         return [e for e in self.list([ExperimentState.queued])]
 
     def current(self) -> Experiment | None:
@@ -314,10 +339,7 @@ class ExperimentQueue:
         if to not in (None, "front", "back"):
             raise QueueError(f"unknown place {to!r}; use 'front', 'back' or behind=<id>")
         exp = self.get(experiment_id)
-        if exp.state != ExperimentState.queued:
-            raise ExperimentStateError(
-                f"experiment {experiment_id} is {exp.state.value}; only queued ones can move"
-            )
+        self._require_queued(exp, "can move")
         others = [e for e in self.waiting() if e.id != exp.id]
         tick = timedelta(milliseconds=1)
         if not others:
@@ -339,8 +361,12 @@ class ExperimentQueue:
                 when = ref.scheduled + (nxt.scheduled - ref.scheduled) / 2
                 if when <= ref.scheduled or when >= nxt.scheduled:
                     # no room left between the two: push the rest of the class back a little
-                    for k, later in enumerate(e for e in others[idx + 1 :] if e.priority == prio):
-                        self._reschedule(later, later.priority, later.scheduled + tick * (k + 2))
+                    later = [e for e in others[idx + 1 :] if e.priority == prio]
+                    for other in later:
+                        if other.held_for_edit:
+                            raise being_edited(other.id)
+                    for k, other in enumerate(later):
+                        self._reschedule(other, other.priority, other.scheduled + tick * (k + 2))
                     when = ref.scheduled + tick
             else:
                 when = ref.scheduled + tick
@@ -349,10 +375,7 @@ class ExperimentQueue:
     def prioritise(self, experiment_id: str, priority: Priority | str) -> Experiment:
         """Give a queued experiment ``priority``; it goes behind that priority's last one."""
         exp = self.get(experiment_id)
-        if exp.state != ExperimentState.queued:
-            raise ExperimentStateError(
-                f"experiment {experiment_id} is {exp.state.value}; only queued ones change priority"
-            )
+        self._require_queued(exp, "change priority")
         priority = Priority(priority)
         same = [e for e in self.waiting() if e.priority == priority and e.id != exp.id]
         if same:
@@ -361,7 +384,19 @@ class ExperimentQueue:
             return exp
         return self._reschedule(exp, priority, exp.scheduled or datetime.now(UTC))
 
+    @staticmethod
+    def _require_queued(exp: Experiment, what: str) -> None:
+        """Refuse unless ``exp`` (as just read) is queued in Prefect's own Scheduled state: a
+        run held by an edit reads as queued, but re-scheduling it would end the edit's hold."""
+        if exp.held_for_edit:
+            raise being_edited(exp.id)
+        if exp.state != ExperimentState.queued:
+            raise ExperimentStateError(
+                f"experiment {exp.id} is {exp.state.value}; only queued ones {what}"
+            )
+
     def _reschedule(self, exp: Experiment, prio: Priority, when: datetime) -> Experiment:
+        self._require_queued(exp, "can move")
         if prio != exp.priority:
             run = self.client.read_flow_run(UUID(exp.id))
             tags = [t for t in run.tags if not t.startswith("priority:")] + [priority_tag(prio)]
@@ -375,8 +410,34 @@ class ExperimentQueue:
             raise ExperimentStateError(
                 f"experiment {exp.id} could not be moved: {getattr(result.details, 'reason', '')}"
             )
+        if self._undo_if_it_ended_a_hold(exp, result.state):
+            raise being_edited(exp.id)
         self.wake()
         return self.get(exp.id)
+
+    def _undo_if_it_ended_a_hold(self, exp: Experiment, mine: State | None) -> bool:
+        """Whether our re-scheduling ``mine`` replaced an edit's hold taken after we read the
+        run (Prefect accepts Pending → Scheduled); if so the hold is put back as it was, with
+        the priority the experiment had, and the edit goes on unaware."""
+        states = sorted(self.client.read_flow_run_states(UUID(exp.id)), key=lambda st: st.timestamp)
+        at = next((i for i, st in enumerate(states) if mine is not None and st.id == mine.id), None)
+        if not at or not held_for_edit(states[at - 1]):
+            return False
+        hold = states[at - 1]
+        if at == len(states) - 1:  # nobody acted since: the hold goes back
+            self.client.set_flow_run_state(
+                UUID(exp.id),
+                Pending(
+                    message=hold.message,
+                    state_details=StateDetails(scheduled_time=hold.state_details.scheduled_time),
+                ),
+                force=True,
+            )
+        run = self.client.read_flow_run(UUID(exp.id))
+        if priority_tag(exp.priority) not in run.tags:
+            tags = [t for t in run.tags if not t.startswith("priority:")]
+            self.client.update_flow_run(UUID(exp.id), tags=[*tags, priority_tag(exp.priority)])
+        return True
 
     # -- editing -----------------------------------------------------------------------------
     def edit(
@@ -392,20 +453,28 @@ class ExperimentQueue:
 
         ``params`` are merged into the experiment's: a key given replaces that parameter, a
         key given as ``None`` removes it (the plan's default applies again), keys not given
-        stay. The result is validated by the lab's plan registry for ``role`` (every problem
-        named, :class:`PlanValidationError`) before anything changes. The experiment keeps
-        its place in the queue; ``parameters.edits`` records who edited it, when and the
-        parameters before. If ``role``'s submissions of the plan need a manager's approval,
-        an edited experiment waits for approval again.
+        stay; at least one must be given (:class:`QueueError` otherwise). The result is
+        validated by the lab's plan registry for ``role`` (every problem named,
+        :class:`PlanValidationError`) before anything changes. The experiment keeps its place
+        in the queue; ``parameters.edits`` records who edited it, when and the parameters
+        before. If ``role``'s submissions of the plan need a manager's approval, an edited
+        experiment waits for approval again (only if the edit succeeded).
 
         A worker cannot claim the experiment while it is edited (it is held in a short
         Pending state that Prefect's orchestration refuses a second claim on); an
         experiment that started (or ended) first is refused with
-        :class:`ExperimentStateError` and left as it is.
+        :class:`ExperimentStateError` and left as it is, as is one another edit holds.
         """
         if not isinstance(params, dict):
             raise QueueError(f"parameters must be an object, not {params!r}")
-        exp = self.get(experiment_id)
+        if not params:
+            raise QueueError(
+                "give at least one parameter to change (a value, or null to go back to the "
+                "plan's default)"
+            )
+        run, exp = self._read_run(experiment_id)
+        if exp.held_for_edit:
+            raise being_edited(exp.id, other=True)
         if exp.state not in WAITING:
             raise ExperimentStateError(
                 f"experiment {experiment_id} is {exp.state.value}; only an experiment that has "
@@ -418,16 +487,16 @@ class ExperimentQueue:
         except TypeError as exc:
             raise QueueError(f"parameters must be JSON values: {exc}") from None
         self.registry.validate(exp.plan, merged, lab=self.lab, role=role)
-        run = self.client.read_flow_run(UUID(exp.id))
         edits = [
             *exp.edits,
             {"by": by, "role": role, "at": datetime.now(UTC).isoformat(), "previous": exp.params},
         ]
         parameters = {**(run.parameters or {}), "params": merged, "edits": edits}
-        reapprove = needs_approval(self.lab, exp.plan, role)
         if exp.state == ExperimentState.waiting_for_approval:
-            return self._edit_awaiting(exp, run, parameters, by=by)
-        before = self._hold_for_edit(exp, by)
+            return self._edit_awaiting(run, exp, parameters, by=by)
+        reapprove = needs_approval(self.lab, exp.plan, role)
+        hold = self._hold_for_edit(run, by)
+        updated = False
         try:
             held = self.client.read_flow_run(UUID(exp.id))
             if (held.parameters or {}).get("params") != exp.params:
@@ -436,47 +505,73 @@ class ExperimentQueue:
                     "changed: read it again and retry"
                 )
             self.client.update_flow_run(UUID(exp.id), parameters=parameters)
+            updated = True
         finally:
-            self._release_edit(exp, before, by, reapprove=reapprove)
+            # a failed edit changed nothing: the run goes back as it was, approval and all
+            kept = self._release_edit(exp.id, hold, by, reapprove=reapprove and updated)
+        now = self.get(exp.id)
+        if not kept and now.state not in (*WAITING, ExperimentState.cancelled):
+            raise ExperimentStateError(
+                f"experiment {exp.id} lost the edit's hold while it was edited and is now "
+                f"{now.state.value}; it may run with either parameter set: see its start document"
+            )
         if not reapprove:
             self.wake()
-        return self.get(exp.id)
+        return now
 
-    def _hold_for_edit(self, exp: Experiment, by: str) -> State:
-        """Take a queued run out of the workers' reach for an edit; its queued state.
+    def _hold_for_edit(self, run: Any, by: str) -> EditHold:
+        """Take a queued run (``run``, as just read) out of the workers' reach for an edit.
 
-        The run goes Scheduled → Pending (named ``Pending``, as a worker's claim): Prefect
-        refuses it if a worker claimed the run first, and refuses a worker's claim while it
-        holds.
+        The run goes Scheduled → Pending (as a worker's claim, message ``[editing] …``):
+        Prefect refuses it if a worker or another edit holds the run first, and refuses a
+        worker's claim while it holds. The hold keeps the run's scheduled time, so listings
+        show it in its place.
         """
-        mark = f"{EDITING} {uuid4().hex[:12]} by {by}"
-        result = self.client.set_flow_run_state(UUID(exp.id), Pending(message=mark))
+        run_id = UUID(str(run.id))
+        mark = f"{EDITING} being edited by {by} ({uuid4().hex[:12]})"
+        when = run.state.state_details.scheduled_time if run.state is not None else None
+        result = self.client.set_flow_run_state(
+            run_id, Pending(message=mark, state_details=StateDetails(scheduled_time=when))
+        )
         if result.status.value != "ACCEPT":
-            now = self.get(exp.id)
+            now = self.get(run_id)
+            if now.state == ExperimentState.queued:  # another edit holds it (or just did)
+                raise being_edited(now.id, other=True)
             raise ExperimentStateError(
-                f"experiment {exp.id} is {now.state.value}: it started before the edit; "
+                f"experiment {now.id} is {now.state.value}: it started before the edit; "
                 "nothing was changed"
             )
-        states = sorted(self.client.read_flow_run_states(UUID(exp.id)), key=lambda st: st.timestamp)
+        try:
+            states = sorted(self.client.read_flow_run_states(run_id), key=lambda st: st.timestamp)
+        except Exception:
+            with contextlib.suppress(Exception):  # let go (a worker restores it if this fails)
+                self._release_edit(str(run_id), EditHold(run.state, mark), by, reapprove=False)
+            raise
         mine = next((i for i, st in enumerate(states) if st.message == mark), None)
         before = states[mine - 1] if mine else None
         if before is None or before.type != StateType.SCHEDULED:
             if before is not None:  # a finished run may go back to Pending: put it back
                 self.client.set_flow_run_state(
-                    UUID(exp.id),
+                    run_id,
                     State(type=before.type, name=before.name, message=before.message),
                     force=True,
                 )
             raise ExperimentStateError(
-                f"experiment {exp.id} is no longer queued; nothing was changed"
+                f"experiment {run_id} is no longer queued; nothing was changed"
             )
-        return before
+        return EditHold(before, mark)
 
-    def _release_edit(self, exp: Experiment, before: State, by: str, *, reapprove: bool) -> None:
-        """Put an edited run back where it was in the queue (or back to wait for approval)."""
-        run = self.client.read_flow_run(UUID(exp.id))
-        if run.state is None or not (run.state.message or "").startswith(EDITING):
-            return  # cancelled while it was edited: leave it so
+    def _release_edit(
+        self, experiment_id: str, hold: EditHold, by: str, *, reapprove: bool
+    ) -> bool:
+        """Put a run an edit held back where it was in the queue (``reapprove``: back to wait
+        for approval). False if the hold was gone (the run was cancelled meanwhile, or a worker
+        restored it as a stale hold): the run is left as it is.
+
+        The change is tried :data:`RELEASE_TRIES` times; a hold that still cannot be released
+        is restored by the lab's workers once it is stale.
+        """
+        before = hold.before
         if reapprove:
             state: State = Paused(
                 name=AWAITING_APPROVAL,
@@ -487,30 +582,56 @@ class ExperimentQueue:
                 scheduled_time=before.state_details.scheduled_time,
                 message=before.message or f"edited by {by}",
             )
-        # Pending → Paused is not a transition Prefect orchestrates; this run is ours now
-        self.client.set_flow_run_state(UUID(exp.id), state, force=reapprove)
+        run_id = UUID(str(experiment_id))
+        for attempt in range(RELEASE_TRIES):
+            try:
+                run = self.client.read_flow_run(run_id)
+                if run.state is None or run.state.message != hold.mark:
+                    return False
+                # Pending → Paused is not a transition Prefect orchestrates; this run is ours now
+                result = self.client.set_flow_run_state(run_id, state, force=reapprove)
+                return result.status.value == "ACCEPT"
+            except Exception:
+                if attempt == RELEASE_TRIES - 1:
+                    raise
+                time.sleep(0.1 * 2**attempt)
+        return False  # pragma: no cover (the loop returns or raises)
 
-    def _edit_awaiting(self, exp: Experiment, run: Any, parameters: dict, *, by: str) -> Experiment:
-        """Edit a run that waits for approval: no worker can take it until it is approved, so
-        the edit stands if its state is still the one read before the change."""
+    def _edit_awaiting(self, run: Any, exp: Experiment, parameters: dict, *, by: str) -> Experiment:
+        """Edit a run that waits for approval (``run``, as just read): no worker can take it
+        until it is approved, so the edit stands if that same awaiting state is still the
+        run's state after the change (a state, once left, never becomes current again).
+        If it was approved, rejected or cancelled meanwhile the change is undone (held away
+        from workers if it is queued now) and the edit refused."""
+        run_id = UUID(exp.id)
         waiting_state = run.state.id
-        self.client.update_flow_run(UUID(exp.id), parameters=parameters)
-        now = self.client.read_flow_run(UUID(exp.id))
+        self.client.update_flow_run(run_id, parameters=parameters)
+        now = self.client.read_flow_run(run_id)
         if now.state is not None and now.state.id == waiting_state:
             return Experiment.from_flow_run(now)
-        # approved (or refused) meanwhile: if it is queued and unclaimed, the edit stands
+        hold = None
         if now.state is not None and now.state.type == StateType.SCHEDULED:
-            try:
-                before = self._hold_for_edit(exp, by)
-            except ExperimentStateError:
-                pass
-            else:
-                self._release_edit(exp, before, by, reapprove=False)
-                return self.get(exp.id)
-        state = Experiment.from_flow_run(now).state.value
+            with contextlib.suppress(ExperimentStateError):
+                hold = self._hold_for_edit(now, by)
+        try:
+            current = self.client.read_flow_run(run_id)
+            if (current.parameters or {}).get("edits") == parameters["edits"]:
+                self.client.update_flow_run(run_id, parameters=run.parameters or {})
+        finally:
+            if hold is not None:
+                self._release_edit(exp.id, hold, by, reapprove=False)
+        after = self.get(exp.id)
+        untouched = hold is not None or (
+            now.state is not None and now.state.type in (StateType.PAUSED, StateType.CANCELLED)
+        )
+        if untouched:
+            raise ExperimentStateError(
+                f"experiment {exp.id} became {after.state.value} while it was edited; nothing "
+                "was changed: read it again and retry"
+            )
         raise ExperimentStateError(
-            f"experiment {exp.id} became {state} while it was edited; if it started, it may "
-            "run with either parameter set: see its start document"
+            f"experiment {exp.id} started while it was edited ({after.state.value}); the edit "
+            "was undone, but it may run with either parameter set: see its start document"
         )
 
     # -- cancel and approval -----------------------------------------------------------------
@@ -679,4 +800,11 @@ class ExperimentQueue:
         return self.broadcast({"cmd": "wake"})
 
 
-__all__ = ["ExperimentQueue", "PlanRegistryLike", "default_registry", "needs_approval"]
+__all__ = [
+    "EditHold",
+    "ExperimentQueue",
+    "PlanRegistryLike",
+    "being_edited",
+    "default_registry",
+    "needs_approval",
+]

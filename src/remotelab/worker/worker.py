@@ -38,18 +38,28 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.sorting import FlowRunSort
-from prefect.states import Cancelled, Completed, Crashed, Failed, Paused, Pending, Running, State
+from prefect.states import (
+    Cancelled,
+    Completed,
+    Crashed,
+    Failed,
+    Paused,
+    Pending,
+    Running,
+    Scheduled,
+    State,
+)
 
 from remotelab.errors import SafeStateError
 from remotelab.queue import control
 from remotelab.queue.models import (
     AWAITING_APPROVAL,
     AWAITING_OPERATOR,
-    EDITING,
     PAUSED_NAME,
     Experiment,
     Priority,
     Question,
+    held_for_edit,
     pool_name,
     priority_tag,
     state_of,
@@ -65,8 +75,11 @@ DocumentCallback = Callable[[str, dict[str, Any]], Any]
 CLAIM_WINDOW = 20
 #: on SIGTERM/SIGINT, how many times (a second apart) the worker asks the RunEngine to abort
 SHUTDOWN_ABORT_TRIES = 30
-#: a run held by an edit longer than this (its editor died) is treated as any stale run
+#: a run held by an edit longer than this (s) is a stale hold (its editor died or lost Prefect):
+#: a worker puts it back in the queue as it was before the edit
 EDIT_GRACE = 60.0
+#: how often (s) a worker looks for stale edit holds while it serves the lab
+EDIT_CHECK_INTERVAL = 10.0
 
 
 def _age(state: Any) -> float:
@@ -97,6 +110,8 @@ class LabWorker:
         grace: float = 0.0,
         data_url: str | None = None,
         worker_id: str | None = None,
+        edit_grace: float = EDIT_GRACE,
+        edit_check_interval: float = EDIT_CHECK_INTERVAL,
     ):
         self.lab = lab
         self.name: str = lab.name
@@ -105,6 +120,9 @@ class LabWorker:
         )
         self.poll_interval = poll_interval
         self.grace = grace
+        self.edit_grace = edit_grace
+        self.edit_check_interval = edit_check_interval
+        self._edits_checked_at: float | None = None
         self.data_url = data_url
         self._clients = ClientPerThread(api_url)
         self._registry = registry
@@ -153,6 +171,7 @@ class LabWorker:
         self.control = control.ControlServer(self._handle, self.control_bind).start()
         self._announce(create=True)
         crashed = self.recover()
+        self.restore_stale_edits()
         busy = [w for w in self.peers() if w.get("current")]
         if busy:  # another worker of this lab is mid-experiment: leave its devices alone
             log.info(
@@ -203,6 +222,7 @@ class LabWorker:
                 signal.signal(sig, lambda signum, _f: self.shutdown(signal.Signals(signum).name))
         while not self._stopping.is_set():
             self._wake.clear()
+            self._check_edits()
             if self.run_next() is None and not self._stopping.is_set():
                 self._wake.wait(self.poll_interval)
 
@@ -330,8 +350,8 @@ class LabWorker:
         for run in stale:
             if run.state.type == StateType.PAUSED and run.state.name == AWAITING_APPROVAL:
                 continue
-            if (run.state.message or "").startswith(EDITING) and _age(run.state) < EDIT_GRACE:
-                continue  # held for a moment by an edit of its parameters
+            if held_for_edit(run.state):
+                continue  # held by an edit: it never started (see restore_stale_edits)
             exp = Experiment.from_flow_run(run)
             owner = exp.worker
             if owner == self.id:
@@ -355,6 +375,65 @@ class LabWorker:
                     "experiment %s was left %s by a dead worker: crashed", run.id, run.state.name
                 )
         return crashed
+
+    def _check_edits(self) -> None:
+        """Restore stale edit holds every ``edit_check_interval`` seconds (from the loop)."""
+        now = time.monotonic()
+        due = self._edits_checked_at is None or (
+            now - self._edits_checked_at >= self.edit_check_interval
+        )
+        if not due:
+            return
+        self._edits_checked_at = now
+        try:
+            self.restore_stale_edits()
+        except Exception as exc:
+            log.warning("could not look for stale edit holds: %s", exc)
+
+    def restore_stale_edits(self) -> list[Experiment]:
+        """Put back in the queue the lab's runs an edit has held longer than ``edit_grace``.
+
+        An edit holds a queued run Pending (``[editing] …``) for the moment of the change; if
+        its editor dies or loses Prefect before letting go, the run would wait for ever. It
+        never started, so it is not crashed: it goes back to the Scheduled state the hold
+        replaced (from the run's state history), in its place, with its parameters as they
+        are. Returns the experiments restored.
+        """
+        held = self.client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PENDING]))
+            ),
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[self.deployment_id])),
+        )
+        restored = []
+        for run in held:
+            if not held_for_edit(run.state) or _age(run.state) < self.edit_grace:
+                continue
+            states = sorted(self.client.read_flow_run_states(run.id), key=lambda st: st.timestamp)
+            if not states or states[-1].id != run.state.id:
+                continue  # let go (or claimed) since it was read
+            before = states[-2] if len(states) > 1 else None
+            if before is not None and before.type == StateType.SCHEDULED:
+                state: State = Scheduled(
+                    scheduled_time=before.state_details.scheduled_time,
+                    message=before.message or "back in the queue after an edit that did not end",
+                )
+            else:  # no queued state before it (never the case for a hold an edit took)
+                state = Scheduled(
+                    scheduled_time=run.state.state_details.scheduled_time
+                    or run.expected_start_time,
+                    message="back in the queue after an edit that did not end",
+                )
+            result = self.client.set_flow_run_state(run.id, state)
+            if result.status.value == "ACCEPT":
+                log.warning(
+                    "experiment %s was held by an edit for %.0f s: back in the queue",
+                    run.id,
+                    _age(run.state),
+                )
+                restored.append(Experiment.from_flow_run(self.client.read_flow_run(run.id)))
+                self._candidates_stale = True
+        return restored
 
     # -- claiming ----------------------------------------------------------------------------
     def is_held(self) -> bool:
