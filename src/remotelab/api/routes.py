@@ -60,8 +60,7 @@ from remotelab.errors import (
     UnknownAccountError,
     UnknownPlanError,
 )
-from remotelab.queue.models import Experiment, ExperimentState, Priority
-from remotelab.queue.service import needs_approval
+from remotelab.queue.models import Experiment, ExperimentState, Priority, needs_approval
 
 router = APIRouter(responses=error_responses(401, 403, 404, 409, 422, 503))
 

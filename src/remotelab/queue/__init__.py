@@ -9,11 +9,12 @@ from remotelab.queue.models import (
     ExperimentState,
     Priority,
     Question,
+    needs_approval,
     pool_name,
 )
 from remotelab.queue.prefect_api import connect, ensure_lab
 from remotelab.queue.server import PrefectServer
-from remotelab.queue.service import ExperimentQueue, needs_approval
+from remotelab.queue.service import ExperimentQueue
 
 __all__ = [
     "Experiment",

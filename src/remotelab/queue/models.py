@@ -237,3 +237,21 @@ __all__ = [
     "state_of",
     "worker_in_message",
 ]
+
+
+#: the states of an experiment that has not started
+WAITING = (ExperimentState.waiting_for_approval, ExperimentState.queued)
+
+
+def needs_approval(lab: Any, plan: str, role: str) -> bool:
+    """Whether a lab requires a manager's approval for ``plan`` submitted by ``role``.
+
+    The lab file says so under ``plans.approval``: ``roles: [...]`` (every submission by these
+    roles) and/or ``plans: [...]`` (these plans, whoever submits). A manager's or an admin's
+    own submissions need none.
+    """
+    spec = getattr(lab, "spec", lab)
+    rules = getattr(getattr(spec, "plans", None), "approval", None) or {}
+    if role in ("manager", "admin"):
+        return False
+    return role in rules.get("roles", []) or plan in rules.get("plans", [])

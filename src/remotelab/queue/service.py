@@ -7,14 +7,12 @@ carry (pause, resume, stop, abort, answers, prompt wake-ups) go to the lab's wor
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from prefect.client.schemas.actions import WorkPoolUpdate
 from prefect.client.schemas.filters import (
@@ -37,15 +35,17 @@ from remotelab.errors import (
     WorkerUnavailable,
 )
 from remotelab.queue import control
+from remotelab.queue.editing import Editing, being_edited
 from remotelab.queue.models import (
     AWAITING_APPROVAL,
-    EDITING,
+    WAITING,
     Experiment,
     ExperimentState,
     Priority,
     Question,
     held_for_edit,
     lab_tag,
+    needs_approval,
     pool_name,
     priority_tag,
 )
@@ -66,24 +66,7 @@ _STATE_TYPES = {
 #: flow runs read per request
 PAGE = 200
 ACTIVE = (ExperimentState.running, ExperimentState.paused)
-WAITING = (ExperimentState.waiting_for_approval, ExperimentState.queued)
 UNFINISHED = (*ACTIVE, ExperimentState.queued, ExperimentState.waiting_for_approval)
-#: how many times an edit tries to put the run it held back in the queue
-RELEASE_TRIES = 4
-
-
-@dataclass(frozen=True)
-class EditHold:
-    """An edit's hold on a queued run: the queued state it replaced and the hold's message."""
-
-    before: State
-    mark: str
-
-
-def being_edited(experiment_id: str, *, other: bool = False) -> ExperimentStateError:
-    """The conflict an operation on a run held by an edit meets (409 at the gateway)."""
-    who = " by someone else" if other else ""
-    return ExperimentStateError(f"experiment {experiment_id} is being edited{who}; retry")
 
 
 class PlanRegistryLike(Protocol):
@@ -105,21 +88,7 @@ def lab_name_of(lab: Any) -> str:
     return lab if isinstance(lab, str) else lab.name
 
 
-def needs_approval(lab: Any, plan: str, role: str) -> bool:
-    """Whether a lab requires a manager's approval for ``plan`` submitted by ``role``.
-
-    The lab file says so under ``plans.approval``: ``roles: [...]`` (every submission by these
-    roles) and/or ``plans: [...]`` (these plans, whoever submits). A manager's or an admin's
-    own submissions need none.
-    """
-    spec = getattr(lab, "spec", lab)
-    rules = getattr(getattr(spec, "plans", None), "approval", None) or {}
-    if role in ("manager", "admin"):
-        return False
-    return role in rules.get("roles", []) or plan in rules.get("plans", [])
-
-
-class ExperimentQueue:
+class ExperimentQueue(Editing):
     """The queue of one lab on a Prefect server.
 
     ``lab`` is a :class:`~remotelab.lab.Lab` (or its spec): its name picks the work pool and
@@ -439,201 +408,6 @@ class ExperimentQueue:
             self.client.update_flow_run(UUID(exp.id), tags=[*tags, priority_tag(exp.priority)])
         return True
 
-    # -- editing -----------------------------------------------------------------------------
-    def edit(
-        self,
-        experiment_id: str,
-        params: dict[str, Any],
-        *,
-        by: str,
-        role: str = "researcher",
-    ) -> Experiment:
-        """Change the parameters of an experiment that has not started (queued or waiting
-        for approval); returns it updated.
-
-        ``params`` are merged into the experiment's: a key given replaces that parameter, a
-        key given as ``None`` removes it (the plan's default applies again), keys not given
-        stay; at least one must be given (:class:`QueueError` otherwise). The result is
-        validated by the lab's plan registry for ``role`` (every problem named,
-        :class:`PlanValidationError`) before anything changes. The experiment keeps its place
-        in the queue; ``parameters.edits`` records who edited it, when and the parameters
-        before. If ``role``'s submissions of the plan need a manager's approval, an edited
-        experiment waits for approval again (only if the edit succeeded).
-
-        A worker cannot claim the experiment while it is edited (it is held in a short
-        Pending state that Prefect's orchestration refuses a second claim on); an
-        experiment that started (or ended) first is refused with
-        :class:`ExperimentStateError` and left as it is, as is one another edit holds.
-        """
-        if not isinstance(params, dict):
-            raise QueueError(f"parameters must be an object, not {params!r}")
-        if not params:
-            raise QueueError(
-                "give at least one parameter to change (a value, or null to go back to the "
-                "plan's default)"
-            )
-        run, exp = self._read_run(experiment_id)
-        if exp.held_for_edit:
-            raise being_edited(exp.id, other=True)
-        if exp.state not in WAITING:
-            raise ExperimentStateError(
-                f"experiment {experiment_id} is {exp.state.value}; only an experiment that has "
-                "not started (queued or waiting for approval) can be edited"
-            )
-        merged = {**exp.params, **params}
-        merged = {k: v for k, v in merged.items() if v is not None}
-        try:
-            json.dumps(merged)
-        except TypeError as exc:
-            raise QueueError(f"parameters must be JSON values: {exc}") from None
-        self.registry.validate(exp.plan, merged, lab=self.lab, role=role)
-        edits = [
-            *exp.edits,
-            {"by": by, "role": role, "at": datetime.now(UTC).isoformat(), "previous": exp.params},
-        ]
-        parameters = {**(run.parameters or {}), "params": merged, "edits": edits}
-        if exp.state == ExperimentState.waiting_for_approval:
-            return self._edit_awaiting(run, exp, parameters, by=by)
-        reapprove = needs_approval(self.lab, exp.plan, role)
-        hold = self._hold_for_edit(run, by)
-        updated = False
-        try:
-            held = self.client.read_flow_run(UUID(exp.id))
-            if (held.parameters or {}).get("params") != exp.params:
-                raise ExperimentStateError(
-                    f"experiment {exp.id} was edited by someone else meanwhile; nothing was "
-                    "changed: read it again and retry"
-                )
-            self.client.update_flow_run(UUID(exp.id), parameters=parameters)
-            updated = True
-        finally:
-            # a failed edit changed nothing: the run goes back as it was, approval and all
-            kept = self._release_edit(exp.id, hold, by, reapprove=reapprove and updated)
-        now = self.get(exp.id)
-        if not kept and now.state not in (*WAITING, ExperimentState.cancelled):
-            raise ExperimentStateError(
-                f"experiment {exp.id} lost the edit's hold while it was edited and is now "
-                f"{now.state.value}; it may run with either parameter set: see its start document"
-            )
-        if not reapprove:
-            self.wake()
-        return now
-
-    def _hold_for_edit(self, run: Any, by: str) -> EditHold:
-        """Take a queued run (``run``, as just read) out of the workers' reach for an edit.
-
-        The run goes Scheduled → Pending (as a worker's claim, message ``[editing] …``):
-        Prefect refuses it if a worker or another edit holds the run first, and refuses a
-        worker's claim while it holds. The hold keeps the run's scheduled time, so listings
-        show it in its place.
-        """
-        run_id = UUID(str(run.id))
-        mark = f"{EDITING} being edited by {by} ({uuid4().hex[:12]})"
-        when = run.state.state_details.scheduled_time if run.state is not None else None
-        result = self.client.set_flow_run_state(
-            run_id, Pending(message=mark, state_details=StateDetails(scheduled_time=when))
-        )
-        if result.status.value != "ACCEPT":
-            now = self.get(run_id)
-            if now.state == ExperimentState.queued:  # another edit holds it (or just did)
-                raise being_edited(now.id, other=True)
-            raise ExperimentStateError(
-                f"experiment {now.id} is {now.state.value}: it started before the edit; "
-                "nothing was changed"
-            )
-        try:
-            states = sorted(self.client.read_flow_run_states(run_id), key=lambda st: st.timestamp)
-        except Exception:
-            with contextlib.suppress(Exception):  # let go (a worker restores it if this fails)
-                self._release_edit(str(run_id), EditHold(run.state, mark), by, reapprove=False)
-            raise
-        mine = next((i for i, st in enumerate(states) if st.message == mark), None)
-        before = states[mine - 1] if mine else None
-        if before is None or before.type != StateType.SCHEDULED:
-            if before is not None:  # a finished run may go back to Pending: put it back
-                self.client.set_flow_run_state(
-                    run_id,
-                    State(type=before.type, name=before.name, message=before.message),
-                    force=True,
-                )
-            raise ExperimentStateError(
-                f"experiment {run_id} is no longer queued; nothing was changed"
-            )
-        return EditHold(before, mark)
-
-    def _release_edit(
-        self, experiment_id: str, hold: EditHold, by: str, *, reapprove: bool
-    ) -> bool:
-        """Put a run an edit held back where it was in the queue (``reapprove``: back to wait
-        for approval). False if the hold was gone (the run was cancelled meanwhile, or a worker
-        restored it as a stale hold): the run is left as it is.
-
-        The change is tried :data:`RELEASE_TRIES` times; a hold that still cannot be released
-        is restored by the lab's workers once it is stale.
-        """
-        before = hold.before
-        if reapprove:
-            state: State = Paused(
-                name=AWAITING_APPROVAL,
-                message=f"edited by {by}; waits for a manager's approval again",
-            )
-        else:
-            state = Scheduled(
-                scheduled_time=before.state_details.scheduled_time,
-                message=before.message or f"edited by {by}",
-            )
-        run_id = UUID(str(experiment_id))
-        for attempt in range(RELEASE_TRIES):
-            try:
-                run = self.client.read_flow_run(run_id)
-                if run.state is None or run.state.message != hold.mark:
-                    return False
-                # Pending → Paused is not a transition Prefect orchestrates; this run is ours now
-                result = self.client.set_flow_run_state(run_id, state, force=reapprove)
-                return result.status.value == "ACCEPT"
-            except Exception:
-                if attempt == RELEASE_TRIES - 1:
-                    raise
-                time.sleep(0.1 * 2**attempt)
-        return False  # pragma: no cover (the loop returns or raises)
-
-    def _edit_awaiting(self, run: Any, exp: Experiment, parameters: dict, *, by: str) -> Experiment:
-        """Edit a run that waits for approval (``run``, as just read): no worker can take it
-        until it is approved, so the edit stands if that same awaiting state is still the
-        run's state after the change (a state, once left, never becomes current again).
-        If it was approved, rejected or cancelled meanwhile the change is undone (held away
-        from workers if it is queued now) and the edit refused."""
-        run_id = UUID(exp.id)
-        waiting_state = run.state.id
-        self.client.update_flow_run(run_id, parameters=parameters)
-        now = self.client.read_flow_run(run_id)
-        if now.state is not None and now.state.id == waiting_state:
-            return Experiment.from_flow_run(now)
-        hold = None
-        if now.state is not None and now.state.type == StateType.SCHEDULED:
-            with contextlib.suppress(ExperimentStateError):
-                hold = self._hold_for_edit(now, by)
-        try:
-            current = self.client.read_flow_run(run_id)
-            if (current.parameters or {}).get("edits") == parameters["edits"]:
-                self.client.update_flow_run(run_id, parameters=run.parameters or {})
-        finally:
-            if hold is not None:
-                self._release_edit(exp.id, hold, by, reapprove=False)
-        after = self.get(exp.id)
-        untouched = hold is not None or (
-            now.state is not None and now.state.type in (StateType.PAUSED, StateType.CANCELLED)
-        )
-        if untouched:
-            raise ExperimentStateError(
-                f"experiment {exp.id} became {after.state.value} while it was edited; nothing "
-                "was changed: read it again and retry"
-            )
-        raise ExperimentStateError(
-            f"experiment {exp.id} started while it was edited ({after.state.value}); the edit "
-            "was undone, but it may run with either parameter set: see its start document"
-        )
-
     # -- cancel and approval -----------------------------------------------------------------
     def cancel(self, experiment_id: str, *, by: str = "", reason: str = "") -> Experiment:
         """Cancel an experiment: a waiting one leaves the queue; a running one is aborted
@@ -801,10 +575,8 @@ class ExperimentQueue:
 
 
 __all__ = [
-    "EditHold",
     "ExperimentQueue",
     "PlanRegistryLike",
     "being_edited",
     "default_registry",
-    "needs_approval",
 ]
