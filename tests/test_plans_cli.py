@@ -210,6 +210,6 @@ def test_run_help_says_what_it_does():
     result = runner.invoke(app, ["run", "--help"], terminal_width=200)
     assert result.exit_code == 0
     text = " ".join(result.output.split())
-    assert "with no arguments, `measure` on the shipped simulated lab in real time" in text
+    assert "run it on this machine's lab (default: `measure`, simulated lab)" in text
     for option in ("--no-store", "--keep-state", "--speed", "--role"):
         assert option in text
