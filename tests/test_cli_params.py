@@ -69,3 +69,8 @@ def test_a_single_value_becomes_a_list_where_the_plan_takes_one():
         assert read_params(["x=1"], lambda: registry.schema("nope")) == {"x": 1}
     finally:
         lab.close()
+
+
+def test_a_schema_type_written_as_a_list_is_understood():
+    schema = {"properties": {"detectors": {"type": ["array", "null"]}, "x": {"type": ["string"]}}}
+    assert parse_params(["detectors=a", "x=b"], schema) == {"detectors": ["a"], "x": "b"}

@@ -157,3 +157,47 @@ def test_watch_json_prints_one_line_per_document_of_the_experiment():
         "event": "end",
         "data": {"id": "E-json", "run_uid": uid, "exit_status": "success"},
     }
+
+
+def test_watch_ends_when_the_queue_says_the_experiment_ended_and_its_stop_never_comes(
+    monkeypatch, capsys
+):
+    """A worker that died after its start document: the watch ends on the queue's word."""
+    import json
+    import threading
+
+    import pytest
+    import typer
+
+    from remotelab.cli import data
+
+    monkeypatch.setattr(data, "STOP_GRACE", 0.0)
+    proxy = StreamProxy("tcp://127.0.0.1:*", "tcp://127.0.0.1:*").start()
+    publisher = StreamPublisher(proxy.in_address, heartbeat=None)
+    started = threading.Event()
+
+    def worker_starts_then_dies() -> None:
+        publisher.wait_connected()
+        proxy.wait_for_subscribers(1, DOC_PREFIX + b" ", timeout=30)
+        start = {"uid": "run-dead", "time": time.time(), "experiment_id": "E-dead", "scan_id": 1}
+        publisher("start", start)
+        started.set()
+
+    def ended() -> str | None:  # the queue's view: crashed once the run had started
+        return "crashed" if started.is_set() else None
+
+    thread = threading.Thread(target=worker_starts_then_dies)
+    thread.start()
+    try:
+        with pytest.raises(typer.Exit) as stopped:
+            data.watch(
+                "E-dead", stream=proxy.out_address, timeout=60, rows=None, as_json=True, ended=ended
+            )
+    finally:
+        thread.join()
+        publisher.close()
+        proxy.stop()
+    assert stopped.value.exit_code == 1
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert lines[0]["data"]["name"] == "start"
+    assert lines[-1] == {"event": "end", "data": {"id": "E-dead", "state": "crashed"}}

@@ -116,7 +116,10 @@ def submit(
                 with _local_queue(lab, api) as q:
 
                     def ended() -> str | None:
-                        now = q.get(exp.id).state
+                        try:
+                            now = q.get(exp.id).state
+                        except Exception:  # a transient Prefect error: ask again later
+                            return None
                         return now.value if now.finished else None
 
                     try:

@@ -316,6 +316,10 @@ def _show(value: Any) -> str:
     return str(value)
 
 
+#: ``watch``: seconds to wait for a run's stop document once the queue says it ended
+STOP_GRACE = 5.0
+
+
 def watch(
     experiment: str,
     *,
@@ -330,7 +334,8 @@ def watch(
     if it succeeded, 1 otherwise), or, given ``ended`` (the experiment's final state from the
     queue, None while it is not finished; asked about once a second), when the experiment
     ended without a run to see (cancelled or rejected while queued, failed before its run,
-    or over before the stream was joined)."""
+    or over before the stream was joined), or ended and its run's stop document has not
+    arrived :data:`STOP_GRACE` seconds later (its worker died)."""
     from remotelab.settings import get_settings
     from remotelab.stream import Subscriber
 
@@ -342,6 +347,7 @@ def watch(
     heard = False
     asked = started
     final: str | None = None
+    ended_at: float | None = None
     live = (
         contextlib.nullcontext()
         if as_json
@@ -361,14 +367,18 @@ def watch(
                         _print_json(message, view)
                     else:
                         live.update(view.render())
-                    continue
-                if ended is not None and view.run_uid is None and time.monotonic() - asked >= 1:
+                if ended is not None and view.exit_status is None and time.monotonic() - asked >= 1:
                     asked = time.monotonic()
-                    final = ended()
-                    if final is not None:
+                    final = final or ended()
+                    if final is not None and view.run_uid is None:
                         break
+                    if final is not None:  # its run started: give its stop document a moment
+                        ended_at = ended_at or asked
+                        if asked - ended_at >= STOP_GRACE:
+                            break
                 if (
-                    view.run_uid is None
+                    message is None
+                    and view.run_uid is None
                     and timeout is not None
                     and time.monotonic() - started > timeout
                 ):
@@ -390,11 +400,16 @@ def watch(
         raise typer.Exit(130) from None
     finally:
         sub.close()
-    if final is not None:
+    if final is not None and view.exit_status is None:
         if as_json:
             print(json.dumps({"event": "end", "data": {"id": experiment, "state": final}}))
-        else:
+        elif view.run_uid is None:
             console.print(f"experiment {experiment} ended {final} before a run was seen")
+        else:
+            console.print(
+                f"experiment {experiment} ended {final}; the stop document of run "
+                f"{view.run_uid} did not arrive"
+            )
         if final != "completed":
             raise typer.Exit(1)
         return

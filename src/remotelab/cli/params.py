@@ -30,7 +30,10 @@ def parse_value(text: str) -> Any:
 def takes_list(prop: dict[str, Any]) -> bool:
     """Whether a JSON Schema property takes an array and no plain value."""
     options = prop.get("anyOf") or prop.get("oneOf") or [prop]
-    types = {o.get("type") for o in options}
+    types: set[Any] = set()
+    for option in options:
+        kind = option.get("type")
+        types.update(kind if isinstance(kind, list) else [kind])
     return "array" in types and not types & {"string", "number", "integer", "boolean"}
 
 
