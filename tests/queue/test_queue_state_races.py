@@ -12,7 +12,7 @@ from uuid import UUID
 
 import pytest
 from prefect.client.schemas.objects import StateType
-from queue_helpers import write_lab
+from queue_helpers import wait_until, write_lab
 
 from remotelab.errors import ExperimentStateError
 from remotelab.lab import load_lab
@@ -207,6 +207,25 @@ def test_a_hold_is_timed_on_the_workers_clock_from_when_it_saw_it(exq, lab, pref
         w.close()
 
 
+def test_a_worker_restores_a_stale_hold_while_its_experiment_waits_on_the_operator(
+    exq, lab, start_worker
+):
+    w = start_worker(lab, edit_grace=0.0, edit_check_interval=0.0)
+    asks = exq.submit("confirm_then_read", {"prompt": "load tray 2"}, submitter="ada")
+    exq.wait_for(asks.id, [ExperimentState.paused])
+    exp = exq.submit("measure", MEASURE, submitter="ada")
+    hold_for_edit(exq, exp.id)  # its editor dies holding it, while the worker is busy
+    back = wait_until(
+        lambda: (e := exq.get(exp.id)).state == ExperimentState.queued and not e.held_for_edit,
+        what="the stale hold to be restored during the experiment",
+    )
+    assert back and exq.get(asks.id).state == ExperimentState.paused
+    exq.answer(asks.id, "tray 2")
+    assert exq.wait_for(asks.id).state == ExperimentState.completed
+    assert exq.wait_for(exp.id).state == ExperimentState.completed
+    assert len(w.docs("start", exp.id)) == 1
+
+
 @pytest.fixture
 def approval_lab(tmp_path):
     lab = load_lab(write_lab(tmp_path, approval={"roles": ["researcher"]}), speed=1000)
@@ -275,3 +294,34 @@ def test_a_cancel_during_the_release_of_an_edit_stands(exq, mia, monkeypatch, re
     assert not exq._release_edit(exp.id, hold, "ada", reapprove=reapprove)
     monkeypatch.undo()
     assert cancelled and exq.get(exp.id).state == ExperimentState.cancelled
+
+
+def test_an_edit_that_dies_undoing_its_change_after_an_approval_leaves_it_to_approve(
+    approval_lab, prefect_api, monkeypatch
+):
+    with ExperimentQueue(approval_lab, api_url=prefect_api) as aq:
+        aq.ensure()
+        exp = aq.submit("measure", MEASURE, submitter="ada")
+        update = aq.client.update_flow_run
+        calls = []
+
+        def approve_first_then_die_undoing(run_id, **kwargs):
+            calls.append(kwargs)
+            if len(calls) == 1:  # mia approves the old parameters as ada's edit lands
+                aq.approve(str(run_id), by="mia")
+                return update(run_id, **kwargs)
+            raise Died  # ada's process dies before it undoes its change
+
+        monkeypatch.setattr(aq.client, "update_flow_run", approve_first_then_die_undoing)
+        monkeypatch.setattr(aq, "_release_edit", lambda *a, **k: None)  # dead: never lets go
+        with pytest.raises(Died):
+            aq.edit(exp.id, {"num": 3}, by="ada")
+        monkeypatch.undo()
+        assert aq.get(exp.id).held_for_edit and aq.get(exp.id).params["num"] == 3
+        w = stale_worker(approval_lab, prefect_api)
+        try:
+            w.start()
+            assert aq.get(exp.id).state == ExperimentState.waiting_for_approval
+            assert w.claim() is None  # mia never approved num=3
+        finally:
+            w.close()

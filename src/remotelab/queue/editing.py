@@ -264,7 +264,9 @@ class Editing:
         hold = None
         if now.state is not None and now.state.type == StateType.SCHEDULED:
             with contextlib.suppress(ExperimentStateError):
-                hold = self._hold_for_edit(now, by)
+                # approved meanwhile: if this edit dies before undoing its change, the run
+                # waits for approval again rather than run unapproved parameters
+                hold = self._hold_for_edit(now, by, reapprove_after=len(exp.edits))
         try:
             current = self.client.read_flow_run(run_id)
             if (current.parameters or {}).get("edits") == parameters["edits"]:
