@@ -148,10 +148,10 @@ def test_two_edits_at_once_do_not_lose_one(exq, monkeypatch):
     exp = exq.submit("measure", MEASURE, submitter="ada")
     hold = exq._hold_for_edit
 
-    def another_edit_first(run, by):  # mia's edit lands between ada's read and ada's hold
+    def another_edit_first(run, by, **kw):  # mia's edit lands between ada's read and hold
         monkeypatch.setattr(exq, "_hold_for_edit", hold)
         exq.edit(str(run.id), {"num": 7}, by="mia", role="manager")
-        return hold(exq.client.read_flow_run(run.id), by)
+        return hold(exq.client.read_flow_run(run.id), by, **kw)
 
     monkeypatch.setattr(exq, "_hold_for_edit", another_edit_first)
     with pytest.raises(ExperimentStateError, match="edited by someone else meanwhile"):

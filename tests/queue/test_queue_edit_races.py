@@ -73,10 +73,10 @@ def test_an_edit_refused_as_conflicting_leaves_an_approved_experiment_approved(a
     exp_id = approved(aq)
     hold = aq._hold_for_edit
 
-    def manager_edits_first(run, by):  # mia's edit lands between ada's read and ada's hold
+    def manager_edits_first(run, by, **kw):  # mia's edit lands between ada's read and hold
         monkeypatch.setattr(aq, "_hold_for_edit", hold)
         aq.edit(str(run.id), {"num": 7}, by="mia", role="manager")
-        return hold(aq.client.read_flow_run(run.id), by)
+        return hold(aq.client.read_flow_run(run.id), by, **kw)
 
     monkeypatch.setattr(aq, "_hold_for_edit", manager_edits_first)
     with pytest.raises(ExperimentStateError, match="edited by someone else meanwhile"):
@@ -112,10 +112,11 @@ def test_an_edit_holding_the_run_between_a_moves_read_and_its_change_keeps_its_h
     a = exq.submit("measure", MEASURE, submitter="ada")
     b = exq.submit("measure", MEASURE, submitter="ada")
     set_state = exq.client.set_flow_run_state
-    holds = []
+    holds, calls = [], []
 
     def edit_holds_first(run_id, state, **kwargs):
-        if state.type == StateType.SCHEDULED and not holds:  # the move's re-scheduling
+        calls.append(state)
+        if len(calls) == 1:  # the move's first change of the run: the edit's hold lands first
             holds.append(hold_for_edit(exq, str(run_id)))
         return set_state(run_id, state, **kwargs)
 
@@ -277,10 +278,10 @@ def test_an_edit_of_a_run_another_edit_holds_is_told_so(exq, monkeypatch):
     exq._release_edit(exp.id, hold, "mia", reapprove=False)
     take = exq._hold_for_edit
 
-    def other_edit_holds_first(run, by):  # mia's hold lands between ada's read and ada's hold
+    def other_edit_holds_first(run, by, **kw):  # mia's hold lands between ada's read and hold
         monkeypatch.setattr(exq, "_hold_for_edit", take)
         take(exq.client.read_flow_run(run.id), "mia")
-        return take(run, by)
+        return take(run, by, **kw)
 
     monkeypatch.setattr(exq, "_hold_for_edit", other_edit_holds_first)
     with pytest.raises(ExperimentStateError, match="is being edited by someone else; retry"):

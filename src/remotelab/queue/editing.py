@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from prefect.client.schemas.objects import StateDetails, StateType
 from prefect.states import Paused, Pending, Scheduled, State
 
 from remotelab.errors import ExperimentStateError, QueueError
+from remotelab.queue import transitions
 from remotelab.queue.models import (
     AWAITING_APPROVAL,
     EDITING,
@@ -29,20 +31,34 @@ from remotelab.queue.models import (
     ExperimentState,
     needs_approval,
 )
+from remotelab.queue.transitions import StateChanged
 
 if TYPE_CHECKING:
     from remotelab.queue.service import PlanRegistryLike
 
 #: how many times an edit tries to put the run it held back in the queue
 RELEASE_TRIES = 4
+#: in a hold's message: the edit needs approval again once it changed the parameters
+#: (``[approval again after edits: <n>]``, n = the run's ``edits`` before this one)
+REAPPROVE = "[approval again after edits:"
+_REAPPROVE_RE = re.compile(re.escape(REAPPROVE) + r" (\d+)\]")
+
+
+def reapproval_after(message: str | None) -> int | None:
+    """From a hold's message: how many ``edits`` the run had before an edit that needs a
+    manager's approval again once it changes the parameters (None: it needs none)."""
+    m = _REAPPROVE_RE.search(message or "")
+    return int(m.group(1)) if m else None
 
 
 @dataclass(frozen=True)
 class EditHold:
-    """An edit's hold on a queued run: the queued state it replaced and the hold's message."""
+    """An edit's hold on a queued run: the queued state it replaced, the hold's message and
+    the hold's state id."""
 
     before: State
     mark: str
+    held: UUID | None = None
 
 
 def being_edited(experiment_id: str, *, other: bool = False) -> ExperimentStateError:
@@ -122,7 +138,7 @@ class Editing:
         if exp.state == ExperimentState.waiting_for_approval:
             return self._edit_awaiting(run, exp, parameters, by=by)
         reapprove = needs_approval(self.lab, exp.plan, role)
-        hold = self._hold_for_edit(run, by)
+        hold = self._hold_for_edit(run, by, reapprove_after=len(exp.edits) if reapprove else None)
         updated = False
         try:
             held = self.client.read_flow_run(UUID(exp.id))
@@ -146,47 +162,49 @@ class Editing:
             self.wake()
         return now
 
-    def _hold_for_edit(self, run: Any, by: str) -> EditHold:
+    def _hold_for_edit(self, run: Any, by: str, *, reapprove_after: int | None = None) -> EditHold:
         """Take a queued run (``run``, as just read) out of the workers' reach for an edit.
 
         The run goes Scheduled → Pending (as a worker's claim, message ``[editing] …``):
         Prefect refuses it if a worker or another edit holds the run first, and refuses a
         worker's claim while it holds. The hold keeps the run's scheduled time, so listings
-        show it in its place.
+        show it in its place. ``reapprove_after``: the edit needs a manager's approval again
+        once it changed the parameters, and the run has that many ``edits`` before it; the
+        hold says so, for a worker that restores it if the edit never ends.
         """
-        run_id = UUID(str(run.id))
         mark = f"{EDITING} being edited by {by} ({uuid4().hex[:12]})"
+        if reapprove_after is not None:
+            mark += f" {REAPPROVE} {reapprove_after}]"
+        return self._hold(run, mark, what="the edit")
+
+    def _hold(self, run: Any, mark: str, *, what: str) -> EditHold:
+        """Hold a queued run Pending with message ``mark`` (see :meth:`_hold_for_edit`)."""
+        run_id = UUID(str(run.id))
         when = run.state.state_details.scheduled_time if run.state is not None else None
-        result = self.client.set_flow_run_state(
-            run_id, Pending(message=mark, state_details=StateDetails(scheduled_time=when))
-        )
-        if result.status.value != "ACCEPT":
-            now = self.get(run_id)
-            if now.state == ExperimentState.queued:  # another edit holds it (or just did)
-                raise being_edited(now.id, other=True)
-            raise ExperimentStateError(
-                f"experiment {now.id} is {now.state.value}: it started before the edit; "
-                "nothing was changed"
-            )
+        pending = Pending(message=mark, state_details=StateDetails(scheduled_time=when))
         try:
-            states = sorted(self.client.read_flow_run_states(run_id), key=lambda st: st.timestamp)
-        except Exception:
-            with contextlib.suppress(Exception):  # let go (a worker restores it if this fails)
-                self._release_edit(str(run_id), EditHold(run.state, mark), by, reapprove=False)
-            raise
-        mine = next((i for i, st in enumerate(states) if st.message == mark), None)
-        before = states[mine - 1] if mine else None
-        if before is None or before.type != StateType.SCHEDULED:
-            if before is not None:  # a finished run may go back to Pending: put it back
-                self.client.set_flow_run_state(
-                    run_id,
-                    State(type=before.type, name=before.name, message=before.message),
-                    force=True,
-                )
+            mine = transitions.propose(self.client, run_id, pending)
+        except StateChanged:
+            now = self.get(run_id)
+            if now.state == ExperimentState.queued:  # another edit (or a move) holds it
+                raise being_edited(now.id, other=what == "the edit") from None
+            raise ExperimentStateError(
+                f"experiment {now.id} is {now.state.value}: it started or ended before "
+                f"{what}; nothing was changed"
+            ) from None
+        try:
+            before = transitions.confirm(
+                self.client, run_id, mine, lambda st: st.type == StateType.SCHEDULED
+            )
+        except StateChanged:  # a finished run may go back to Pending: it was put back
             raise ExperimentStateError(
                 f"experiment {run_id} is no longer queued; nothing was changed"
-            )
-        return EditHold(before, mark)
+            ) from None
+        except Exception:
+            with contextlib.suppress(Exception):  # let go (a worker restores it if this fails)
+                self._release_edit(str(run_id), EditHold(run.state, mark), "", reapprove=False)
+            raise
+        return EditHold(before, mark, mine.id)
 
     def _release_edit(
         self, experiment_id: str, hold: EditHold, by: str, *, reapprove: bool
@@ -195,8 +213,10 @@ class Editing:
         for approval). False if the hold was gone (the run was cancelled meanwhile, or a worker
         restored it as a stale hold): the run is left as it is.
 
-        The change is tried :data:`RELEASE_TRIES` times; a hold that still cannot be released
-        is restored by the lab's workers once it is stale.
+        The new state must directly follow the hold (:mod:`~remotelab.queue.transitions`): a
+        cancel that lands between the check and the change is put back. The change is tried
+        :data:`RELEASE_TRIES` times; a hold that still cannot be released is restored by the
+        lab's workers once it is stale.
         """
         before = hold.before
         if reapprove:
@@ -215,9 +235,14 @@ class Editing:
                 run = self.client.read_flow_run(run_id)
                 if run.state is None or run.state.message != hold.mark:
                     return False
-                # Pending → Paused is not a transition Prefect orchestrates; this run is ours now
-                result = self.client.set_flow_run_state(run_id, state, force=reapprove)
-                return result.status.value == "ACCEPT"
+                # Pending → Paused is not a transition Prefect orchestrates: forced, and undone
+                # by the check if it did not follow our hold
+                transitions.set_state_after(
+                    self.client, run_id, state, run.state.id, force=reapprove
+                )
+                return True
+            except StateChanged:
+                return False
             except Exception:
                 if attempt == RELEASE_TRIES - 1:
                     raise
@@ -239,7 +264,9 @@ class Editing:
         hold = None
         if now.state is not None and now.state.type == StateType.SCHEDULED:
             with contextlib.suppress(ExperimentStateError):
-                hold = self._hold_for_edit(now, by)
+                # approved meanwhile: if this edit dies before undoing its change, the run
+                # waits for approval again rather than run unapproved parameters
+                hold = self._hold_for_edit(now, by, reapprove_after=len(exp.edits))
         try:
             current = self.client.read_flow_run(run_id)
             if (current.parameters or {}).get("edits") == parameters["edits"]:
@@ -262,4 +289,4 @@ class Editing:
         )
 
 
-__all__ = ["RELEASE_TRIES", "EditHold", "Editing", "being_edited"]
+__all__ = ["REAPPROVE", "RELEASE_TRIES", "EditHold", "Editing", "being_edited", "reapproval_after"]

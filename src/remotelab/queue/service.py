@@ -7,12 +7,13 @@ carry (pause, resume, stop, abort, answers, prompt wake-ups) go to the lab's wor
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from prefect.client.schemas.actions import WorkPoolUpdate
 from prefect.client.schemas.filters import (
@@ -23,10 +24,10 @@ from prefect.client.schemas.filters import (
     FlowRunFilterStateType,
     FlowRunFilterTags,
 )
-from prefect.client.schemas.objects import StateDetails, StateType
+from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.exceptions import ObjectNotFound
-from prefect.states import Cancelled, Paused, Pending, Scheduled, State
+from prefect.states import Cancelled, Paused, Scheduled, State
 
 from remotelab.errors import (
     ExperimentNotFound,
@@ -34,22 +35,23 @@ from remotelab.errors import (
     QueueError,
     WorkerUnavailable,
 )
-from remotelab.queue import control
+from remotelab.queue import control, transitions
 from remotelab.queue.editing import Editing, being_edited
 from remotelab.queue.models import (
     AWAITING_APPROVAL,
+    EDITING,
     WAITING,
     Experiment,
     ExperimentState,
     Priority,
     Question,
-    held_for_edit,
     lab_tag,
     needs_approval,
     pool_name,
     priority_tag,
 )
 from remotelab.queue.prefect_api import ClientPerThread, ensure_lab
+from remotelab.queue.transitions import StateChanged
 
 #: the Prefect state types of each experiment state (for filters)
 _STATE_TYPES = {
@@ -365,48 +367,37 @@ class ExperimentQueue(Editing):
             )
 
     def _reschedule(self, exp: Experiment, prio: Priority, when: datetime) -> Experiment:
+        """Give a queued experiment (``exp``, as read) a new place and priority.
+
+        It takes the lock an edit takes first (Scheduled → Pending, ``[editing] being moved``),
+        which Prefect refuses over a worker's claim, a run or another hold, and checks that the
+        state it replaced was an unheld Scheduled; the new Scheduled must then follow that hold
+        (:mod:`~remotelab.queue.transitions`). A cancel or a claim that lands meanwhile wins.
+        """
         self._require_queued(exp, "can move")
-        if prio != exp.priority:
-            run = self.client.read_flow_run(UUID(exp.id))
-            tags = [t for t in run.tags if not t.startswith("priority:")] + [priority_tag(prio)]
-            self.client.update_flow_run(UUID(exp.id), tags=tags)
-        result = self.client.set_flow_run_state(
-            UUID(exp.id),
-            Scheduled(scheduled_time=when, message=exp.message or None),
-            force=False,
-        )
-        if result.status.value != "ACCEPT":
-            raise ExperimentStateError(
-                f"experiment {exp.id} could not be moved: {getattr(result.details, 'reason', '')}"
-            )
-        if self._undo_if_it_ended_a_hold(exp, result.state):
-            raise being_edited(exp.id)
+        run_id = UUID(exp.id)
+        run = self.client.read_flow_run(run_id)
+        hold = self._hold(run, f"{EDITING} being moved ({uuid4().hex[:12]})", what="the move")
+        tags = list(run.tags)
+        try:
+            if prio != exp.priority:
+                moved = [t for t in tags if not t.startswith("priority:")] + [priority_tag(prio)]
+                self.client.update_flow_run(run_id, tags=moved)
+            mine = Scheduled(scheduled_time=when, message=hold.before.message or None)
+            transitions.set_state_after(self.client, run_id, mine, hold.held)
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                if prio != exp.priority:
+                    self.client.update_flow_run(run_id, tags=tags)
+                self._release_edit(exp.id, hold, "", reapprove=False)
+            if isinstance(exc, StateChanged):
+                raise ExperimentStateError(
+                    f"experiment {exp.id} could not be moved: it became "
+                    f"{transitions.describe(exc.replaced)} meanwhile; it was left so"
+                ) from None
+            raise
         self.wake()
         return self.get(exp.id)
-
-    def _undo_if_it_ended_a_hold(self, exp: Experiment, mine: State | None) -> bool:
-        """Whether our re-scheduling ``mine`` replaced an edit's hold taken after we read the
-        run (Prefect accepts Pending → Scheduled); if so the hold is put back as it was, with
-        the priority the experiment had, and the edit goes on unaware."""
-        states = sorted(self.client.read_flow_run_states(UUID(exp.id)), key=lambda st: st.timestamp)
-        at = next((i for i, st in enumerate(states) if mine is not None and st.id == mine.id), None)
-        if not at or not held_for_edit(states[at - 1]):
-            return False
-        hold = states[at - 1]
-        if at == len(states) - 1:  # nobody acted since: the hold goes back
-            self.client.set_flow_run_state(
-                UUID(exp.id),
-                Pending(
-                    message=hold.message,
-                    state_details=StateDetails(scheduled_time=hold.state_details.scheduled_time),
-                ),
-                force=True,
-            )
-        run = self.client.read_flow_run(UUID(exp.id))
-        if priority_tag(exp.priority) not in run.tags:
-            tags = [t for t in run.tags if not t.startswith("priority:")]
-            self.client.update_flow_run(UUID(exp.id), tags=[*tags, priority_tag(exp.priority)])
-        return True
 
     # -- cancel and approval -----------------------------------------------------------------
     def cancel(self, experiment_id: str, *, by: str = "", reason: str = "") -> Experiment:

@@ -51,7 +51,8 @@ from prefect.states import (
 )
 
 from remotelab.errors import SafeStateError
-from remotelab.queue import control
+from remotelab.queue import control, transitions
+from remotelab.queue.editing import reapproval_after
 from remotelab.queue.models import (
     AWAITING_APPROVAL,
     AWAITING_OPERATOR,
@@ -66,6 +67,7 @@ from remotelab.queue.models import (
 )
 from remotelab.queue.prefect_api import ClientPerThread, ensure_lab
 from remotelab.queue.service import PlanRegistryLike, default_registry
+from remotelab.queue.transitions import StateChanged
 from remotelab.worker.operator import ASK_OPERATOR
 
 log = logging.getLogger("remotelab.worker")
@@ -80,11 +82,6 @@ SHUTDOWN_ABORT_TRIES = 30
 EDIT_GRACE = 60.0
 #: how often (s) a worker looks for stale edit holds while it serves the lab
 EDIT_CHECK_INTERVAL = 10.0
-
-
-def _age(state: Any) -> float:
-    """Seconds since a Prefect state was entered."""
-    return (datetime.now(UTC) - state.timestamp).total_seconds()
 
 
 def _tag(worker_id: str) -> str:
@@ -123,6 +120,9 @@ class LabWorker:
         self.edit_grace = edit_grace
         self.edit_check_interval = edit_check_interval
         self._edits_checked_at: float | None = None
+        #: edit holds seen: state id → when first seen (this worker's monotonic clock)
+        self._holds_seen: dict[Any, float] = {}
+        self._holds_lock = threading.Lock()
         self.data_url = data_url
         self._clients = ClientPerThread(api_url)
         self._registry = registry
@@ -171,6 +171,7 @@ class LabWorker:
         self.control = control.ControlServer(self._handle, self.control_bind).start()
         self._announce(create=True)
         crashed = self.recover()
+        self._edits_checked_at = time.monotonic()
         self.restore_stale_edits()
         busy = [w for w in self.peers() if w.get("current")]
         if busy:  # another worker of this lab is mid-experiment: leave its devices alone
@@ -222,7 +223,6 @@ class LabWorker:
                 signal.signal(sig, lambda signum, _f: self.shutdown(signal.Signals(signum).name))
         while not self._stopping.is_set():
             self._wake.clear()
-            self._check_edits()
             if self.run_next() is None and not self._stopping.is_set():
                 self._wake.wait(self.poll_interval)
 
@@ -289,6 +289,8 @@ class LabWorker:
                 )
             except Exception as exc:
                 log.warning("heartbeat failed: %s", exc)
+            # here, not between experiments: a long experiment must not keep a hold waiting
+            self._check_edits()
 
     def _watch_loop(self) -> None:
         """Notice a cancel requested in Prefect itself (its UI or CLI set Cancelling)."""
@@ -377,7 +379,8 @@ class LabWorker:
         return crashed
 
     def _check_edits(self) -> None:
-        """Restore stale edit holds every ``edit_check_interval`` seconds (from the loop)."""
+        """Restore stale edit holds every ``edit_check_interval`` seconds (from the heartbeat
+        thread, so a long experiment does not hold them up)."""
         now = time.monotonic()
         due = self._edits_checked_at is None or (
             now - self._edits_checked_at >= self.edit_check_interval
@@ -397,42 +400,67 @@ class LabWorker:
         its editor dies or loses Prefect before letting go, the run would wait for ever. It
         never started, so it is not crashed: it goes back to the Scheduled state the hold
         replaced (from the run's state history), in its place, with its parameters as they
-        are. Returns the experiments restored.
+        are — or to wait for approval, if the hold says the edit needs it again and the edit
+        changed the parameters. A hold is timed on this worker's own clock from when it first
+        saw that very state (no clock is compared with Prefect's), and is restored only if that
+        same state still directly precedes the restoring one
+        (:mod:`~remotelab.queue.transitions`). Returns the experiments restored.
         """
+        with self._holds_lock:
+            return self._restore_stale_edits()
+
+    def _restore_stale_edits(self) -> list[Experiment]:
         held = self.client.read_flow_runs(
             flow_run_filter=FlowRunFilter(
                 state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PENDING]))
             ),
             deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[self.deployment_id])),
         )
+        now = time.monotonic()
+        seen = {run.state.id: self._holds_seen.get(run.state.id, now) for run in held}
+        self._holds_seen = seen
         restored = []
         for run in held:
-            if not held_for_edit(run.state) or _age(run.state) < self.edit_grace:
+            if not held_for_edit(run.state) or now - seen[run.state.id] < self.edit_grace:
                 continue
-            states = sorted(self.client.read_flow_run_states(run.id), key=lambda st: st.timestamp)
-            if not states or states[-1].id != run.state.id:
+            hold = run.state
+            states = transitions.history(self.client, run.id)
+            at = next((i for i, st in enumerate(states) if st.id == hold.id), None)
+            if at is None or at != len(states) - 1:
                 continue  # let go (or claimed) since it was read
-            before = states[-2] if len(states) > 1 else None
-            if before is not None and before.type == StateType.SCHEDULED:
-                state: State = Scheduled(
+            before = states[at - 1] if at else None
+            after = reapproval_after(hold.message)
+            force = False
+            if after is not None and len((run.parameters or {}).get("edits") or []) > after:
+                state: State = Paused(
+                    name=AWAITING_APPROVAL,
+                    message="edited by an edit that did not end; waits for a manager's "
+                    "approval again",
+                )
+                force = True  # Pending → Paused is not a transition Prefect orchestrates
+            elif before is not None and before.type == StateType.SCHEDULED:
+                state = Scheduled(
                     scheduled_time=before.state_details.scheduled_time,
                     message=before.message or "back in the queue after an edit that did not end",
                 )
             else:  # no queued state before it (never the case for a hold an edit took)
                 state = Scheduled(
-                    scheduled_time=run.state.state_details.scheduled_time
-                    or run.expected_start_time,
+                    scheduled_time=hold.state_details.scheduled_time or run.expected_start_time,
                     message="back in the queue after an edit that did not end",
                 )
-            result = self.client.set_flow_run_state(run.id, state)
-            if result.status.value == "ACCEPT":
-                log.warning(
-                    "experiment %s was held by an edit for %.0f s: back in the queue",
-                    run.id,
-                    _age(run.state),
-                )
-                restored.append(Experiment.from_flow_run(self.client.read_flow_run(run.id)))
-                self._candidates_stale = True
+            try:
+                transitions.set_state_after(self.client, run.id, state, hold.id, force=force)
+            except StateChanged as exc:
+                log.info("experiment %s: stale hold not restored: %s", run.id, exc)
+                continue
+            log.warning(
+                "experiment %s was held by an edit for %.0f s: %s",
+                run.id,
+                now - seen[hold.id],
+                "waits for approval again" if force else "back in the queue",
+            )
+            restored.append(Experiment.from_flow_run(self.client.read_flow_run(run.id)))
+            self._candidates_stale = True
         return restored
 
     # -- claiming ----------------------------------------------------------------------------
