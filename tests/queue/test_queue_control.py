@@ -88,11 +88,14 @@ def test_pause_then_abort(exq, lab, start_worker):
 
 def test_hold_finishes_current_and_starts_no_more(exq, lab, start_worker):
     w = start_worker(lab)
-    first = exq.submit("steps", {"n": 300, "step_s": 0.01}, submitter="ada")
+    # the first one waits on the operator, so it is surely still running when the lab is held
+    first = exq.submit("confirm_then_read", {}, submitter="ada")
     second = exq.submit("steps", {"n": 1}, submitter="ada")
-    running_with_events(exq, w, first.id)
+    wait_until(lambda: exq.question(first.id), what="the first experiment's question")
     exq.hold()
     assert exq.is_held()
+    assert exq.get(first.id).state == ExperimentState.paused  # started, asking the operator
+    exq.answer(first.id, True)
     assert exq.wait_for(first.id).state == ExperimentState.completed
     assert w.worker.claim() is None  # held: nothing is claimed
     assert exq.get(second.id).state == ExperimentState.queued
