@@ -27,10 +27,13 @@ def _watch(address: str, experiment: str, *extra: str) -> subprocess.Popen:
     )
 
 
-def test_watch_shows_the_experiment_and_exits_at_stop():
+def _watch_runs(experiment: str, detectors: list[str], num: int, *extra: str):
+    """``remotelab watch EXPERIMENT`` while a RunEngine publishes a run of another experiment,
+    then ``count(detectors, num)`` of ``experiment``: (the watched run's uid, the process,
+    its stdout, its stderr)."""
     proxy = StreamProxy("tcp://127.0.0.1:*", "tcp://127.0.0.1:*").start()
     publisher = StreamPublisher(proxy.in_address, heartbeat=None)
-    proc = _watch(proxy.out_address, "E-watch")
+    proc = _watch(proxy.out_address, experiment, *extra)
     try:
         publisher.wait_connected()
         proxy.wait_for_subscribers(1, DOC_PREFIX + b" ", timeout=30)
@@ -38,7 +41,7 @@ def test_watch_shows_the_experiment_and_exits_at_stop():
         RE.subscribe(publisher)
         with load_lab(speed=2000) as lab:
             RE(count([lab["thermometer"]], num=2), experiment_id="another")  # not shown
-            (uid,) = RE(count([lab["thermometer"], lab["balance"]], num=5), experiment_id="E-watch")
+            (uid,) = RE(count([lab[d] for d in detectors], num=num), experiment_id=experiment)
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
@@ -46,6 +49,11 @@ def test_watch_shows_the_experiment_and_exits_at_stop():
             proc.wait()
         publisher.close()
         proxy.stop()
+    return uid, proc, out, err
+
+
+def test_watch_shows_the_experiment_and_exits_at_stop():
+    uid, proc, out, err = _watch_runs("E-watch", ["thermometer", "balance"], 5)
     assert proc.returncode == 0, err
     assert f"run {uid} success: 5 event(s)" in out
     assert "thermometer_temperature" in out and "balance_mass" in out
@@ -130,24 +138,7 @@ def test_watch_json_prints_one_line_per_document_of_the_experiment():
     per document of the experiment's run, then ``end``."""
     import json
 
-    proxy = StreamProxy("tcp://127.0.0.1:*", "tcp://127.0.0.1:*").start()
-    publisher = StreamPublisher(proxy.in_address, heartbeat=None)
-    proc = _watch(proxy.out_address, "E-json", "--json")
-    try:
-        publisher.wait_connected()
-        proxy.wait_for_subscribers(1, DOC_PREFIX + b" ", timeout=30)
-        RE = RunEngine({}, context_managers=[])
-        RE.subscribe(publisher)
-        with load_lab(speed=2000) as lab:
-            RE(count([lab["thermometer"]], num=2), experiment_id="another")  # not shown
-            (uid,) = RE(count([lab["thermometer"]], num=3), experiment_id="E-json")
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        publisher.close()
-        proxy.stop()
+    uid, proc, out, err = _watch_runs("E-json", ["thermometer"], 3, "--json")
     assert proc.returncode == 0, err
     lines = [json.loads(x) for x in out.splitlines()]
     docs = [x["data"] for x in lines if x["event"] == "document"]
