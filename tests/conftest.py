@@ -1,5 +1,5 @@
-"""Shared fixtures: the shipped simulated lab on a fast clock, a plain RunEngine, and one
-real Prefect server for the whole session."""
+"""Shared fixtures: the shipped simulated lab on a fast clock, a plain RunEngine, a run store,
+and one real Prefect server for the whole session."""
 
 from __future__ import annotations
 
@@ -40,6 +40,15 @@ def RE():
     engine.documents = []
     engine.subscribe(lambda name, doc: engine.documents.append((name, doc)))
     return engine
+
+
+@pytest.fixture
+def store(tmp_path):
+    """An empty run store (with plots) in the test's directory."""
+    from remotelab.data import RunStore
+
+    with RunStore(tmp_path / "runs.sqlite") as the_store:
+        yield the_store
 
 
 @pytest.fixture(scope="session")

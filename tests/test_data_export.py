@@ -15,7 +15,6 @@ from matplotlib.image import imread
 from typer.testing import CliRunner
 
 from remotelab.cli import app
-from remotelab.data import RunStore
 from remotelab.data.export import export_run
 from remotelab.errors import ExportError
 from remotelab.lab import load_lab
@@ -32,13 +31,6 @@ def lab():
 
         wait(lab_arm.move_sample("S001", "spectrometer"), timeout=30)
         yield the_lab
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = RunStore(tmp_path / "runs.sqlite")
-    yield s
-    s.close()
 
 
 @pytest.fixture

@@ -13,21 +13,7 @@ from event_model import pack_event_page
 
 from remotelab.data import RunStore, content_hash
 from remotelab.errors import RunNotFound, StoreError
-from remotelab.lab import load_lab
 from remotelab.settings import get_settings
-
-
-@pytest.fixture
-def lab():
-    with load_lab(speed=2000) as the_lab:
-        yield the_lab
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = RunStore(tmp_path / "runs.sqlite")
-    yield s
-    s.close()
 
 
 @pytest.fixture
