@@ -178,16 +178,14 @@ def test_stale_claim_on_a_finished_run_is_let_go(exq, lab_file, prefect_api, sta
     try:
         exq.hold()
         exp = exq.submit("steps", {"n": 1}, submitter="ada")
-        late._held, late._held_stale = False, False  # its view: not held
-        late._held_at = float("inf")
+        late.claimer.held.keep(False)  # its view: not held
         stale_view = late.candidates()
         assert [str(r.id) for r in stale_view] == [exp.id]
         w = start_worker(load_lab(lab_file, speed=1000))
         exq.release()
         done = exq.wait_for(exp.id)
         assert done.state == ExperimentState.completed
-        late._candidates, late._candidates_stale = stale_view, False
-        late._candidates_at = float("inf")
+        late.claimer.queue.keep(stale_view)
         assert late.claim() is None
         again = exq.get(exp.id)
         assert again.state == ExperimentState.completed and again.message == done.message

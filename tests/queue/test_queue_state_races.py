@@ -199,8 +199,8 @@ def test_a_hold_is_timed_on_the_workers_clock_from_when_it_saw_it(exq, lab, pref
     try:
         hold_for_edit(exq, exp.id)
         assert w.restore_stale_edits() == []  # first seen now: not stale
-        (seen,) = w._holds_seen.items()
-        w._holds_seen[seen[0]] = seen[1] - 3601.0  # as if first seen an hour ago
+        (seen,) = w.stale_holds.seen.items()
+        w.stale_holds.seen[seen[0]] = seen[1] - 3601.0  # as if first seen an hour ago
         assert [e.id for e in w.restore_stale_edits()] == [exp.id]
         assert not exq.get(exp.id).held_for_edit
     finally:

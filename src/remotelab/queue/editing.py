@@ -11,54 +11,27 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
-from prefect.client.schemas.objects import StateDetails, StateType
-from prefect.states import Paused, Pending, Scheduled, State
+from prefect.client.schemas.objects import StateType
+from prefect.states import Paused, Scheduled, State
 
 from remotelab.errors import ExperimentStateError, QueueError
 from remotelab.queue import transitions
-from remotelab.queue.models import (
-    AWAITING_APPROVAL,
-    EDITING,
-    WAITING,
-    Experiment,
-    ExperimentState,
-    needs_approval,
-)
+from remotelab.queue.edit_hold import EditHold, edit_mark, hold_state
+from remotelab.queue.messages import AWAITING_APPROVAL
+from remotelab.queue.models import WAITING, Experiment, ExperimentState, needs_approval
 from remotelab.queue.transitions import StateChanged
 
 if TYPE_CHECKING:
+    from remotelab.queue.prefect_lab import LabOnPrefect
     from remotelab.queue.service import PlanRegistryLike
 
 #: how many times an edit tries to put the run it held back in the queue
 RELEASE_TRIES = 4
-#: in a hold's message: the edit needs approval again once it changed the parameters
-#: (``[approval again after edits: <n>]``, n = the run's ``edits`` before this one)
-REAPPROVE = "[approval again after edits:"
-_REAPPROVE_RE = re.compile(re.escape(REAPPROVE) + r" (\d+)\]")
-
-
-def reapproval_after(message: str | None) -> int | None:
-    """From a hold's message: how many ``edits`` the run had before an edit that needs a
-    manager's approval again once it changes the parameters (None: it needs none)."""
-    m = _REAPPROVE_RE.search(message or "")
-    return int(m.group(1)) if m else None
-
-
-@dataclass(frozen=True)
-class EditHold:
-    """An edit's hold on a queued run: the queued state it replaced, the hold's message and
-    the hold's state id."""
-
-    before: State
-    mark: str
-    held: UUID | None = None
 
 
 def being_edited(experiment_id: str, *, other: bool = False) -> ExperimentStateError:
@@ -69,10 +42,10 @@ def being_edited(experiment_id: str, *, other: bool = False) -> ExperimentStateE
 
 class Editing:
     """``edit`` and the hold it takes; mixed into :class:`~remotelab.queue.ExperimentQueue`,
-    whose Prefect client, registry and reads it uses."""
+    whose Prefect adapter, registry and reads it uses."""
 
     lab: Any
-    client: Any
+    prefect: LabOnPrefect
     registry: PlanRegistryLike
 
     if TYPE_CHECKING:  # provided by ExperimentQueue
@@ -141,13 +114,13 @@ class Editing:
         hold = self._hold_for_edit(run, by, reapprove_after=len(exp.edits) if reapprove else None)
         updated = False
         try:
-            held = self.client.read_flow_run(UUID(exp.id))
+            held = self.prefect.read_run(exp.id)
             if (held.parameters or {}).get("params") != exp.params:
                 raise ExperimentStateError(
                     f"experiment {exp.id} was edited by someone else meanwhile; nothing was "
                     "changed: read it again and retry"
                 )
-            self.client.update_flow_run(UUID(exp.id), parameters=parameters)
+            self.prefect.update_run(exp.id, parameters=parameters)
             updated = True
         finally:
             # a failed edit changed nothing: the run goes back as it was, approval and all
@@ -172,18 +145,14 @@ class Editing:
         once it changed the parameters, and the run has that many ``edits`` before it; the
         hold says so, for a worker that restores it if the edit never ends.
         """
-        mark = f"{EDITING} being edited by {by} ({uuid4().hex[:12]})"
-        if reapprove_after is not None:
-            mark += f" {REAPPROVE} {reapprove_after}]"
-        return self._hold(run, mark, what="the edit")
+        return self._hold(run, edit_mark(by, reapprove_after=reapprove_after), what="the edit")
 
     def _hold(self, run: Any, mark: str, *, what: str) -> EditHold:
         """Hold a queued run Pending with message ``mark`` (see :meth:`_hold_for_edit`)."""
         run_id = UUID(str(run.id))
         when = run.state.state_details.scheduled_time if run.state is not None else None
-        pending = Pending(message=mark, state_details=StateDetails(scheduled_time=when))
         try:
-            mine = transitions.propose(self.client, run_id, pending)
+            mine = transitions.propose(self.prefect, run_id, hold_state(mark, when))
         except StateChanged:
             now = self.get(run_id)
             if now.state == ExperimentState.queued:  # another edit (or a move) holds it
@@ -194,7 +163,7 @@ class Editing:
             ) from None
         try:
             before = transitions.confirm(
-                self.client, run_id, mine, lambda st: st.type == StateType.SCHEDULED
+                self.prefect, run_id, mine, lambda st: st.type == StateType.SCHEDULED
             )
         except StateChanged:  # a finished run may go back to Pending: it was put back
             raise ExperimentStateError(
@@ -232,13 +201,13 @@ class Editing:
         run_id = UUID(str(experiment_id))
         for attempt in range(RELEASE_TRIES):
             try:
-                run = self.client.read_flow_run(run_id)
+                run = self.prefect.read_run(run_id)
                 if run.state is None or run.state.message != hold.mark:
                     return False
                 # Pending → Paused is not a transition Prefect orchestrates: forced, and undone
                 # by the check if it did not follow our hold
                 transitions.set_state_after(
-                    self.client, run_id, state, run.state.id, force=reapprove
+                    self.prefect, run_id, state, run.state.id, force=reapprove
                 )
                 return True
             except StateChanged:
@@ -257,8 +226,8 @@ class Editing:
         from workers if it is queued now) and the edit refused."""
         run_id = UUID(exp.id)
         waiting_state = run.state.id
-        self.client.update_flow_run(run_id, parameters=parameters)
-        now = self.client.read_flow_run(run_id)
+        self.prefect.update_run(run_id, parameters=parameters)
+        now = self.prefect.read_run(run_id)
         if now.state is not None and now.state.id == waiting_state:
             return Experiment.from_flow_run(now)
         hold = None
@@ -268,9 +237,9 @@ class Editing:
                 # waits for approval again rather than run unapproved parameters
                 hold = self._hold_for_edit(now, by, reapprove_after=len(exp.edits))
         try:
-            current = self.client.read_flow_run(run_id)
+            current = self.prefect.read_run(run_id)
             if (current.parameters or {}).get("edits") == parameters["edits"]:
-                self.client.update_flow_run(run_id, parameters=run.parameters or {})
+                self.prefect.update_run(run_id, parameters=run.parameters or {})
         finally:
             if hold is not None:
                 self._release_edit(exp.id, hold, by, reapprove=False)
@@ -289,4 +258,4 @@ class Editing:
         )
 
 
-__all__ = ["REAPPROVE", "RELEASE_TRIES", "EditHold", "Editing", "being_edited", "reapproval_after"]
+__all__ = ["RELEASE_TRIES", "Editing", "being_edited"]

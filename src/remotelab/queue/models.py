@@ -12,30 +12,25 @@ An experiment *is* a flow run of the lab's deployment. remotelab keeps its field
 
 from __future__ import annotations
 
-import re
-from datetime import datetime
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from prefect.client.schemas.objects import StateType
 from pydantic import BaseModel, Field, PrivateAttr
+
+from remotelab.queue.edit_hold import EDITING, held_for_edit
+from remotelab.queue.messages import (
+    AWAITING_APPROVAL,
+    AWAITING_OPERATOR,
+    PAUSED_NAME,
+    read_run_labels,
+    worker_in_message,
+)
 
 #: the Prefect flow every experiment is a run of
 FLOW_NAME = "remotelab-experiment"
-#: state names remotelab gives Prefect states
-AWAITING_APPROVAL = "AwaitingApproval"
-AWAITING_OPERATOR = "AwaitingOperator"
-PAUSED_NAME = "Paused"
-#: the message prefix of the short Pending state an edit holds a queued run in (no worker can
-#: claim it meanwhile); the experiment still reads as queued
-EDITING = "[editing]"
-
-
-def held_for_edit(state: Any) -> bool:
-    """Whether a Prefect state is an edit's hold on a queued run (Pending ``[editing] …``)."""
-    if state is None:
-        return False
-    stype = getattr(state.type, "value", state.type)
-    return stype == "PENDING" and (state.message or "").startswith(EDITING)
 
 
 class Priority(StrEnum):
@@ -78,6 +73,27 @@ FINISHED = {
 }
 
 
+#: the Prefect state types of each experiment state (for filters)
+STATE_TYPES: dict[ExperimentState, tuple[StateType, ...]] = {
+    ExperimentState.waiting_for_approval: (StateType.PAUSED,),
+    # a queued run held for a moment by an edit is Pending (``[editing] …``)
+    ExperimentState.queued: (StateType.SCHEDULED, StateType.PENDING),
+    ExperimentState.running: (StateType.PENDING, StateType.RUNNING, StateType.CANCELLING),
+    ExperimentState.paused: (StateType.PAUSED,),
+    ExperimentState.completed: (StateType.COMPLETED,),
+    ExperimentState.failed: (StateType.FAILED,),
+    ExperimentState.cancelled: (StateType.CANCELLED,),
+    ExperimentState.crashed: (StateType.CRASHED,),
+}
+
+
+def prefect_types(states: Iterable[ExperimentState | str]) -> list[StateType]:
+    """The Prefect state types experiments in ``states`` can be in (a superset: a Paused
+    run may be paused or waiting for approval)."""
+    found = {t for s in states for t in STATE_TYPES[ExperimentState(s)]}
+    return sorted(found, key=lambda t: t.value)
+
+
 def pool_name(lab: str) -> str:
     """The Prefect work pool of a lab."""
     return f"remotelab-{lab}"
@@ -108,17 +124,6 @@ def state_of(state_type: str, state_name: str | None) -> ExperimentState:
         "CANCELLED": ExperimentState.cancelled,
         "CRASHED": ExperimentState.crashed,
     }.get(t, ExperimentState.failed)
-
-
-#: the worker appends ``[runs uid,uid] [exit status]`` to a finished experiment's message
-_TAIL_RE = re.compile(r"\[runs ([^\]]*)\] \[exit ([^\]]*)\]")
-_WORKER_RE = re.compile(r"\[worker ([^\]\s]+)\]")
-
-
-def worker_in_message(message: str | None) -> str | None:
-    """The worker id a remotelab state message names (``[worker <id>] ...``)."""
-    m = _WORKER_RE.search(message or "")
-    return m.group(1) if m else None
 
 
 class Experiment(BaseModel):
@@ -160,7 +165,7 @@ class Experiment(BaseModel):
         """Build from a Prefect ``FlowRun`` (client schema)."""
         params = run.parameters or {}
         tags = list(run.tags or [])
-        labels = dict(run.labels or {})
+        recorded = read_run_labels(dict(run.labels or {}))
         lab = next((t.split(":", 1)[1] for t in tags if t.startswith("lab:")), "")
         prio = next((t.split(":", 1)[1] for t in tags if t.startswith("priority:")), "normal")
         state = run.state
@@ -173,12 +178,6 @@ class Experiment(BaseModel):
         if editing:  # held for a moment by an edit: still waiting to run, in its place
             estate = ExperimentState.queued
             scheduled = state.state_details.scheduled_time or scheduled
-        tail = _TAIL_RE.search(message)
-        uids_text = labels.get("remotelab.run_uids", tail.group(1) if tail else "")
-        uids = [u for u in str(uids_text).split(",") if u and u != "-"]
-        exit_status = labels.get("remotelab.exit_status") or (
-            tail.group(2) if tail and tail.group(2) != "-" else None
-        )
         exp = cls(
             id=str(run.id),
             name=run.name or "",
@@ -195,12 +194,10 @@ class Experiment(BaseModel):
             scheduled=scheduled,
             started=run.start_time,
             ended=run.end_time,
-            run_uids=uids,
-            exit_status=exit_status,
+            run_uids=recorded.run_uids,
+            exit_status=recorded.exit_status,
             error=message if estate in (ExperimentState.failed, ExperimentState.crashed) else None,
-            worker=None
-            if editing
-            else labels.get("remotelab.worker") or worker_in_message(message),
+            worker=None if editing else recorded.worker or worker_in_message(message),
             edits=list(params.get("edits") or []),
         )
         exp._held_for_edit = editing
@@ -208,6 +205,21 @@ class Experiment(BaseModel):
 
     def order_key(self) -> tuple[int, datetime | None]:
         return (self.priority.rank, self.scheduled)
+
+
+_QUEUE_RANK = {
+    ExperimentState.running: 0,
+    ExperimentState.paused: 0,
+    ExperimentState.queued: 1,
+    ExperimentState.waiting_for_approval: 2,
+}
+_FAR = datetime.max.replace(tzinfo=UTC)
+
+
+def queue_order(exp: Experiment) -> tuple[int, int, datetime]:
+    """The sort key of the queue's order: running first, then queued by priority and place,
+    then awaiting approval, then the rest."""
+    return (_QUEUE_RANK.get(exp.state, 3), exp.priority.rank, exp.scheduled or _FAR)
 
 
 class Question(BaseModel):
@@ -226,6 +238,7 @@ __all__ = [
     "FINISHED",
     "FLOW_NAME",
     "PAUSED_NAME",
+    "STATE_TYPES",
     "Experiment",
     "ExperimentState",
     "Priority",
@@ -233,7 +246,9 @@ __all__ = [
     "held_for_edit",
     "lab_tag",
     "pool_name",
+    "prefect_types",
     "priority_tag",
+    "queue_order",
     "state_of",
     "worker_in_message",
 ]

@@ -13,13 +13,17 @@ or of a kind). If it is not, another actor acted in between: the state ours repl
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from prefect.states import State
 
 from remotelab.errors import ExperimentStateError
-from remotelab.queue.models import held_for_edit, state_of
+from remotelab.queue.edit_hold import held_for_edit
+from remotelab.queue.models import state_of
+
+if TYPE_CHECKING:
+    from remotelab.queue.prefect_lab import LabOnPrefect
 
 #: what the state before ours must be: its id, or a test on it
 Expected = UUID | Callable[[State], bool]
@@ -32,11 +36,6 @@ class StateChanged(ExperimentStateError):
     def __init__(self, message: str, *, replaced: State | None = None):
         super().__init__(message)
         self.replaced = replaced
-
-
-def history(client: Any, run_id: UUID) -> list[State]:
-    """A flow run's states, oldest first."""
-    return sorted(client.read_flow_run_states(run_id), key=lambda st: st.timestamp)
 
 
 def describe(state: State | None) -> str:
@@ -58,22 +57,23 @@ def copy_of(state: State) -> State:
     )
 
 
-def propose(client: Any, run_id: UUID, state: State, *, force: bool = False) -> State:
+def propose(lab: LabOnPrefect, run_id: UUID, state: State, *, force: bool = False) -> State:
     """Set ``state``; the state as Prefect recorded it. :class:`StateChanged` if refused."""
-    result = client.set_flow_run_state(run_id, state, force=force)
-    if result.status.value != "ACCEPT" or result.state is None:
-        reason = getattr(result.details, "reason", "") or result.status.value
-        raise StateChanged(f"experiment {run_id}: Prefect refused {state.type.value}: {reason}")
+    result = lab.set_state(run_id, state, force=force)
+    if not result.accepted or result.state is None:
+        raise StateChanged(
+            f"experiment {run_id}: Prefect refused {state.type.value}: {result.reason}"
+        )
     return result.state
 
 
-def confirm(client: Any, run_id: UUID, mine: State, expected: Expected) -> State:
+def confirm(lab: LabOnPrefect, run_id: UUID, mine: State, expected: Expected) -> State:
     """Check that the state before ``mine`` (ours, just set) is ``expected``; return it.
 
     Otherwise another actor changed the run between our read and our write: the state ours
     replaced is put back if ours is still current, and :class:`StateChanged` is raised.
     """
-    states = history(client, run_id)
+    states = lab.history(run_id)
     at = next((i for i, st in enumerate(states) if st.id == mine.id), None)
     replaced = states[at - 1] if at else None
     if replaced is not None:
@@ -81,7 +81,7 @@ def confirm(client: Any, run_id: UUID, mine: State, expected: Expected) -> State
         if ok:
             return replaced
         if at == len(states) - 1:  # nobody acted since ours: what we overwrote goes back
-            client.set_flow_run_state(run_id, copy_of(replaced), force=True)
+            lab.set_state(run_id, copy_of(replaced), force=True)
     raise StateChanged(
         f"experiment {run_id} became {describe(replaced)} meanwhile; it was left so",
         replaced=replaced,
@@ -89,13 +89,13 @@ def confirm(client: Any, run_id: UUID, mine: State, expected: Expected) -> State
 
 
 def set_state_after(
-    client: Any, run_id: UUID, state: State, expected: Expected, *, force: bool = False
+    lab: LabOnPrefect, run_id: UUID, state: State, expected: Expected, *, force: bool = False
 ) -> tuple[State, State]:
     """Set ``state`` on the run only as the successor of ``expected`` (see :func:`confirm`):
     ours and the state it replaced, or :class:`StateChanged` with the run left as another
     actor made it."""
-    mine = propose(client, run_id, state, force=force)
-    return mine, confirm(client, run_id, mine, expected)
+    mine = propose(lab, run_id, state, force=force)
+    return mine, confirm(lab, run_id, mine, expected)
 
 
 __all__ = [
@@ -104,7 +104,6 @@ __all__ = [
     "confirm",
     "copy_of",
     "describe",
-    "history",
     "propose",
     "set_state_after",
 ]

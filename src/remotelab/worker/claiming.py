@@ -1,0 +1,149 @@
+"""Claiming the lab's next experiment, through Prefect's own state orchestration.
+
+A claim moves a queued run Scheduled → Pending, which Prefect refuses to all but one claimer,
+so two workers never run the same experiment; then Pending → Running. Prefect lets a finished
+run go back to Pending (a re-run), so a claim is checked against the run's history and let go
+if the run was not queued any more. The worker's label is written as part of the claim.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import time
+from collections.abc import Callable
+from typing import Generic, TypeVar
+from uuid import UUID
+
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.sorting import FlowRunSort
+from prefect.states import Cancelled, Pending, Running
+
+from remotelab.queue.messages import run_labels, worker_tag
+from remotelab.queue.models import Experiment, Priority, priority_tag
+from remotelab.queue.prefect_lab import LabOnPrefect
+from remotelab.queue.transitions import copy_of
+
+#: a queue shorter than this is read in one request and ordered by the worker
+CLAIM_WINDOW = 20
+
+T = TypeVar("T")
+
+
+class Cached(Generic[T]):
+    """A value read from Prefect, reused for ``ttl`` seconds or until :meth:`invalidate`.
+
+    ``keep_empty``: reuse an empty (falsy) value too; if not, an empty value is read again.
+    """
+
+    def __init__(self, read: Callable[[], T], ttl: float, empty: T, *, keep_empty: bool = True):
+        self._read = read
+        self.ttl = ttl
+        self.keep_empty = keep_empty
+        self.value: T = empty
+        self.read_at = -math.inf
+        self.stale = True
+
+    def get(self) -> T:
+        fresh = not self.stale and time.monotonic() - self.read_at <= self.ttl
+        if fresh and (self.value or self.keep_empty):
+            return self.value
+        self.stale = False
+        self.read_at = time.monotonic()
+        self.value = self._read()
+        return self.value
+
+    def invalidate(self) -> None:
+        """Read it again on next use."""
+        self.stale = True
+
+    def keep(self, value: T) -> None:
+        """Use ``value`` from now on, until invalidated (a view of the queue taken earlier)."""
+        self.value, self.stale, self.read_at = value, False, math.inf
+
+
+class Claimer:
+    """Claims queued runs of a lab for worker ``worker_id``.
+
+    Whether the lab is held and the next few queued runs are read at most every
+    ``poll_interval`` seconds, and again at once after :meth:`invalidate` (a wake-up, a hold
+    or release message); Prefect still refuses a claim on a run that is no longer queued.
+    """
+
+    def __init__(self, prefect: LabOnPrefect, worker_id: str, poll_interval: float):
+        self.prefect = prefect
+        self.worker_id = worker_id
+        self.tag = worker_tag(worker_id)
+        self.held: Cached[bool] = Cached(prefect.is_held, poll_interval, False)
+        self.queue: Cached[list[FlowRun]] = Cached(
+            self._read_queue, poll_interval, [], keep_empty=False
+        )
+
+    def invalidate(self, *, held: bool = False) -> None:
+        """Read the queue (``held``: and the lab's hold) again before the next claim."""
+        self.queue.invalidate()
+        if held:
+            self.held.invalidate()
+
+    def candidates(self) -> list[FlowRun]:
+        """The next few queued runs of the lab, in the order they should run."""
+        return list(self.queue.get())
+
+    def _read_queue(self) -> list[FlowRun]:
+        sort = FlowRunSort.NEXT_SCHEDULED_START_TIME_ASC
+        runs = self.prefect.runs([StateType.SCHEDULED], sort=sort, limit=CLAIM_WINDOW)
+        if len(runs) >= CLAIM_WINDOW:  # a long queue: ask for the best of each priority
+            for prio in Priority:
+                runs = self.prefect.runs(
+                    [StateType.SCHEDULED], tags=[priority_tag(prio)], sort=sort, limit=CLAIM_WINDOW
+                )
+                if runs:
+                    break
+        return sorted(runs, key=lambda r: Experiment.from_flow_run(r).order_key())
+
+    def claim(self) -> FlowRun | None:
+        """Claim the lab's next queued run (highest priority, then earliest), or None; the
+        run as read after the claim (no edit can change it once it is ours)."""
+        if self.held.get():
+            return None
+        for run in self.candidates():
+            self.queue.value = [r for r in self.queue.value if r.id != run.id]
+            if not self.prefect.set_state(run.id, Pending(message=f"{self.tag} claimed")).accepted:
+                self.queue.invalidate()
+                continue  # another worker took it, or it is not due yet
+            if not self._was_queued(run.id):
+                self.queue.invalidate()
+                continue
+            self.prefect.update_labels(run.id, run_labels(self.worker_id))
+            running = Running(
+                message=f"{self.tag} running (pid {os.getpid()} on {socket.gethostname()})"
+            )
+            if not self.prefect.set_state(run.id, running).accepted:
+                self._settle_refused(run.id)
+                continue
+            return self.prefect.read_run(run.id)
+        return None
+
+    def _was_queued(self, run_id: UUID) -> bool:
+        """Whether the run we just moved to Pending was still queued; if not (another worker
+        finished it meanwhile), its state goes back."""
+        states = self.prefect.history(run_id)
+        if len(states) < 2 or states[-1].type != StateType.PENDING:
+            return False
+        before = states[-2]
+        if before.type == StateType.SCHEDULED:
+            return True
+        self.prefect.set_state(run_id, copy_of(before), force=True)
+        return False
+
+    def _settle_refused(self, run_id: UUID) -> None:
+        """A claimed run Prefect would not let run (cancelled meanwhile): end it cleanly."""
+        state = self.prefect.read_run(run_id).state
+        if state is not None and state.type == StateType.CANCELLING:
+            self.prefect.set_state(
+                run_id, Cancelled(message=state.message or "cancelled before it started")
+            )
+
+
+__all__ = ["CLAIM_WINDOW", "Cached", "Claimer"]

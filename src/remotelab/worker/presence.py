@@ -1,0 +1,72 @@
+"""A worker's presence: its announcement in Prefect, its heartbeat and its peers.
+
+The announcement (:class:`~remotelab.queue.announcement.WorkerAnnouncement`) tells the queue
+where the worker's control channel is and what it runs; it is rewritten on every heartbeat,
+which also tells Prefect's work pool the worker is there.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+
+from remotelab.queue.announcement import HEARTBEAT_INTERVAL, WorkerAnnouncement, now_iso
+from remotelab.queue.prefect_lab import LabOnPrefect
+
+log = logging.getLogger("remotelab.worker")
+
+
+class Presence:
+    """Announces worker ``worker_id`` of a lab; ``describe()`` fills in what it does now."""
+
+    def __init__(
+        self,
+        prefect: LabOnPrefect,
+        worker_id: str,
+        describe: Callable[[], dict[str, object]],
+    ):
+        self.prefect = prefect
+        self.worker_id = worker_id
+        self.describe = describe
+
+    def announcement(self) -> WorkerAnnouncement:
+        """What the worker says of itself now."""
+        return WorkerAnnouncement.model_validate(
+            {
+                "id": self.worker_id,
+                "lab": self.prefect.name,
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "heartbeat": now_iso(),
+                **self.describe(),
+            }
+        )
+
+    def announce(self, *, create: bool = False) -> None:
+        """Write the announcement (``create``: afresh, at start)."""
+        self.prefect.announce(self.announcement(), create=create)
+
+    def announce_quietly(self) -> None:
+        """Announce; a failure is only logged (the next heartbeat tries again)."""
+        try:
+            self.announce()
+        except Exception as exc:
+            log.warning("could not announce worker %s: %s", self.worker_id, exc)
+
+    def beat(self) -> None:
+        """One heartbeat: the announcement and Prefect's work pool worker heartbeat."""
+        self.announce()
+        self.prefect.pool_heartbeat(f"remotelab {self.worker_id}", HEARTBEAT_INTERVAL)
+
+    def peers(self) -> list[WorkerAnnouncement]:
+        """The other live workers of the lab."""
+        return [w for w in self.prefect.workers() if w.id != self.worker_id]
+
+    def withdraw(self) -> None:
+        """Remove the announcement (the worker stops)."""
+        self.prefect.withdraw(self.worker_id)
+
+
+__all__ = ["Presence"]

@@ -1,0 +1,150 @@
+"""Recording a finished experiment in Prefect, and leaving the lab safe.
+
+:class:`Recorder` turns an ended experiment into its outcome (:mod:`remotelab.worker.outcome`),
+drives the lab to its safe state when it did not complete, writes the run's labels (worker,
+run uids, exit status) and then its final state, and hands the summary artifact and failure
+logs to a background thread (they may lag behind; the labels and the state do not).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from remotelab.errors import SafeStateError
+from remotelab.queue.messages import run_labels
+from remotelab.queue.models import Experiment, state_of
+from remotelab.queue.prefect_lab import LabOnPrefect, log_entry
+from remotelab.worker.outcome import Outcome, decide, summary
+from remotelab.worker.running import Ended
+
+log = logging.getLogger("remotelab.worker")
+
+
+def make_safe(lab: Any, prefect: LabOnPrefect, why: str) -> None:
+    """Drive the lab to its safe state; if that fails, hold the lab and re-raise."""
+    try:
+        lab.safe_state()
+    except SafeStateError:
+        log.error("safe state failed after %s: holding lab %s", why, prefect.name)
+        try:
+            prefect.set_held(True)
+        except Exception as exc:
+            log.error("could not hold lab %s: %s", prefect.name, exc)
+        raise
+
+
+class Recorder:
+    """Records ended experiments of a lab for worker ``worker_id``."""
+
+    def __init__(
+        self,
+        prefect: LabOnPrefect,
+        lab: Any,
+        *,
+        worker_id: str,
+        tag: str,
+        data_url: str | None = None,
+    ):
+        self.prefect = prefect
+        self.lab = lab
+        self.worker_id = worker_id
+        self.tag = tag
+        self.data_url = data_url
+        self._jobs: queue.Queue[Callable[[], Any] | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._post_loop, name="remotelab-post", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Write what is still waiting (up to ``timeout`` s) and stop."""
+        self._jobs.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _post_loop(self) -> None:
+        """Writes that may lag behind the experiment (the artifact, logs), in order."""
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            try:
+                job()
+            except Exception as exc:
+                log.warning("could not record in Prefect: %s", exc)
+
+    def finish(self, ended: Ended) -> Experiment:
+        """Record an ended experiment: outcome, safe state, labels, final state, summary."""
+        current = ended.current
+        exp = current.exp
+        outcome = decide(
+            current.exit_statuses,
+            cancel_reason=current.cancel_reason,
+            error=ended.error,
+            stopped_early=current.stopped_early,
+            runs=len(current.uids),
+            duration=ended.duration,
+        )
+        suffix, unsafe = "", None
+        if not outcome.completed:
+            try:
+                make_safe(self.lab, self.prefect, f"experiment {exp.id} ended {outcome.type.value}")
+                suffix = "; devices safe"
+            except SafeStateError as exc:
+                unsafe = exc
+                suffix = f"; devices NOT safe, lab held: {exc}"
+        state = outcome.state(self.tag, suffix)
+        labels = run_labels(self.worker_id, current.uids, outcome.exit_status)
+        try:
+            self.prefect.update_labels(exp.id, labels)
+        except Exception as exc:
+            log.warning("could not label experiment %s: %s", exp.id, exc)
+        if not self.prefect.set_state(exp.id, state).accepted:
+            self.prefect.set_state(exp.id, state, force=True)
+        text = summary(
+            exp,
+            outcome,
+            lab=self.lab.name,
+            worker=self.worker_id,
+            uids=current.uids,
+            duration=ended.duration,
+            error=ended.error,
+            unsafe=unsafe,
+            data_url=self.data_url,
+        )
+        self._jobs.put(lambda: self._record(exp, outcome, text, ended, unsafe))
+        return exp.model_copy(
+            update={
+                "state": state_of(state.type.value, state.name),
+                "state_name": state.name or "",
+                "message": state.message or "",
+                "ended": datetime.now(UTC),
+                "run_uids": list(current.uids),
+                "exit_status": outcome.exit_status,
+                "worker": self.worker_id,
+                "error": state.message if outcome.type.value == "FAILED" else None,
+            }
+        )
+
+    def _record(
+        self, exp: Experiment, outcome: Outcome, text: str, ended: Ended, unsafe: Any
+    ) -> None:
+        now = datetime.now(UTC)
+        logs = []  # a completed run's summary is its artifact; failures are logged as well
+        if ended.error is not None or unsafe is not None:
+            logs.append(log_entry(exp.id, logging.INFO, text, now))
+        if ended.error is not None:
+            logs.append(log_entry(exp.id, logging.ERROR, ended.traceback, now))
+        if unsafe is not None:
+            message = f"devices not in their safe state, lab held: {unsafe}"
+            logs.append(log_entry(exp.id, logging.CRITICAL, message, now))
+        self.prefect.record(exp.id, text, f"remotelab experiment {exp.id} ({exp.plan})", logs)
+
+
+__all__ = ["Recorder", "make_safe"]

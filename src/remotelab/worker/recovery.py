@@ -1,0 +1,134 @@
+"""What a worker puts right for others: experiments left running by a dead worker, and
+queued runs left held by an edit whose editor died.
+
+:func:`recover` marks Crashed the lab's active experiments whose worker is gone (at start-up:
+their documents are kept, they are not re-run). :class:`StaleHolds` puts back in the queue a
+run an edit has held longer than a grace period (:mod:`remotelab.queue.edit_hold`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from prefect.client.schemas.objects import StateType
+from prefect.states import Crashed
+
+from remotelab.queue import transitions
+from remotelab.queue.edit_hold import held_for_edit, stale_hold_successor
+from remotelab.queue.messages import AWAITING_APPROVAL, worker_tag
+from remotelab.queue.models import Experiment
+from remotelab.queue.prefect_lab import LabOnPrefect
+from remotelab.queue.transitions import StateChanged
+
+log = logging.getLogger("remotelab.worker")
+
+#: the Prefect states of a run some worker has (or had) in hand
+ACTIVE_TYPES = (StateType.PENDING, StateType.RUNNING, StateType.PAUSED, StateType.CANCELLING)
+
+
+def recover(prefect: LabOnPrefect, worker_id: str) -> list[Experiment]:
+    """Mark Crashed the lab's experiments still active whose worker is gone; those marked."""
+    crashed = []
+    for run in prefect.runs(ACTIVE_TYPES):
+        state = run.state
+        if state is None or (state.type == StateType.PAUSED and state.name == AWAITING_APPROVAL):
+            continue
+        if held_for_edit(state):
+            continue  # held by an edit: it never started (see StaleHolds)
+        owner = Experiment.from_flow_run(run).worker
+        if owner == worker_id:
+            continue
+        if owner is not None:
+            info = prefect.announcement(owner)
+            if info is not None and info.is_alive():
+                continue
+            if info is not None:
+                prefect.withdraw(owner)
+        message = (
+            f"{worker_tag(owner or 'unknown')} crashed: its worker ended without finishing it "
+            f"(found by worker {worker_id} at start-up); documents it emitted are kept; "
+            "not re-run"
+        )
+        if prefect.set_state(run.id, Crashed(message=message), force=True).accepted:
+            crashed.append(Experiment.from_flow_run(prefect.read_run(run.id)))
+            log.warning("experiment %s was left %s by a dead worker: crashed", run.id, state.name)
+    return crashed
+
+
+class StaleHolds:
+    """Restores the lab's runs an edit has held longer than ``grace`` seconds.
+
+    An edit holds a queued run Pending (``[editing] …``) for the moment of the change; if its
+    editor dies or loses Prefect before letting go, the run would wait for ever. A hold is
+    timed on this worker's own clock from when it first saw that very state (no clock is
+    compared with Prefect's), and is restored only if that same state still directly
+    precedes the restoring one (:mod:`~remotelab.queue.transitions`).
+    """
+
+    def __init__(self, prefect: LabOnPrefect, grace: float, check_interval: float):
+        self.prefect = prefect
+        self.grace = grace
+        self.check_interval = check_interval
+        #: edit holds seen: state id → when first seen (this worker's monotonic clock)
+        self.seen: dict[Any, float] = {}
+        self.checked_at: float | None = None
+        self._lock = threading.Lock()
+
+    def due(self) -> bool:
+        """Whether ``check_interval`` has passed since the last look."""
+        now = time.monotonic()
+        return self.checked_at is None or now - self.checked_at >= self.check_interval
+
+    def check(self) -> list[Experiment]:
+        """Restore stale holds if a look is due (a failure is only logged)."""
+        if not self.due():
+            return []
+        try:
+            return self.restore()
+        except Exception as exc:
+            log.warning("could not look for stale edit holds: %s", exc)
+            return []
+
+    def restore(self) -> list[Experiment]:
+        """Put back the runs held longer than the grace period; those restored."""
+        with self._lock:
+            self.checked_at = time.monotonic()
+            return self._restore()
+
+    def _restore(self) -> list[Experiment]:
+        held = self.prefect.runs([StateType.PENDING])
+        now = time.monotonic()
+        self.seen = {
+            r.state.id: self.seen.get(r.state.id, now) for r in held if r.state is not None
+        }
+        restored = []
+        for run in held:
+            hold = run.state
+            if hold is None or not held_for_edit(hold) or now - self.seen[hold.id] < self.grace:
+                continue
+            states = self.prefect.history(run.id)
+            at = next((i for i, st in enumerate(states) if st.id == hold.id), None)
+            if at is None or at != len(states) - 1:
+                continue  # let go (or claimed) since it was read
+            before = states[at - 1] if at else None
+            edits = len((run.parameters or {}).get("edits") or [])
+            state, force = stale_hold_successor(hold, before, edits, run.expected_start_time)
+            try:
+                transitions.set_state_after(self.prefect, run.id, state, hold.id, force=force)
+            except StateChanged as exc:
+                log.info("experiment %s: stale hold not restored: %s", run.id, exc)
+                continue
+            log.warning(
+                "experiment %s was held by an edit for %.0f s: %s",
+                run.id,
+                now - self.seen[hold.id],
+                "waits for approval again" if force else "back in the queue",
+            )
+            restored.append(Experiment.from_flow_run(self.prefect.read_run(run.id)))
+        return restored
+
+
+__all__ = ["ACTIVE_TYPES", "StaleHolds", "recover"]

@@ -1,0 +1,217 @@
+"""Running one experiment on the worker's RunEngine, and interrupting it.
+
+:class:`Runner` validates a claimed run's submission, builds its plan and runs it; it tracks
+the experiment's bluesky runs (start uids, stop exit statuses) from the RunEngine's documents;
+it turns pause, resume, stop, abort and cancel commands into RunEngine calls, and serves them
+itself while the plan is paused (the RunEngine returns control to the caller then).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bluesky import RunEngine
+from bluesky.utils import RunEngineInterrupted
+from prefect.client.schemas.objects import FlowRun
+from prefect.states import Paused, Running, State
+
+from remotelab.queue.commands import Abort, Cancel, Interrupt, Pause, Reply, Resume, Stop
+from remotelab.queue.messages import PAUSED_NAME
+from remotelab.queue.models import Experiment
+
+log = logging.getLogger("remotelab.worker")
+
+
+@dataclass
+class Current:
+    """The experiment a worker runs, and what has happened to it so far."""
+
+    exp: Experiment
+    params: dict[str, Any]
+    role: str
+    cancel_reason: str | None = None
+    stopped_early: bool = False
+    uids: list[str] = field(default_factory=list)
+    exit_statuses: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True)
+class Ended:
+    """An experiment whose plan has ended: what happened, and the error outside its runs."""
+
+    current: Current
+    error: BaseException | None
+    traceback: str
+    duration: float
+
+
+class Runner:
+    """Runs experiments one at a time on ``RE``; ``set_state(run_id, state)`` records the
+    plan's pauses and resumptions; ``tag`` starts those state messages."""
+
+    def __init__(
+        self,
+        RE: RunEngine,
+        lab: Any,
+        registry: Callable[[], Any],
+        set_state: Callable[[str, State], object],
+        *,
+        worker_id: str,
+        tag: str,
+    ):
+        self.RE = RE
+        self.lab = lab
+        self._registry = registry
+        self._set_state = set_state
+        self.worker_id = worker_id
+        self.tag = tag
+        self.lock = threading.RLock()
+        self.current: Current | None = None
+        self._commands: queue.Queue[Interrupt] = queue.Queue()
+        RE.subscribe(self._on_document)
+
+    # -- running -----------------------------------------------------------------------------
+    def run(self, run: FlowRun) -> Ended:
+        """Run a claimed (Running) flow run's plan to its end."""
+        params = run.parameters or {}
+        current = Current(
+            exp=Experiment.from_flow_run(run),
+            params=dict(params.get("params") or {}),
+            role=str(params.get("role") or "researcher"),
+        )
+        with self.lock:
+            self.current = current
+        while not self._commands.empty():
+            self._commands.get_nowait()
+        error: BaseException | None = None
+        tb = ""
+        try:
+            plan = self._build(current)
+            if current.cancel_reason is None:
+                self._run_plan(plan)
+        except Exception as exc:
+            error, tb = exc, traceback.format_exc()
+        return Ended(current, error, tb, time.monotonic() - current.started)
+
+    def done(self) -> None:
+        """The experiment is recorded: the worker runs none now."""
+        with self.lock:
+            self.current = None
+
+    def _build(self, current: Current) -> Any:
+        exp = current.exp
+        registry = self._registry()
+        validated = registry.validate(exp.plan, current.params, lab=self.lab, role=current.role)
+        md: dict[str, Any] = {
+            "experiment_id": exp.id,
+            "submitter": exp.submitter,
+            "lab": self.lab.name,
+            "priority": exp.priority.value,
+            "worker": self.worker_id,
+        }
+        if exp.edits:
+            md["edits"] = exp.edits
+        return registry.build(validated, self.lab, md=md)
+
+    def _run_plan(self, plan: Any) -> None:
+        try:
+            self.RE(plan)
+        except RunEngineInterrupted:
+            self._while_paused()
+
+    def _while_paused(self) -> None:
+        """The RunEngine stopped on an interruption: serve resume / stop / abort commands."""
+        announced = False
+        while True:
+            current = self.current
+            state = str(self.RE.state)
+            if state == "idle" or current is None:
+                return  # aborted or stopped from the control thread
+            if state == "paused" and not announced:
+                self._set_state(
+                    current.exp.id,
+                    Paused(
+                        name=PAUSED_NAME,
+                        message=f"{self.tag} plan paused at a checkpoint; resume, stop or abort it",
+                    ),
+                )
+                announced = True
+            try:
+                command = self._commands.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if isinstance(command, Resume):
+                self._set_state(current.exp.id, Running(message=f"{self.tag} resumed"))
+                announced = False
+                try:
+                    self.RE.resume()
+                    return
+                except RunEngineInterrupted:
+                    continue
+            if isinstance(command, Stop):
+                self._set_state(current.exp.id, Running(message=f"{self.tag} stopping"))
+                self.RE.stop()
+                return
+            if isinstance(command, Abort | Cancel):
+                self.RE.abort(command.reason)
+                return
+
+    def _on_document(self, name: str, doc: dict[str, Any]) -> None:
+        with self.lock:
+            current = self.current
+            if current is None:
+                return
+            if name == "start":
+                current.uids.append(doc["uid"])
+            elif name == "stop":
+                current.exit_statuses.append(doc.get("exit_status", ""))
+
+    # -- interrupting ------------------------------------------------------------------------
+    def interrupt(self, command: Interrupt) -> Reply:
+        """Turn a control command into a RunEngine call (or hand it to the paused loop)."""
+        with self.lock:
+            current = self.current
+            if current is None:
+                return Reply.refused("no experiment runs now")
+            if isinstance(command, Cancel):
+                current.cancel_reason = command.reason or "cancelled"
+            elif isinstance(command, Abort) and current.cancel_reason is None:
+                current.cancel_reason = command.reason or "aborted by the operator"
+            if isinstance(command, Stop):
+                current.stopped_early = True
+            state = str(self.RE.state)
+        if state in ("paused", "pausing"):
+            if isinstance(command, Pause):
+                return Reply.done("already paused")
+            self._commands.put(command)
+            return Reply.done()
+        if state != "running":
+            if isinstance(command, Abort | Cancel):
+                return Reply.done("the plan had not started; it will not start")
+            return Reply.refused(f"the RunEngine is {state}")
+        try:
+            if isinstance(command, Pause):
+                self.RE.request_pause(defer=command.defer)
+            elif isinstance(command, Resume):
+                return Reply.refused("the plan is not paused")
+            elif isinstance(command, Stop):
+                self.RE.stop()
+            else:
+                self.RE.abort(current.cancel_reason or "")
+        except Exception as exc:  # the RunEngine changed state meanwhile: hand it over
+            if str(self.RE.state) == "paused" and not isinstance(command, Pause):
+                self._commands.put(command)
+                return Reply.done()
+            return Reply.refused(f"{type(exc).__name__}: {exc}")
+        return Reply.done()
+
+
+__all__ = ["Current", "Ended", "Runner"]
