@@ -28,9 +28,12 @@ from pathlib import Path
 
 import httpx
 
-from remotelab import Client
-from remotelab.errors import ApiError
-from remotelab.queue import ExperimentState
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from remotelab import Client  # noqa: E402
+from remotelab.errors import ApiError  # noqa: E402
+from remotelab.queue import ExperimentState  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -123,7 +126,12 @@ def main() -> int:
 def demo(tmp: Path, write_slots: int) -> Iterator[tuple[str, dict[str, str]]]:
     """``remotelab demo`` in a subprocess; its URL and tokens while it runs."""
     port = _free_port()
-    env = {**os.environ, "REMOTELAB_DATA_DIR": str(tmp), "REMOTELAB_WRITE_SLOTS": str(write_slots)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT / "src"),
+        "REMOTELAB_DATA_DIR": str(tmp),
+        "REMOTELAB_WRITE_SLOTS": str(write_slots),
+    }
     proc = subprocess.Popen(
         [
             sys.executable,

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 from bluesky import RunEngine
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from remotelab.lab import load_lab
 from remotelab.plans import registry_for

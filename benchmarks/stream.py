@@ -9,7 +9,7 @@ then the latency from an event's emission (the RunEngine handing it to its callb
 its receipt by a subscriber in another process, through the proxy in a third process,
 p50 and p99, at full speed and paced at 100 events/s.
 
-Run: ``python benchmarks/stream.py [--events N] [--rounds R]``
+Run: ``python benchmarks/stream.py [--events N] [--rounds R] [--paced N]``
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=2000, help="events per run")
     ap.add_argument("--rounds", type=int, default=5, help="alternating (a)/(b) rounds")
+    ap.add_argument("--paced", type=int, default=1000, help="events of the paced latency run")
     ap.add_argument(
         "--synchronous", choices=("NORMAL", "FULL"), default="NORMAL", help="store's sync mode"
     )
@@ -149,7 +150,7 @@ def main() -> None:
             assert sub.stdout is not None
             assert sub.stdout.readline().strip() == "ready"
             emitted.clear()
-            n = 1000 if delay else args.events
+            n = args.paced if delay else args.events
             t0 = time.perf_counter()
             full(count([det], num=n, delay=delay or None), experiment_id=token)
             elapsed = time.perf_counter() - t0

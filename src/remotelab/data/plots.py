@@ -89,7 +89,8 @@ def objective_of(start: dict[str, Any]) -> tuple[str | None, str]:
     Read from ``objective``/``goal`` at the top level or from the ``optimizer`` mapping
     (``objective``, ``direction``) that remotelab's optimisation plan records.
     """
-    opt = start.get("optimizer") if isinstance(start.get("optimizer"), dict) else {}
+    recorded = start.get("optimizer")
+    opt: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
     objective = start.get("objective") or opt.get("objective")
     goal = str(start.get("goal") or opt.get("direction") or "max").lower()
     return (objective if isinstance(objective, str) else None), (

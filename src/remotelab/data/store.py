@@ -518,7 +518,8 @@ class RunStore:
         limit: int | None = None,
     ) -> list[RunSummary]:
         """Runs matching every given filter, newest first. Times are epoch seconds or datetimes."""
-        where, args = [], []
+        where: list[str] = []
+        args: list[object] = []
         for column, value in (
             ("experiment_id", experiment_id),
             ("plan_name", plan_name),
@@ -564,10 +565,25 @@ class RunStore:
         samples = tuple(
             s for (s,) in conn.execute("SELECT sample_id FROM run_samples WHERE run_uid=?", (uid,))
         )
-        num_events = row[10]
+        started, stop_time, experiment_id, plan_name, submitter, lab, scan_id = row[1:8]
+        exit_status, reason, num_events, content_hash = row[8:12]
         if num_events is None:  # incomplete (or still running): count what is stored
             num_events = self._count_events(uid)
-        return RunSummary(*row[:10], num_events, row[11], samples)
+        return RunSummary(
+            uid,
+            started,
+            stop_time,
+            experiment_id,
+            plan_name,
+            submitter,
+            lab,
+            scan_id,
+            exit_status,
+            reason,
+            num_events,
+            content_hash,
+            samples,
+        )
 
     def _count_events(self, uid: str) -> int:
         total = 0

@@ -80,7 +80,8 @@ def attach(
 
             attachment.previous_state_hook = previous
             attachment.state_hook = state_hook
-            RE.state_hook = state_hook
+            # bluesky declares state_hook by assigning None; it takes any such callable
+            RE.state_hook = state_hook  # type: ignore[assignment]
     return attachment
 
 

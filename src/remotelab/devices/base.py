@@ -151,7 +151,7 @@ class BackendDevice(Device):
     default_safe_state: ClassVar[dict[str, Any]] = {}
     #: the settings a lab file may give in ``safe_state``
     safe_keys: ClassVar[tuple[str, ...]] = ()
-    operation_timeout: ClassVar[float] = 600.0
+    operation_timeout: float = 600.0
     #: role of the device in a lab: "sensor", "actuator" or "robot"
     role: ClassVar[str] = "sensor"
 

@@ -69,12 +69,8 @@ class SampleArm(BackendDevice):
                 f"{self.name}: a move is (source, destination) or "
                 f"{{'sample': id, 'destination': location}}, not {value!r}"
             )
-        for label, loc in (("source", source), ("destination", destination)):
-            if loc not in (*self.tracker.locations, GRIPPER):
-                raise SampleError(
-                    f"{self.name}: {label} {loc!r} is not a location it can reach; "
-                    f"known: {', '.join(self.tracker.locations)}"
-                )
+        source = self._reachable("source", source)
+        destination = self._reachable("destination", destination)
         sample = self.tracker.at(source)
         if sample is None:
             raise SampleError(f"{self.name}: there is no sample at {source}")
@@ -82,6 +78,14 @@ class SampleArm(BackendDevice):
         if occupant is not None and destination != source:
             raise SampleError(f"{self.name}: {destination} already holds sample {occupant}")
         return sample, source, destination
+
+    def _reachable(self, label: str, loc: object) -> str:
+        if not isinstance(loc, str) or loc not in (*self.tracker.locations, GRIPPER):
+            raise SampleError(
+                f"{self.name}: {label} {loc!r} is not a location it can reach; "
+                f"known: {', '.join(self.tracker.locations)}"
+            )
+        return loc
 
     def set(self, value: Any, **_: Any) -> Status:
         sample, source, destination = self.parse_move(value)

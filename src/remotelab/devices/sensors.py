@@ -25,7 +25,7 @@ class Sensor(BackendDevice):
     role: ClassVar[str] = "sensor"
     #: names of the signals a measurement fills
     measured: ClassVar[tuple[str, ...]] = ()
-    operation_timeout: ClassVar[float] = 120.0
+    operation_timeout: float = 120.0
 
     def trigger(self) -> Status:
         return self.operate("measure", self._measure)

@@ -3,7 +3,7 @@ through setpoints (``temperature_ramp``). Each is one bluesky run."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import bluesky.plan_stubs as bps
@@ -34,7 +34,7 @@ def sample_md(lab: Lab | None, sample_id: str | None) -> dict[str, Any]:
 
 
 def limit_problems(
-    device: Any, quantity: str, values: dict[str, float | None], unit: str = ""
+    device: Any, quantity: str, values: Mapping[str, float | None], unit: str = ""
 ) -> Iterator[tuple[str, str]]:
     """(param, message) for each value outside ``device``'s soft limits of ``quantity``."""
     if quantity not in getattr(device, "limits", {}):
@@ -127,6 +127,8 @@ def scan(
     if motor2 is None:
         _md = {"num_points": num, **(md or {})}
         return (yield from bp.scan(detectors, motor, start, stop, num, md=_md))
+    if start2 is None or stop2 is None or num2 is None:
+        raise ValueError("a grid scan (motor2 given) needs start2, stop2 and num2")
     _md = {"num_points": num * num2, **(md or {})}
     return (
         yield from bp.grid_scan(
@@ -170,6 +172,7 @@ class TemperatureRampParams(PlanParams):
 
 
 def _check_ramp(p: TemperatureRampParams, lab: Lab) -> Iterator[tuple[str, str]]:
+    assert p.heater is not None  # the registry filled in the lab's
     heater = lab[p.heater]
     points = {f"setpoints.{i}": v for i, v in enumerate(p.setpoints)}
     yield from limit_problems(heater, "setpoint", points, " degC")

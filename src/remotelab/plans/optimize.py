@@ -84,6 +84,7 @@ def _check(p: OptimizeParams, lab: Lab) -> Iterator[tuple[str, str]]:
     flo, fhi = p.fraction
     if not (flo > 0.0 and fhi < 1.0):
         yield "fraction", "bounds must lie strictly between 0 and 1"
+    assert p.heater is not None and p.handler is not None  # the registry filled in the lab's
     heater, handler, detector = lab[p.heater], lab[p.handler], lab[p.detector]
     tlo, thi = p.temperature
     yield from limit_problems(heater, "setpoint", {"temperature": tlo}, " degC")
@@ -141,7 +142,7 @@ def optimize(
     fraction: tuple[float, float] | list[float] = (0.25, 0.75),
     temperature: tuple[float, float] | list[float] = (30.0, 80.0),
     objective: str = "peak_absorbance",
-    direction: str = "maximize",
+    direction: Literal["maximize", "minimize"] = "maximize",
     sampler: str = "tpe",
     startup_trials: int = 5,
     seed: int = 0,

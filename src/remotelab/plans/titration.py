@@ -59,6 +59,7 @@ class TitrationParams(PlanParams):
 def _check(p: TitrationParams, lab: Lab) -> Iterator[tuple[str, str]]:
     if p.min_step_ml > p.step_ml:
         yield "min_step_ml", f"{p.min_step_ml:g} mL is larger than step_ml ({p.step_ml:g} mL)"
+    assert p.pump is not None and p.stirrer is not None  # the registry filled in the lab's
     yield from limit_problems(lab[p.pump], "volume", {"max_volume_ml": p.max_volume_ml}, " mL")
     yield from limit_problems(lab[p.stirrer], "setpoint", {"stir_rpm": p.stir_rpm}, " rpm")
 

@@ -26,6 +26,13 @@ class Species:
     density: float = 1.0
     extra: dict = field(default_factory=dict)
 
+    @property
+    def ka(self) -> float:
+        """The acid dissociation constant of a weak acid (from its ``pka``)."""
+        if self.pka is None:
+            raise ValueError(f"{self.name} has no pKa: it is not a weak acid")
+        return 10.0**-self.pka
+
     def epsilon(self, wavelengths: np.ndarray) -> np.ndarray:
         out = np.zeros_like(wavelengths, dtype=float)
         for centre, width, eps in self.bands:
@@ -70,11 +77,7 @@ def ph(composition: Mapping[str, float]) -> float:
     """pH from the charge balance of strong acids/bases and weak monoprotic acids."""
     strong_base = sum(c for n, c in composition.items() if species(n).kind == "strong_base")
     strong_acid = sum(c for n, c in composition.items() if species(n).kind == "strong_acid")
-    weak = [
-        (c, 10.0 ** -species(n).pka)
-        for n, c in composition.items()
-        if species(n).kind == "weak_acid"
-    ]
+    weak = [(c, species(n).ka) for n, c in composition.items() if species(n).kind == "weak_acid"]
 
     def excess(log_h: float) -> float:
         h = 10.0**log_h

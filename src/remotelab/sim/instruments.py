@@ -16,6 +16,7 @@ from remotelab import __version__
 from remotelab.devices.backend import Backend
 from remotelab.errors import DeviceFault
 from remotelab.sim import chemistry
+from remotelab.sim.clock import SimClock
 from remotelab.sim.faults import Fault, FaultPlan
 from remotelab.sim.world import World
 
@@ -35,7 +36,7 @@ class SimInstrument(Backend):
             raise TypeError(f"{type(self).__name__} takes no option(s) {', '.join(options)}")
         self.world = world
         self.name = name
-        self.clock = world.clock
+        self.clock: SimClock = world.clock
         self.faults = FaultPlan()
         self._stop = threading.Event()
 

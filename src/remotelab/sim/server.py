@@ -504,7 +504,8 @@ class InstrumentServer:
     def _accept(self) -> None:
         assert self._listener is not None
         while not self._closed.is_set():
-            ready, _, _ = select.select([self._listener, self._wake_r], [], [])
+            watched: list[socket.socket | int] = [self._listener, self._wake_r]
+            ready, _, _ = select.select(watched, [], [])
             if self._closed.is_set():
                 return
             if self._listener in ready:

@@ -99,7 +99,10 @@ class StreamPublisher:
             if self._closed:
                 return
             # zero-copy pays off only for big messages (spectra by the thousand)
-            self._socket.send(message, copy=len(message) < 65536)
+            if len(message) < 65536:
+                self._socket.send(message)
+            else:
+                self._socket.send(message, copy=False)
             self._follow(name, doc)
 
     def _follow(self, name: str, doc: dict[str, Any]) -> None:

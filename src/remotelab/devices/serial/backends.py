@@ -170,8 +170,9 @@ class ScpiBackend(SerialBackend):
         line = f"{self.protocol.stop_command};*OPC?"
         reply = self.transport.interrupt(line)
         if reply is not None and reply != "1":
-            if self.error_code(reply) is not None:
-                raise InstrumentError(self.name, self.port, line, self.error_code(reply), reply)
+            code = self.error_code(reply)
+            if code is not None:
+                raise InstrumentError(self.name, self.port, line, code, reply)
             raise self.garbled(line, reply, "*OPC? answers 1")
 
     def reset(self) -> None:
@@ -253,10 +254,9 @@ class AsciiBackend(SerialBackend):
         self._stopping.set()
         reply = self.transport.interrupt(self.protocol.stop_command)
         if reply is not None and reply != "OK":
-            if self.error_code(reply) is not None:
-                raise InstrumentError(
-                    self.name, self.port, self.protocol.stop_command, self.error_code(reply), reply
-                )
+            code = self.error_code(reply)
+            if code is not None:
+                raise InstrumentError(self.name, self.port, self.protocol.stop_command, code, reply)
             raise self.garbled(self.protocol.stop_command, reply, "expected OK")
 
 

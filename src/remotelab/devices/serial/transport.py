@@ -19,15 +19,20 @@ from collections.abc import Callable
 
 import serial
 
-try:  # termios raises its own error (not an OSError) on a hung-up tty
-    from termios import error as _termios_error
-except ImportError:  # pragma: no cover - not a POSIX system
-    _termios_error = OSError
-
 from remotelab.errors import Disconnected, ProtocolError, SerialTimeout
 
+_TTY_ERRORS: tuple[type[Exception], ...]
+try:  # termios raises its own error (not an OSError) on a hung-up tty
+    from termios import error as termios_error
+
+    _TTY_ERRORS = (termios_error,)
+except ImportError:  # pragma: no cover - not a POSIX system
+    _TTY_ERRORS = ()
+
 #: what pyserial raises when a line goes away
-LINE_ERRORS = (serial.SerialException, OSError, _termios_error)
+LINE_ERRORS: tuple[type[Exception], ...] = (serial.SerialException, OSError, *_TTY_ERRORS)
+#: what opening a line raises: pyserial refuses a malformed URL with a ValueError
+OPEN_ERRORS: tuple[type[Exception], ...] = (*LINE_ERRORS, ValueError)
 
 log = logging.getLogger("remotelab.devices.serial")
 
@@ -130,7 +135,7 @@ class SerialTransport:
                 self._unreachable = False
                 log.info("%s: connected to %s (%s)", self.device, self.url, self.identity)
                 return
-            except (*LINE_ERRORS, ValueError) as exc:
+            except OPEN_ERRORS as exc:
                 last = str(exc) or type(exc).__name__
             except (SerialTimeout, ProtocolError, Disconnected) as exc:
                 last = str(exc)

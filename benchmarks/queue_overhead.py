@@ -13,29 +13,24 @@ Prints:
 It starts its own Prefect server (SQLite, temporary) unless given ``--api``, and a worker
 process (``python -m remotelab worker``) on a simulated lab with a fast clock.
 
-    python benchmarks/queue.py [--n 50] [--latency 20] [--backlog 1000] [--anchor PATH]
+    python benchmarks/queue_overhead.py [--n 50] [--latency 20] [--backlog 1000] [--anchor PATH]
 """
 
 from __future__ import annotations
 
+import argparse
+import itertools
+import json
+import os
+import statistics
+import subprocess
 import sys
+import tempfile
+import time
+import uuid
 from pathlib import Path
 
-# this file is named like the standard library's ``queue``: keep its folder off the path
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-
-import argparse  # noqa: E402
-import itertools  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-
-import yaml  # noqa: E402
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
@@ -81,7 +76,7 @@ def bare_runengine(lab, n: int) -> list[float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=50, help="back-to-back experiments")
+    ap.add_argument("--n", type=int, default=50, help="back-to-back experiments (at least 2)")
     ap.add_argument("--latency", type=int, default=20, help="idle-lab submissions to time")
     ap.add_argument("--backlog", type=int, default=1000, help="experiments waiting")
     ap.add_argument("--api", help="use this Prefect API instead of starting one")
@@ -91,6 +86,8 @@ def main() -> None:
         help="path of queueserver_anchor.py (bluesky-queueserver's figure)",
     )
     args = ap.parse_args()
+    if args.n < 2 or args.latency < 1 or args.backlog < 1:
+        ap.error("--n must be at least 2, --latency and --backlog at least 1")
 
     work = Path(tempfile.mkdtemp(prefix="remotelab-bench-"))
     server = None
@@ -215,7 +212,9 @@ def main() -> None:
         if server is not None:
             server.stop()
 
-    if args.anchor:
+    if args.anchor and not Path(args.anchor).is_file():
+        print(f"(anchor {args.anchor} not found: bluesky-queueserver not measured)")
+    elif args.anchor:
         print()
         print(f"bluesky-queueserver on this machine ({args.anchor}):")
         out = subprocess.run(
