@@ -25,7 +25,7 @@ def request(endpoint: str, command: Command, timeout: float = 5.0) -> Reply:
 
     Raises :class:`WorkerUnavailable` if the worker does not answer within ``timeout`` s.
     """
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     sock = ctx.socket(zmq.REQ)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.RCVTIMEO, int(timeout * 1000))
@@ -59,7 +59,7 @@ class ControlServer:
 
     def __init__(self, handler: Callable[[Command], Reply], bind: str = "tcp://127.0.0.1:0"):
         self.handler = handler
-        self._ctx = zmq.Context.instance()
+        self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.REP)
         self._sock.setsockopt(zmq.LINGER, 0)
         if bind.endswith(":0"):

@@ -83,7 +83,7 @@ def stale_hold_successor(
     """
     after = reapproval_after(hold.message)
     if after is not None and edits > after:
-        again = Paused(
+        again: State = Paused(
             name=AWAITING_APPROVAL,
             message="edited by an edit that did not end; waits for a manager's approval again",
         )

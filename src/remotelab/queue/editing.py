@@ -46,9 +46,11 @@ class Editing:
 
     lab: Any
     prefect: LabOnPrefect
-    registry: PlanRegistryLike
 
     if TYPE_CHECKING:  # provided by ExperimentQueue
+
+        @property
+        def registry(self) -> PlanRegistryLike: ...
 
         def get(self, experiment_id: str | UUID) -> Experiment: ...
 

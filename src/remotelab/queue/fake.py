@@ -97,16 +97,18 @@ class FakePrefectLab:
         with self._lock:
             run_id = uuid4()
             now = self._now()
-            run = FlowRun(
-                id=run_id,
-                name=f"run-{run_id.hex[:6]}",
-                flow_id=uuid4(),
-                deployment_id=self.deployment_id,
-                parameters=dict(parameters),
-                tags=list(tags),
-                work_queue_name=work_queue,
-                created=now,
-                expected_start_time=state.state_details.scheduled_time or now,
+            run = FlowRun.model_validate(
+                {
+                    "id": run_id,
+                    "name": f"run-{run_id.hex[:6]}",
+                    "flow_id": uuid4(),
+                    "deployment_id": self.deployment_id,
+                    "parameters": dict(parameters),
+                    "tags": list(tags),
+                    "work_queue_name": work_queue,
+                    "created": now,
+                    "expected_start_time": state.state_details.scheduled_time or now,
+                }
             )
             self.runs_by_id[run_id] = run
             self.states[run_id] = []
@@ -115,8 +117,10 @@ class FakePrefectLab:
 
     def _record_state(self, run_id: UUID, state: State) -> State:
         recorded = state.model_copy(update={"id": uuid4(), "timestamp": self._now()}, deep=True)
-        if recorded.type == StateType.SCHEDULED and recorded.state_details.scheduled_time is None:
-            recorded.state_details.scheduled_time = recorded.timestamp
+        details = recorded.state_details
+        if recorded.type == StateType.SCHEDULED and details.scheduled_time is None:
+            details = details.model_copy(update={"scheduled_time": recorded.timestamp})
+            recorded = recorded.model_copy(update={"state_details": details})
         self.states[run_id].append(recorded)
         run = self.runs_by_id[run_id]
         updates: dict[str, Any] = {"state": recorded, "state_id": recorded.id}

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from prefect.states import Scheduled
+from prefect.states import Scheduled, State
 
 from remotelab.errors import ExperimentStateError, QueueError
 from remotelab.queue import transitions
@@ -140,7 +140,7 @@ class Ordering:
             if prio != exp.priority:
                 moved = [t for t in tags if not t.startswith("priority:")] + [priority_tag(prio)]
                 self.prefect.update_run(run_id, tags=moved)
-            mine = Scheduled(scheduled_time=when, message=hold.before.message or None)
+            mine: State = Scheduled(scheduled_time=when, message=hold.before.message or None)
             if hold.held is None:  # pragma: no cover (a hold taken always knows its state)
                 raise ExperimentStateError(f"experiment {exp.id}: the move's hold is unknown")
             transitions.set_state_after(self.prefect, run_id, mine, hold.held)

@@ -262,7 +262,8 @@ class PrefectLab:
 
     def update_labels(self, run_id: str | UUID, labels: dict[str, str]) -> None:
         """Add (or change) labels on a run."""
-        self.client.update_flow_run_labels(UUID(str(run_id)), labels)
+        values: dict[str, bool | int | float | str] = dict(labels)
+        self.client.update_flow_run_labels(UUID(str(run_id)), values)
 
     def record(
         self, run_id: str | UUID, summary: str, description: str, logs: Sequence[LogCreate]

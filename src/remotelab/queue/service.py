@@ -7,6 +7,7 @@ carry (pause, resume, stop, abort, answers, prompt wake-ups) go to the lab's wor
 
 from __future__ import annotations
 
+import builtins
 import json
 import time
 from collections.abc import Iterable
@@ -188,7 +189,9 @@ class ExperimentQueue(Editing, Ordering, WorkerControl):
         wanted = [ExperimentState(s) for s in (states or UNFINISHED)]
         return sorted(self.read(wanted, limit=limit), key=queue_order)
 
-    def count(self, states: Iterable[ExperimentState], *, tags: list[str] | None = None) -> int:
+    def count(
+        self, states: Iterable[ExperimentState], *, tags: builtins.list[str] | None = None
+    ) -> int:
         """How many finished experiments are in ``states`` with every tag in ``tags``
         (counted by Prefect, without reading them)."""
         wanted = [ExperimentState(s) for s in states]
@@ -196,12 +199,12 @@ class ExperimentQueue(Editing, Ordering, WorkerControl):
             raise QueueError("only finished experiments are counted without reading them")
         return self.prefect.count(prefect_types(wanted), tags=tags)
 
-    def history(self, limit: int = 50) -> list[Experiment]:
+    def history(self, limit: int = 50) -> builtins.list[Experiment]:
         """Finished experiments, most recent first."""
         finished = [s for s in ExperimentState if s.finished]
         return self.read(finished, limit=limit, sort=FlowRunSort.END_TIME_DESC)
 
-    def waiting(self) -> list[Experiment]:
+    def waiting(self) -> builtins.list[Experiment]:
         """Queued experiments in the order they will run (one held by an edit this moment in
         its place, its message saying so)."""
         return [e for e in self.list([ExperimentState.queued])]

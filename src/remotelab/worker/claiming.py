@@ -18,7 +18,7 @@ from uuid import UUID
 
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
-from prefect.states import Cancelled, Pending, Running
+from prefect.states import Cancelled, Pending, Running, State
 
 from remotelab.queue.messages import run_labels, worker_tag
 from remotelab.queue.models import Experiment, Priority, priority_tag
@@ -116,7 +116,7 @@ class Claimer:
                 self.queue.invalidate()
                 continue
             self.prefect.update_labels(run.id, run_labels(self.worker_id))
-            running = Running(
+            running: State = Running(
                 message=f"{self.tag} running (pid {os.getpid()} on {socket.gethostname()})"
             )
             if not self.prefect.set_state(run.id, running).accepted:

@@ -56,7 +56,7 @@ class Questions:
         question = Question(id=uuid4().hex[:8], experiment_id=exp_id, prompt=str(prompt), kind=kind)
         with self._lock:
             self._future = (loop, future)
-        waiting = Paused(
+        waiting: State = Paused(
             name=AWAITING_OPERATOR, message=f"{self.tag} asks the operator ({kind}): {prompt}"
         )
         # the experiment reads as waiting on the operator before anyone is shown the question
@@ -68,7 +68,7 @@ class Questions:
             value = await future
         finally:
             self.clear()
-        answered = Running(message=f"{self.tag} the operator answered {value!r}")
+        answered: State = Running(message=f"{self.tag} the operator answered {value!r}")
         await loop.run_in_executor(None, self._quietly, exp_id, answered)
         return value
 
@@ -79,7 +79,12 @@ class Questions:
         if pending is None:
             return Reply.refused(f"experiment {self._experiment()} asks no question now")
         loop, future = pending
-        loop.call_soon_threadsafe(lambda: future.done() or future.set_result(value))
+
+        def give() -> None:
+            if not future.done():
+                future.set_result(value)
+
+        loop.call_soon_threadsafe(give)
         return Reply.done()
 
     def clear(self) -> None:
