@@ -72,7 +72,7 @@ def sim_instrument(
             raise LabFileError("choose one of --pty and --tcp PORT")
         spec = lab_spec(lab_file)
         name, device_class, options = _pick_device(spec, kind)
-        world = Lab._build_world(spec, seed, speed)
+        world = Lab.build_world(spec, seed, speed)
         try:
             server = serve_instrument(
                 world,

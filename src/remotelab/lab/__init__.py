@@ -59,7 +59,7 @@ class Lab:
         #: simulated instruments served on ptys/ports for ``simulate`` serial devices
         self.simulators: list[Any] = []
         if connect and self.simulated:
-            self.world = self._build_world(spec, seed, speed)
+            self.world = self.build_world(spec, seed, speed)
             self.clock = self.world.clock
         self.tracker = SampleTracker.build(
             spec.locations.names(), {s: v.location for s, v in spec.samples.items()}
@@ -73,7 +73,9 @@ class Lab:
             raise
 
     @staticmethod
-    def _build_world(spec: LabSpec, seed: int | None, speed: float | None):
+    def build_world(spec: LabSpec, seed: int | None = None, speed: float | None = None):
+        """The simulated world of a lab file: its clock and its samples (``seed`` and
+        ``speed`` override the file's)."""
         from remotelab.sim import SimClock, World
 
         sim = spec.simulation
