@@ -13,6 +13,7 @@ from remotelab.queue.models import (
     pool_name,
 )
 from remotelab.queue.prefect_api import connect, ensure_lab
+from remotelab.queue.prefect_lab import LabOnPrefect, PrefectLab
 from remotelab.queue.server import PrefectServer
 from remotelab.queue.service import ExperimentQueue
 
@@ -20,6 +21,8 @@ __all__ = [
     "Experiment",
     "ExperimentQueue",
     "ExperimentState",
+    "LabOnPrefect",
+    "PrefectLab",
     "PrefectServer",
     "Priority",
     "Question",
