@@ -159,7 +159,7 @@ def worker(
     ),
 ) -> None:
     """Serve a lab: keep its devices and one RunEngine, run its experiments one at a time."""
-    from remotelab.worker import LabWorker
+    from remotelab.worker import build_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for noisy in ("httpx", "httpcore", "prefect"):
@@ -174,22 +174,19 @@ def worker(
         run_store = RunStore(settings.store_path) if store else None
         address = stream or settings.stream_in
         publisher = None if address == "none" else StreamPublisher(address, lab=lab.name)
-        # the store first: a document is durable before any other callback sees it
-        subs = [cb for cb in (run_store, publisher) if cb is not None]
-        subs += [_import(s)(lab) for s in subscriber]
-        reg = _import(registry)(lab) if registry else None
-        w = LabWorker(
+        w = build_worker(
             lab,
             api_url=api,
-            registry=reg,
-            subscribers=subs,
+            store=run_store,
+            publisher=publisher,  # documents, and paused / running in the status
+            subscribers=[_import(s)(lab) for s in subscriber],
+            registry=_import(registry)(lab) if registry else None,
             control_bind=control,
             poll_interval=poll,
             grace=grace,
             data_url=data_url,
         )
         if publisher is not None:
-            w.RE.state_hook = publisher.on_engine_state  # paused / running in the status
             console.print(f"publishing documents and status to {address}")
         if run_store is not None:
             console.print(f"run store {run_store.path}")
