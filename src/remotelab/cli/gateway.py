@@ -47,7 +47,8 @@ def build_gateway(lab_files: list[Path] | None, api: str | None, stream: str | N
     from remotelab.settings import get_settings
 
     settings = get_settings()
-    labs = [load_lab(f, connect=False) for f in lab_files or [None]]  # the worker has the ports
+    files: list[Path | None] = list(lab_files) if lab_files else [None]
+    labs = [load_lab(f, connect=False) for f in files]  # the worker has the ports
     services = []
     for lab in labs:
         queue = ExperimentQueue(lab, api_url=api)

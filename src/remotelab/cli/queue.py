@@ -186,9 +186,9 @@ def worker(
             crashed = w.start()
             for exp in crashed:
                 console.print(f"experiment {exp.id} was left running by a dead worker: crashed")
+            endpoint = w.control.endpoint if w.control is not None else "none"
             console.print(
-                f"worker {w.id} serving lab {lab.name} (pid {os.getpid()}, "
-                f"control {w.control.endpoint})"
+                f"worker {w.id} serving lab {lab.name} (pid {os.getpid()}, control {endpoint})"
             )
             w.run_forever()
         finally:

@@ -221,8 +221,11 @@ class RemoteBackend:
 
     def plans(self, name: str | None, *, as_json: bool) -> None:
         """The gateway's plans and whether you may submit them; one plan: its JSON Schema."""
-        data = self.client.plan(name) if name else self.client.plans()
-        if as_json or name:
+        if name:
+            dump(self.client.plan(name))
+            return
+        data = self.client.plans()
+        if as_json:
             dump(data)
             return
         console.print(plans_table(data, f"plans of lab {self.client.lab_name()}"))
