@@ -23,8 +23,8 @@ from api_helpers import SRC, free_port, write_lab
 from typer.testing import CliRunner
 
 from remotelab import Client
-from remotelab.api.embedded import Embedded
 from remotelab.cli import app, console
+from remotelab.embedded import Embedded
 from remotelab.errors import (
     ApiConflict,
     ApiForbidden,

@@ -11,7 +11,7 @@ from collections import Counter
 from api_helpers import free_port
 
 from remotelab import Client
-from remotelab.api.embedded import GatewayServer
+from remotelab.api.server import GatewayServer
 from remotelab.errors import ApiError
 
 CLIENTS, EACH = 20, 5

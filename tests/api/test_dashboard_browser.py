@@ -23,7 +23,7 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 from remotelab import Client
-from remotelab.api.embedded import Embedded
+from remotelab.embedded import Embedded
 from remotelab.queue import ExperimentState
 
 CHROME_FLAGS = [

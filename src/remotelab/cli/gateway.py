@@ -47,7 +47,8 @@ def build_gateway(lab_files: list[Path] | None, api: str | None, stream: str | N
     from remotelab.settings import get_settings
 
     settings = get_settings()
-    labs = [load_lab(f, connect=False) for f in lab_files or [None]]  # the worker has the ports
+    files: list[Path | None] = list(lab_files) if lab_files else [None]
+    labs = [load_lab(f, connect=False) for f in files]  # the worker has the ports
     services = []
     for lab in labs:
         queue = ExperimentQueue(lab, api_url=api)
@@ -80,6 +81,15 @@ def serve_gateway(app_, host: str, port: int, names: list[str]) -> None:
     console.print("gateway stopped")
 
 
+def stream_lines(in_address: str, out_address: str) -> list[str]:
+    """What ``remotelab demo`` says about its stream proxy: where to publish, where to listen."""
+    return [
+        f"stream in:        {in_address}   (publishers, as REMOTELAB_STREAM_IN)",
+        f"stream out:       {out_address}   (watchers, as REMOTELAB_STREAM_OUT; "
+        "bluesky: remotelab.stream.remote_dispatcher)",
+    ]
+
+
 @app.command("demo")
 def demo(
     port: Annotated[int, typer.Option(help="Port of the gateway.")] = 8000,
@@ -97,12 +107,26 @@ def demo(
     examples: Annotated[
         bool, typer.Option("--examples/--no-examples", help="Submit a few example experiments.")
     ] = True,
+    stream_in: Annotated[
+        str | None,
+        typer.Option(
+            help="Address the stream proxy takes documents in on; default: "
+            "REMOTELAB_STREAM_IN if set, else a free port."
+        ),
+    ] = None,
+    stream_out: Annotated[
+        str | None,
+        typer.Option(
+            help="Address the stream proxy sends documents out on (watchers, bluesky's "
+            "RemoteDispatcher); default: REMOTELAB_STREAM_OUT if set, else a free port."
+        ),
+    ] = None,
 ) -> None:
     """Everything on this machine in one command, on loopback; Ctrl-C stops it all.
 
     A Prefect server (SQLite), the gateway with its dashboard, the stream proxy and a worker
     on the simulated lab."""
-    from remotelab.api.embedded import Embedded
+    from remotelab.embedded import Embedded
     from remotelab.settings import data_dir
 
     stop = threading.Event()
@@ -116,6 +140,8 @@ def demo(
             port=port,
             prefect_port=prefect_port,
             speed=speed,
+            stream_in=stream_in,
+            stream_out=stream_out,
         )
         try:
             site.start()
@@ -131,6 +157,8 @@ def demo(
                 soft_wrap=True,
             )
             console.print(f"Prefect UI:       {site.prefect.ui_url}")
+            for line in stream_lines(site.proxy.in_address, site.proxy.out_address):
+                console.print(line, soft_wrap=True)
             console.print(f"manager token:    {manager}", soft_wrap=True)
             console.print(f"researcher token: {researcher}", soft_wrap=True)
             if ids:

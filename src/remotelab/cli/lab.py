@@ -1,5 +1,5 @@
 """What ``remotelab lab show`` and ``remotelab devices`` do on this machine: a lab file's
-devices (class, role, limits, safe state) and samples — see :mod:`remotelab.cli.commands`."""
+devices (class, role, limits, safe state) and samples — see :mod:`remotelab.cli.lab_commands`."""
 
 from __future__ import annotations
 

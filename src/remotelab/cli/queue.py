@@ -1,5 +1,7 @@
-"""``remotelab server`` and ``remotelab worker``, and what ``submit``, ``queue``, ``cancel``,
-``lab hold``… do on this machine's lab (its Prefect) — see :mod:`remotelab.cli.commands`."""
+"""``remotelab server`` and ``remotelab worker``: the lab's server side and its worker.
+
+What ``submit``, ``queue``, ``cancel``, ``lab hold``… do on this machine's lab is
+:class:`remotelab.cli.local.LocalBackend`."""
 
 from __future__ import annotations
 
@@ -14,9 +16,6 @@ import typer
 
 from remotelab.cli.app import app, console, user_errors
 from remotelab.errors import QueueError
-
-#: ``submit --wait`` on this machine: how long to wait at most (a day)
-WAIT_FOREVER = 86400.0
 
 LAB = typer.Option(None, "--lab", "-l", help="Lab file (YAML); default: the shipped simulated lab.")
 API = typer.Option(
@@ -46,13 +45,6 @@ def _load(lab_file: Path | None, speed: float | None = None, *, connect: bool = 
     from remotelab.lab import load_lab
 
     return load_lab(lab_file, speed=speed, connect=connect)
-
-
-def _queue(lab_file: Path | None, api: str | None):
-    from remotelab.queue import ExperimentQueue
-
-    # validation needs only the lab file: leave the instruments to the lab's worker
-    return ExperimentQueue(_load(lab_file, connect=False), api_url=api)
 
 
 def _import(spec: str) -> Any:
@@ -159,7 +151,7 @@ def worker(
     ),
 ) -> None:
     """Serve a lab: keep its devices and one RunEngine, run its experiments one at a time."""
-    from remotelab.worker import LabWorker
+    from remotelab.worker import build_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for noisy in ("httpx", "httpcore", "prefect"):
@@ -174,22 +166,19 @@ def worker(
         run_store = RunStore(settings.store_path) if store else None
         address = stream or settings.stream_in
         publisher = None if address == "none" else StreamPublisher(address, lab=lab.name)
-        # the store first: a document is durable before any other callback sees it
-        subs = [cb for cb in (run_store, publisher) if cb is not None]
-        subs += [_import(s)(lab) for s in subscriber]
-        reg = _import(registry)(lab) if registry else None
-        w = LabWorker(
+        w = build_worker(
             lab,
             api_url=api,
-            registry=reg,
-            subscribers=subs,
+            store=run_store,
+            publisher=publisher,  # documents, and paused / running in the status
+            subscribers=[_import(s)(lab) for s in subscriber],
+            registry=_import(registry)(lab) if registry else None,
             control_bind=control,
             poll_interval=poll,
             grace=grace,
             data_url=data_url,
         )
         if publisher is not None:
-            w.RE.state_hook = publisher.on_engine_state  # paused / running in the status
             console.print(f"publishing documents and status to {address}")
         if run_store is not None:
             console.print(f"run store {run_store.path}")
@@ -197,9 +186,9 @@ def worker(
             crashed = w.start()
             for exp in crashed:
                 console.print(f"experiment {exp.id} was left running by a dead worker: crashed")
+            endpoint = w.control.endpoint if w.control is not None else "none"
             console.print(
-                f"worker {w.id} serving lab {lab.name} (pid {os.getpid()}, "
-                f"control {w.control.endpoint})"
+                f"worker {w.id} serving lab {lab.name} (pid {os.getpid()}, control {endpoint})"
             )
             w.run_forever()
         finally:
@@ -210,72 +199,3 @@ def worker(
             if run_store is not None:
                 run_store.close()
         console.print(f"worker {w.id} stopped")
-
-
-def open_queue(lab_file: Path | None, api: str | None):
-    """The lab's queue on this machine's Prefect (``api``; default from the settings)."""
-    return _queue(lab_file, api)
-
-
-def submit(
-    q: Any,
-    plan: str,
-    param: list[str],
-    *,
-    submitter: str,
-    role: str,
-    priority: str,
-    wait: bool,
-) -> Any:
-    """Validate and queue an experiment on this machine's Prefect; with ``wait``, its end."""
-    from remotelab.cli.params import read_params
-
-    params = read_params(param, lambda: q.registry.schema(plan), plan=plan)
-    exp = q.submit(plan, params, submitter=submitter, role=role, priority=priority)
-    if wait:
-        exp = q.wait_for(exp.id, timeout=WAIT_FOREVER)
-    return exp
-
-
-def edit(q: Any, experiment_id: str, param: list[str], *, by: str, role: str) -> Any:
-    """Change a waiting experiment's parameters on this machine's Prefect."""
-    from remotelab.cli.params import read_params
-
-    exp = q.get(experiment_id)
-    params = read_params(param, lambda: q.registry.schema(exp.plan), plan=exp.plan)
-    return q.edit(experiment_id, params, by=by, role=role)
-
-
-def queue(
-    q: Any,
-    *,
-    states: list[str] | None,
-    submitter: str | None,
-    plan: str | None,
-    limit: int,
-    as_json: bool,
-) -> None:
-    """The lab's queue in the order it will run (or the experiments in ``states``)."""
-    from remotelab.api.listing import list_experiments
-    from remotelab.cli.remote import dump, experiments_table
-    from remotelab.queue import ExperimentState
-    from remotelab.queue.service import UNFINISHED
-
-    wanted = [ExperimentState(s) for s in states] if states else list(UNFINISHED)
-    items, total = list_experiments(q, wanted, submitter=submitter, plan=plan, limit=limit)
-    if as_json:
-        dump(items)
-        return
-    held = " — HELD" if q.is_held() else ""
-    console.print(experiments_table(items, f"lab {q.name}{held}: {len(items)} of {total}"))
-
-
-def act(q: Any, action: str, experiment_id: str, **kw: Any) -> Any:
-    """``cancel``, ``move``, ``prioritise``, ``approve``, ``reject`` one experiment."""
-    return getattr(q, action)(experiment_id, **kw)
-
-
-def control(q: Any, action: str, **kw: Any) -> str:
-    """``hold``, ``release``, ``pause``, ``resume``, ``stop`` or ``abort`` the lab."""
-    result = getattr(q, action)(**kw)
-    return f"lab {q.name}: {action} done" + (f" ({result})" if result else "")

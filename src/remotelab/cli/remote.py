@@ -1,5 +1,6 @@
 """The gateway side of the commands: ``remotelab login``, ``whoami``, and what ``submit``,
-``queue``, ``show``, ``watch``, ``plans``, ``runs``, ``export``, ``lab``… do through a gateway.
+``queue``, ``show``, ``watch``, ``plans``, ``runs``, ``export``, ``lab``… do through a gateway
+(:class:`RemoteBackend`, the :class:`~remotelab.cli.backend.Backend` of that side).
 
 They talk to it through :class:`remotelab.Client`. The gateway and token come from
 ``--url``/``--token``, else ``REMOTELAB_URL``/``REMOTELAB_TOKEN``, else the config file
@@ -13,18 +14,27 @@ from __future__ import annotations
 import json
 import os
 import tomllib
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import platformdirs
 import typer
-from rich.table import Table
 
 from remotelab.cli.app import app, console, err_console, user_errors
-from remotelab.cli.params import read_params
+from remotelab.cli.backend import Done
+from remotelab.cli.render import (
+    devices_table,
+    dump,
+    experiments_table,
+    lab_summary,
+    plans_table,
+    print_event,
+    runs_table,
+    show_experiment,
+    when,
+)
 from remotelab.cli.target import JSON, TOKEN, URL
-from remotelab.errors import ApiError
+from remotelab.errors import ApiError, ApiNotFound
 
 if TYPE_CHECKING:
     from remotelab.client import Client
@@ -35,6 +45,7 @@ LAB = Annotated[
 
 
 def config_path() -> Path:
+    """The client config file ``remotelab login`` writes (``REMOTELAB_CONFIG`` overrides)."""
     env = os.environ.get("REMOTELAB_CONFIG")
     if env:
         return Path(env)
@@ -42,6 +53,7 @@ def config_path() -> Path:
 
 
 def read_config() -> dict[str, Any]:
+    """The client config file's settings (none if it is missing or unreadable)."""
     path = config_path()
     if not path.exists():
         return {}
@@ -52,7 +64,7 @@ def read_config() -> dict[str, Any]:
         return {}
 
 
-def client(url: str | None, token: str | None, lab: str | None = None):
+def client(url: str | None, token: str | None, lab: str | None = None) -> Client:
     """A client from the options, the environment or the config file (in that order).
 
     The config file's token and lab are used only with the gateway it was saved for: a
@@ -68,77 +80,6 @@ def client(url: str | None, token: str | None, lab: str | None = None):
     if not url:
         raise ApiError(0, "no gateway: pass --url, set REMOTELAB_URL or run 'remotelab login'")
     return Client(url, token, lab=lab)
-
-
-def dump(data: Any) -> None:
-    if hasattr(data, "model_dump"):
-        data = data.model_dump(mode="json")
-    elif isinstance(data, list):
-        data = [d.model_dump(mode="json") if hasattr(d, "model_dump") else d for d in data]
-    console.print_json(json.dumps(data, default=str))
-
-
-def when(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, int | float):
-        value = datetime.fromtimestamp(value, UTC)
-    return value.strftime("%Y-%m-%d %H:%M:%S")
-
-
-def experiments_table(items: list, title: str) -> Table:
-    table = Table(title=title)
-    for column in ("id", "plan", "submitter", "priority", "state", "created", "message"):
-        table.add_column(column, overflow="fold")
-    for e in items:
-        table.add_row(
-            e.id, e.plan, e.submitter, e.priority.value, e.state.value, when(e.created), e.message
-        )
-    return table
-
-
-def show_experiment(exp: Any) -> None:
-    table = Table(show_header=False, title=f"experiment {exp.id}")
-    table.add_column("field", style="bold")
-    table.add_column("value", overflow="fold")
-    for key in ("plan", "params", "lab", "submitter", "priority", "state", "message"):
-        value = getattr(exp, key)
-        value = getattr(value, "value", value)
-        table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
-    for key in ("created", "started", "ended"):
-        table.add_row(key, when(getattr(exp, key)))
-    table.add_row("runs", ", ".join(exp.run_uids))
-    for edit in getattr(exp, "edits", None) or []:
-        table.add_row(
-            "edited",
-            f"{edit.get('at', '')} by {edit.get('by')}; before: {json.dumps(edit.get('previous'))}",
-        )
-    console.print(table)
-
-
-def print_event(event: Any) -> None:
-    if event.kind == "document":
-        name, doc = event.document
-        if name == "start":
-            console.print(f"[bold]start[/] run {doc['uid']} plan {doc.get('plan_name')}")
-        elif name == "event":
-            data = {k: v for k, v in doc["data"].items() if not isinstance(v, list)}
-            console.print(f"event {doc.get('seq_num')}: {data}")
-        elif name == "event_page":
-            console.print(f"event page {doc.get('seq_num')}")
-        elif name == "stop":
-            console.print(f"[bold]stop[/] {doc.get('exit_status')} {doc.get('reason') or ''}")
-        else:
-            console.print(name)
-    elif event.kind == "status":
-        d = event.data
-        progress = d.get("progress") or {}
-        console.print(
-            f"[dim]worker {d.get('state')} {d.get('experiment_id') or ''} "
-            f"{progress.get('done', '')}/{progress.get('total') or '?'}[/]"
-        )
-    elif event.kind == "end":
-        console.print(f"[bold]experiment {event.data['id']} {event.data['state']}[/]")
 
 
 @app.command("login")
@@ -171,172 +112,177 @@ def whoami(url: URL = None, token: TOKEN = None, as_json: JSON = False) -> None:
         console.print(f"{who['user']} ({who['role']}), labs: {', '.join(who['labs']) or 'all'}")
 
 
-# -- what the shared commands do through a gateway (see remotelab.cli.commands) -------------
-def submit(
-    c: Client,
-    plan: str,
-    param: list[str],
-    *,
-    priority: str,
-    wait: bool,
-    watch: bool,
-    as_json: bool,
-) -> Any:
-    """Submit; with ``watch``, print its documents live; with ``wait``/``watch``, its end."""
-    params = read_params(param, lambda: c.plan(plan)["schema"], plan=plan)
-    exp = c.submit(plan, params, priority=priority)
-    if not as_json:
-        console.print(f"submitted experiment [bold]{exp.id}[/] ({exp.state.value})")
-    if watch:
-        for event in c.events(lab=exp.lab, experiment=exp.id):
+class RemoteBackend:
+    """A gateway, through a :class:`remotelab.Client` (closed with this backend)."""
+
+    def __init__(self, client: Client):
+        self.client = client
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> RemoteBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def lab_name(self) -> str:
+        return self.client.lab_name()
+
+    # -- experiments --------------------------------------------------------------------------
+    def schema(self, plan: str) -> dict[str, Any]:
+        return self.client.plan(plan)["schema"]
+
+    def submit(self, plan: str, params: dict[str, Any], *, priority: str) -> Any:
+        return self.client.submit(plan, params, priority=priority)
+
+    def experiment(self, experiment_id: str) -> Any:
+        return self.client.experiment(experiment_id)
+
+    def wait(self, experiment_id: str) -> Any:
+        return self.client.experiment(experiment_id).wait()
+
+    def follow(self, experiment_id: str, *, as_json: bool) -> None:
+        """The experiment's live documents (Server-Sent Events) until it ends."""
+        for event in self.client.events(experiment=experiment_id):
             if not as_json:
                 print_event(event)
-    if wait or watch:
-        exp = exp.wait()
-    return exp
 
+    def edit(self, experiment_id: str, params: dict[str, Any]) -> Any:
+        return self.client.edit(experiment_id, params)
 
-def edit(c: Client, experiment_id: str, param: list[str]) -> Any:
-    """Change a waiting experiment's parameters (``key=null`` removes one)."""
-    exp = c.experiment(experiment_id)
-    params = read_params(param, lambda: c.plan(exp.plan)["schema"], plan=exp.plan)
-    return c.edit(experiment_id, params)
-
-
-def queue(
-    c: Client,
-    *,
-    states: list[str] | None,
-    mine: bool,
-    submitter: str | None,
-    plan: str | None,
-    limit: int,
-    as_json: bool,
-) -> None:
-    """The lab's queue (or the experiments in ``states``)."""
-    if mine:
-        submitter = c.whoami()["user"]
-    items, total = c.experiments(state=states, submitter=submitter, plan=plan, limit=limit)
-    if as_json:
-        dump(items)
-        return
-    held = " — HELD" if c.lab()["held"] else ""
-    console.print(experiments_table(items, f"lab {c.lab_name()}{held}: {len(items)} of {total}"))
-
-
-def act(c: Client, action: str, experiment_id: str, **kw: Any) -> Any:
-    """``cancel``, ``move``, ``prioritise``, ``approve``, ``reject`` one experiment."""
-    return getattr(c, action)(experiment_id, **kw)
-
-
-def watch(c: Client, experiment_id: str | None, *, timeout: float | None, as_json: bool) -> None:
-    """The lab's live documents and worker status (Server-Sent Events), or one experiment's."""
-    try:
-        for event in c.events(experiment=experiment_id, timeout=timeout):
-            if as_json:
-                print(json.dumps({"event": event.kind, "data": event.data}, default=str))
-            else:
-                print_event(event)
-    except KeyboardInterrupt:
-        pass
-
-
-def plans(c: Client, name: str | None, *, as_json: bool) -> None:
-    """The gateway's plans and whether you may submit them; one plan: its JSON Schema."""
-    data = c.plan(name) if name else c.plans()
-    if as_json or name:
-        dump(data)
-        return
-    table = Table(title=f"plans of lab {c.lab_name()}")
-    for column in ("plan", "description", "you may submit", "needs approval"):
-        table.add_column(column, overflow="fold")
-    for p in data:
-        table.add_row(p["name"], p["description"], str(p["allowed"]), str(p["needs_approval"]))
-    console.print(table)
-
-
-def devices_table(data: list[dict[str, Any]], title: str) -> Table:
-    table = Table(title=title)
-    for column in ("device", "class", "role", "online", "busy", "limits", "safe state"):
-        table.add_column(column, overflow="fold")
-    for d in data:
-        limits = ", ".join(f"{k} {lo:g}…{hi:g}" for k, (lo, hi) in d["limits"].items())
-        safe = ", ".join(f"{k}={v}" for k, v in d.get("safe_state", {}).items())
-        table.add_row(
-            d["name"], d["class"], d["role"], str(d["online"]), str(d["busy"]), limits, safe
+    def experiments(
+        self,
+        *,
+        states: list[str] | None,
+        submitter: str | None,
+        plan: str | None,
+        limit: int,
+        mine: bool = False,
+    ) -> tuple[list[Any], int]:
+        if mine:
+            submitter = self.client.whoami()["user"]
+        return self.client.experiments(
+            state=list(states) if states else None, submitter=submitter, plan=plan, limit=limit
         )
-    return table
 
+    def is_held(self) -> bool:
+        return bool(self.client.lab()["held"])
 
-def devices(c: Client, *, as_json: bool) -> None:
-    """The lab's devices and their live status."""
-    data = c.devices()
-    if as_json:
-        dump(data)
-        return
-    console.print(devices_table(data, f"devices of lab {c.lab_name()}"))
+    def cancel(self, experiment_id: str, *, reason: str = "") -> Any:
+        return self.client.cancel(experiment_id, reason=reason)
 
+    def move(self, experiment_id: str, *, to: str | None = None, behind: str | None = None) -> Any:
+        return self.client.move(experiment_id, to=to, behind=behind)
 
-def lab_show(c: Client, *, as_json: bool) -> None:
-    """The lab: held or not, workers, queue length, the running experiment, its devices."""
-    summary, data = c.lab(), c.devices()
-    if as_json:
-        dump({**summary, "devices": data})
-        return
-    current = summary.get("current")
-    console.print(
-        f"lab [bold]{summary['name']}[/]"
-        + (" (simulated)" if summary["simulated"] else "")
-        + (" [bold red]HELD[/]" if summary["held"] else "")
-        + f": {summary['workers']} worker(s), {summary['queued']} waiting"
-        + (f", running {current['id']} ({current['plan']})" if current else "")
-    )
-    console.print(devices_table(data, "devices"))
+    def prioritise(self, experiment_id: str, priority: str) -> Any:
+        return self.client.prioritise(experiment_id, priority)
 
+    def approve(self, experiment_id: str) -> Any:
+        return self.client.approve(experiment_id)
 
-def runs(
-    c: Client,
-    *,
-    experiment: str | None,
-    plan: str | None,
-    submitter: str | None,
-    sample: str | None,
-    limit: int,
-    as_json: bool,
-) -> None:
-    """Stored runs, newest first."""
-    data = c.runs(experiment=experiment, plan=plan, submitter=submitter, sample=sample, limit=limit)
-    if as_json:
-        dump(data)
-        return
-    table = Table(title=f"{len(data)} run(s)")
-    for column in ("uid", "plan", "experiment", "submitter", "start", "events", "exit"):
-        table.add_column(column, overflow="fold")
-    for r in data:
-        table.add_row(
-            r["uid"],
-            r["plan_name"] or "",
-            r["experiment_id"] or "",
-            r["submitter"] or "",
-            when(r["time"]),
-            str(r["num_events"]),
-            r["exit_status"] or "incomplete",
+    def reject(self, experiment_id: str, *, reason: str = "") -> Any:
+        return self.client.reject(experiment_id, reason=reason)
+
+    def answer(self, experiment_id: str, value: Any) -> Any:
+        return self.client.answer(experiment_id, value)
+
+    # -- the lab --------------------------------------------------------------------------------
+    def hold(self) -> Done:
+        return Done(self.client.hold()["lab"])
+
+    def release(self) -> Done:
+        return Done(self.client.release()["lab"])
+
+    def pause(self, *, immediate: bool = False) -> Done:
+        return Done(self.client.pause(immediate=immediate)["lab"])
+
+    def resume(self) -> Done:
+        return Done(self.client.resume()["lab"])
+
+    def stop(self) -> Done:
+        return Done(self.client.stop()["lab"])
+
+    def abort(self, reason: str = "") -> Done:
+        return Done(self.client.abort(reason)["lab"])
+
+    # -- what this side shows -----------------------------------------------------------------
+    def watch(self, experiment_id: str | None, *, timeout: float | None, as_json: bool) -> None:
+        """The lab's live documents and worker status, or one experiment's until it ends."""
+        try:
+            for event in self.client.events(experiment=experiment_id, timeout=timeout):
+                if as_json:
+                    print(json.dumps({"event": event.kind, "data": event.data}, default=str))
+                else:
+                    print_event(event)
+        except KeyboardInterrupt:
+            pass
+
+    def plans(self, name: str | None, *, as_json: bool) -> None:
+        """The gateway's plans and whether you may submit them; one plan: its JSON Schema."""
+        if name:
+            dump(self.client.plan(name))
+            return
+        data = self.client.plans()
+        if as_json:
+            dump(data)
+            return
+        console.print(plans_table(data, f"plans of lab {self.client.lab_name()}"))
+
+    def devices(self, *, as_json: bool) -> None:
+        """The lab's devices and their live status."""
+        data = self.client.devices()
+        if as_json:
+            dump(data)
+            return
+        console.print(devices_table(data, f"devices of lab {self.client.lab_name()}"))
+
+    def show_lab(self, *, as_json: bool) -> None:
+        """The lab: held or not, workers, queue length, the running experiment, its devices."""
+        summary, data = self.client.lab(), self.client.devices()
+        if as_json:
+            dump({**summary, "devices": data})
+            return
+        console.print(lab_summary(summary))
+        console.print(devices_table(data, "devices"))
+
+    def runs(
+        self,
+        *,
+        experiment: str | None,
+        sample: str | None,
+        plan: str | None,
+        submitter: str | None,
+        limit: int,
+        as_json: bool,
+    ) -> None:
+        data = self.client.runs(
+            experiment=experiment, plan=plan, submitter=submitter, sample=sample, limit=limit
         )
-    console.print(table)
+        if as_json:
+            dump(data)
+            return
+        console.print(runs_table(data))
+
+    def export(self, uid: str, fmt: str, out: Path) -> list[Path]:
+        """Download a run's data (an experiment id: each of its runs)."""
+        try:
+            uids = [self.client.run(uid)["uid"]]
+        except ApiNotFound:
+            uids = [r["uid"] for r in self.client.experiment_runs(uid)]
+        return [self.client.export(run_uid, fmt, out) for run_uid in uids]
 
 
-def export(c: Client, uid: str, fmt: str, out: Path) -> list[Path]:
-    """Download a run's data (an experiment id: each of its runs)."""
-    from remotelab.errors import ApiNotFound
-
-    try:
-        uids = [c.run(uid)["uid"]]
-    except ApiNotFound:
-        uids = [r["uid"] for r in c.experiment_runs(uid)]
-    return [c.export(run_uid, fmt, out) for run_uid in uids]
-
-
-def control(c: Client, action: str, **kw: Any) -> str:
-    """``hold``, ``release``, ``pause``, ``resume``, ``stop`` or ``abort`` the lab."""
-    result = getattr(c, action)(**kw)
-    return f"lab {result['lab']}: {action} done"
+__all__ = [
+    "RemoteBackend",
+    "client",
+    "config_path",
+    "devices_table",
+    "dump",
+    "experiments_table",
+    "print_event",
+    "read_config",
+    "show_experiment",
+    "when",
+]

@@ -1,9 +1,12 @@
-"""Serve the gateway (uvicorn), and the whole embedded installation of ``remotelab demo``.
+"""The whole embedded installation of ``remotelab demo``, in one process.
 
 :class:`Embedded` starts, on loopback: a Prefect server on SQLite, the stream proxy, the run
 store, a worker on the lab (the shipped simulated one by default) and the gateway; it makes
 a demo manager and researcher with fresh tokens. :meth:`Embedded.stop` takes it all down in
 the reverse order, the worker leaving the lab's devices safe.
+
+It composes the gateway (:mod:`remotelab.api`) with a worker (:mod:`remotelab.worker`),
+which is why it lives above both: the gateway never imports the worker.
 """
 
 from __future__ import annotations
@@ -12,17 +15,14 @@ import contextlib
 import logging
 import os
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 
-from remotelab.api.app import LabService, create_app
-from remotelab.api.auth import AuthStore
-from remotelab.api.dashboard import dashboard_url
-from remotelab.errors import AccountExistsError, RemotelabError
+from remotelab.api import AuthStore, LabService, create_app, dashboard_url
+from remotelab.api.server import GatewayServer
+from remotelab.errors import AccountExistsError
 
 log = logging.getLogger(__name__)
 
@@ -31,39 +31,31 @@ DEMO_USERS = {"demo-manager": "manager", "demo-researcher": "researcher"}
 QUICK_EXAMPLES = ("measure", "scan", "measure_samples")
 
 
-class GatewayServer:
-    """A uvicorn server of an app on its own thread; :meth:`stop` ends it gracefully."""
+def stream_addresses(
+    host: str, stream_in: str | None = None, stream_out: str | None = None
+) -> tuple[str, str]:
+    """The stream proxy addresses of an embedded installation: those given, else
+    ``REMOTELAB_STREAM_IN``/``REMOTELAB_STREAM_OUT`` when set, else any free port on ``host``."""
+    from remotelab.settings import get_settings
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 8000):
-        self.app = app
-        self.config = uvicorn.Config(
-            app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3
-        )
-        self.server = uvicorn.Server(self.config)
-        self.thread = threading.Thread(
-            target=self.server.run, name="remotelab-gateway", daemon=True
-        )
-        self.url = f"http://{host}:{port}"
+    settings = get_settings()
+    given = settings.model_fields_set
 
-    def start(self, timeout: float = 30.0) -> GatewayServer:
-        self.thread.start()
-        deadline = time.monotonic() + timeout
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RemotelabError(f"the gateway did not start on {self.url}")
-            time.sleep(0.02)
-        return self
+    def pick(explicit: str | None, field: str) -> str:
+        if explicit:
+            return explicit
+        return getattr(settings, field) if field in given else f"tcp://{host}:*"
 
-    def stop(self, timeout: float = 10.0) -> None:
-        self.app.state.gateway.closing.set()  # live streams end now
-        self.server.should_exit = True
-        self.thread.join(timeout)
+    return pick(stream_in, "stream_in"), pick(stream_out, "stream_out")
 
 
 class Embedded:
     """Everything of a one-machine installation, started and stopped together.
 
     ``api_url``: use this Prefect API instead of starting a Prefect server.
+    ``stream_in``/``stream_out``: the addresses the stream proxy binds; default
+    ``REMOTELAB_STREAM_IN``/``REMOTELAB_STREAM_OUT`` if set, else free ports on ``host``.
+    Once started, :attr:`proxy` has the addresses actually bound.
     """
 
     def __init__(
@@ -77,6 +69,8 @@ class Embedded:
         speed: float | None = None,
         api_url: str | None = None,
         write_slots: int | None = None,
+        stream_in: str | None = None,
+        stream_out: str | None = None,
     ):
         self.data_dir = Path(data_dir)
         self.lab_file = lab_file
@@ -84,6 +78,7 @@ class Embedded:
         self.speed = speed
         self.api_url = api_url
         self.write_slots = write_slots or int(os.environ.get("REMOTELAB_WRITE_SLOTS", "4"))
+        self.stream_in, self.stream_out = stream_addresses(host, stream_in, stream_out)
         self.prefect: Any = None
         self.tokens: dict[str, str] = {}
         self._stack: list[tuple[str, Any]] = []
@@ -110,7 +105,7 @@ class Embedded:
         from remotelab.lab import load_lab
         from remotelab.queue import ExperimentQueue, PrefectServer
         from remotelab.stream import StreamProxy, StreamPublisher
-        from remotelab.worker import LabWorker
+        from remotelab.worker import build_worker
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self.api_url is None:
@@ -121,16 +116,17 @@ class Embedded:
             self.api_url = self.prefect.api_url
         self.lab = load_lab(self.lab_file, speed=self.speed)
         self._stack.append(("lab", self.lab.close))
-        self.proxy = StreamProxy(f"tcp://{self.host}:*", f"tcp://{self.host}:*").start()
+        self.proxy = StreamProxy(self.stream_in, self.stream_out).start()
         self._stack.append(("stream proxy", self.proxy.stop))
         self.store = RunStore(self.data_dir / "runs.sqlite")
         self._stack.append(("run store", self.store.close))
         self.publisher = StreamPublisher(self.proxy.in_address, lab=self.lab.name)
         self._stack.append(("stream publisher", self.publisher.close))
-        self.worker = LabWorker(
+        self.worker = build_worker(
             self.lab,
             api_url=self.api_url,
-            subscribers=[self.store, self.publisher],
+            store=self.store,
+            publisher=self.publisher,
             poll_interval=0.5,
         )
         self.worker.start()
@@ -192,4 +188,4 @@ class Embedded:
         self.stop()
 
 
-__all__ = ["DEMO_USERS", "Embedded", "GatewayServer"]
+__all__ = ["DEMO_USERS", "QUICK_EXAMPLES", "Embedded", "GatewayServer", "stream_addresses"]

@@ -1,0 +1,242 @@
+"""The shared commands on this machine's lab: its Prefect queue, run store, stream proxy and
+lab file (the :class:`~remotelab.cli.backend.Backend` of the lab side)."""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from remotelab.cli.backend import Done
+from remotelab.errors import CommandLineError
+
+#: waiting on this machine for an experiment to end: at most this long (a day)
+WAIT_FOREVER = 86400.0
+
+
+def current_user() -> str:
+    """Who runs the command (the default of ``--by`` and ``--submitter``)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "someone"
+
+
+class LocalBackend:
+    """This machine's lab. The queue (:class:`~remotelab.queue.ExperimentQueue` on the lab
+    file, offline: the worker has the instruments) is opened at its first use.
+
+    ``by``/``submitter`` and ``role`` say who acts (default: this user, a researcher; ``plans``
+    lists only a given role's plans);
+    ``api`` is the Prefect API; ``store`` the run store file; ``stream`` the stream proxy's
+    out address (``watch``) or the event stream (``export``); ``rows``, ``since``, ``until``
+    as the commands' options of the same names.
+    """
+
+    def __init__(
+        self,
+        lab: str | None = None,
+        *,
+        api: str | None = None,
+        by: str | None = None,
+        submitter: str | None = None,
+        role: str | None = None,
+        store: Path | None = None,
+        stream: str | None = None,
+        rows: int | None = None,
+        since: str | None = None,
+        until: str | None = None,
+    ):
+        self.lab = lab
+        self.lab_file = Path(lab) if lab else None
+        self.api = api
+        self.user = by or submitter or current_user()
+        self.role = role or "researcher"
+        self.role_given = role
+        self.store, self.stream, self.rows = store, stream, rows
+        self.since, self.until = since, until
+        self._queue: Any = None
+
+    @property
+    def queue(self) -> Any:
+        """The lab's :class:`~remotelab.queue.ExperimentQueue` (opened now if not yet)."""
+        if self._queue is None:
+            from remotelab.lab import load_lab
+            from remotelab.queue import ExperimentQueue
+
+            self._queue = ExperimentQueue(load_lab(self.lab_file, connect=False), api_url=self.api)
+        return self._queue
+
+    def close(self) -> None:
+        if self._queue is not None:
+            self._queue.close()
+            self._queue = None
+
+    def __enter__(self) -> LocalBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def lab_name(self) -> str:
+        return self.queue.name
+
+    # -- experiments --------------------------------------------------------------------------
+    def schema(self, plan: str) -> dict[str, Any]:
+        return self.queue.registry.schema(plan)
+
+    def submit(self, plan: str, params: dict[str, Any], *, priority: str) -> Any:
+        return self.queue.submit(
+            plan, params, submitter=self.user, role=self.role, priority=priority
+        )
+
+    def experiment(self, experiment_id: str) -> Any:
+        return self.queue.get(experiment_id)
+
+    def wait(self, experiment_id: str) -> Any:
+        return self.queue.wait_for(experiment_id, timeout=WAIT_FOREVER)
+
+    def follow(self, experiment_id: str, *, as_json: bool) -> None:
+        """The experiment's run live from the stream proxy, until the queue says it ended."""
+        from remotelab.cli import data
+
+        def ended() -> str | None:
+            try:
+                now = self.queue.get(experiment_id).state
+            except Exception:  # a transient Prefect error: ask again later
+                return None
+            return now.value if now.finished else None
+
+        try:
+            data.watch(
+                experiment_id, stream=None, timeout=None, rows=None, as_json=as_json, ended=ended
+            )
+        except typer.Exit as stopped:
+            if stopped.exit_code != 1:  # 1: the run failed; the experiment's state says so
+                raise
+
+    def edit(self, experiment_id: str, params: dict[str, Any]) -> Any:
+        return self.queue.edit(experiment_id, params, by=self.user, role=self.role)
+
+    def experiments(
+        self,
+        *,
+        states: list[str] | None,
+        submitter: str | None,
+        plan: str | None,
+        limit: int,
+        mine: bool = False,
+    ) -> tuple[list[Any], int]:
+        from remotelab.api.listing import list_experiments
+        from remotelab.queue import ExperimentState
+        from remotelab.queue.service import UNFINISHED
+
+        if mine:
+            raise CommandLineError("--mine only works through a gateway")
+        wanted = [ExperimentState(s) for s in states] if states else list(UNFINISHED)
+        return list_experiments(self.queue, wanted, submitter=submitter, plan=plan, limit=limit)
+
+    def is_held(self) -> bool:
+        return self.queue.is_held()
+
+    def cancel(self, experiment_id: str, *, reason: str = "") -> Any:
+        return self.queue.cancel(experiment_id, reason=reason, by=self.user)
+
+    def move(self, experiment_id: str, *, to: str | None = None, behind: str | None = None) -> Any:
+        return self.queue.move(experiment_id, to=to, behind=behind)
+
+    def prioritise(self, experiment_id: str, priority: str) -> Any:
+        return self.queue.prioritise(experiment_id, priority)
+
+    def approve(self, experiment_id: str) -> Any:
+        return self.queue.approve(experiment_id, by=self.user)
+
+    def reject(self, experiment_id: str, *, reason: str = "") -> Any:
+        return self.queue.reject(experiment_id, reason=reason, by=self.user)
+
+    def answer(self, experiment_id: str, value: Any) -> Any:
+        return self.queue.answer(experiment_id, value)
+
+    # -- the lab --------------------------------------------------------------------------------
+    def _done(self, detail: Any) -> Done:
+        return Done(self.queue.name, detail)
+
+    def hold(self) -> Done:
+        return self._done(self.queue.hold())
+
+    def release(self) -> Done:
+        return self._done(self.queue.release())
+
+    def pause(self, *, immediate: bool = False) -> Done:
+        return self._done(self.queue.pause(immediate=immediate))
+
+    def resume(self) -> Done:
+        return self._done(self.queue.resume())
+
+    def stop(self) -> Done:
+        return self._done(self.queue.stop())
+
+    def abort(self, reason: str = "") -> Done:
+        return self._done(self.queue.abort(reason))
+
+    # -- what this side shows -----------------------------------------------------------------
+    def watch(self, experiment_id: str | None, *, timeout: float | None, as_json: bool) -> None:
+        """One experiment from the stream proxy: a table of its events and a progress bar."""
+        from remotelab.cli import data
+
+        if self.lab:
+            raise CommandLineError("--lab: on this machine, watch follows the stream proxy")
+        if experiment_id is None:
+            raise CommandLineError("on this machine, watch needs an experiment id")
+        data.watch(
+            experiment_id, stream=self.stream, timeout=timeout, rows=self.rows, as_json=as_json
+        )
+
+    def plans(self, name: str | None, *, as_json: bool) -> None:
+        from remotelab.cli import plans
+
+        plans.plans(self.lab_file, name, role=self.role_given, as_json=as_json)
+
+    def devices(self, *, as_json: bool) -> None:
+        from remotelab.cli import lab
+
+        lab.devices(self.lab_file, as_json=as_json)
+
+    def show_lab(self, *, as_json: bool) -> None:
+        from remotelab.cli import lab
+
+        lab.show(self.lab_file, as_json=as_json)
+
+    def runs(
+        self,
+        *,
+        experiment: str | None,
+        sample: str | None,
+        plan: str | None,
+        submitter: str | None,
+        limit: int,
+        as_json: bool,
+    ) -> None:
+        from remotelab.cli import data
+
+        data.runs(
+            experiment=experiment,
+            sample=sample,
+            plan=plan,
+            submitter=submitter,
+            since=self.since,
+            until=self.until,
+            limit=limit,
+            as_json=as_json,
+            store_path=self.store,
+        )
+
+    def export(self, uid: str, fmt: str, out: Path) -> list[Path]:
+        from remotelab.cli import data
+
+        return data.export(uid, fmt, out, stream=self.stream, store_path=self.store)
+
+
+__all__ = ["WAIT_FOREVER", "LocalBackend", "current_user"]

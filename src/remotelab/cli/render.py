@@ -1,0 +1,189 @@
+"""What the commands print, the same whichever side answered: JSON for scripts, tables and
+one-line summaries for people."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.table import Table
+
+from remotelab.cli.app import console
+
+
+def dump(data: Any) -> None:
+    """Print a model, a list of models or plain data as JSON."""
+    if hasattr(data, "model_dump"):
+        data = data.model_dump(mode="json")
+    elif isinstance(data, list):
+        data = [d.model_dump(mode="json") if hasattr(d, "model_dump") else d for d in data]
+    console.print_json(json.dumps(data, default=str))
+
+
+def when(value: Any) -> str:
+    """A time (datetime or epoch seconds) as ``YYYY-mm-dd HH:MM:SS`` (UTC), or ``""``."""
+    if value is None:
+        return ""
+    if isinstance(value, int | float):
+        value = datetime.fromtimestamp(value, UTC)
+    return value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def experiments_table(items: list, title: str) -> Table:
+    """Experiments, one a row."""
+    table = Table(title=title)
+    for column in ("id", "plan", "submitter", "priority", "state", "created", "message"):
+        table.add_column(column, overflow="fold")
+    for e in items:
+        table.add_row(
+            e.id, e.plan, e.submitter, e.priority.value, e.state.value, when(e.created), e.message
+        )
+    return table
+
+
+def print_queue(items: list, total: int, *, lab: str, held: bool) -> None:
+    """The lab's queue (or a page of it) as a table titled with the lab and whether held."""
+    title = f"lab {lab}{' — HELD' if held else ''}: {len(items)} of {total}"
+    console.print(experiments_table(items, title))
+
+
+def show_experiment(exp: Any) -> None:
+    """One experiment, field by field (with its edits)."""
+    table = Table(show_header=False, title=f"experiment {exp.id}")
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    for key in ("plan", "params", "lab", "submitter", "priority", "state", "message"):
+        value = getattr(exp, key)
+        value = getattr(value, "value", value)
+        table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
+    for key in ("created", "started", "ended"):
+        table.add_row(key, when(getattr(exp, key)))
+    table.add_row("runs", ", ".join(exp.run_uids))
+    for edit in getattr(exp, "edits", None) or []:
+        table.add_row(
+            "edited",
+            f"{edit.get('at', '')} by {edit.get('by')}; before: {json.dumps(edit.get('previous'))}",
+        )
+    console.print(table)
+
+
+def experiment(exp: Any, as_json: bool) -> None:
+    """One experiment: JSON, or its table."""
+    dump(exp) if as_json else show_experiment(exp)
+
+
+def experiment_line(exp: Any, as_json: bool) -> None:
+    """One experiment after an action on it: JSON, or one line (id, state, message)."""
+    if as_json:
+        dump(exp)
+    else:
+        console.print(f"experiment {exp.id}: {exp.state.value} {exp.message}")
+
+
+def submitted(exp: Any) -> None:
+    """The line that says an experiment was submitted."""
+    console.print(f"submitted experiment [bold]{exp.id}[/] ({exp.state.value})")
+
+
+def done(action: str, lab: str, detail: Any = None) -> str:
+    """The line that says a lab command (hold, pause…) was done, with any detail."""
+    return f"lab {lab}: {action} done" + (f" ({detail})" if detail else "")
+
+
+def print_event(event: Any) -> None:
+    """One live update from a gateway (a document, the worker's status, the end)."""
+    if event.kind == "document":
+        name, doc = event.document
+        if name == "start":
+            console.print(f"[bold]start[/] run {doc['uid']} plan {doc.get('plan_name')}")
+        elif name == "event":
+            data = {k: v for k, v in doc["data"].items() if not isinstance(v, list)}
+            console.print(f"event {doc.get('seq_num')}: {data}")
+        elif name == "event_page":
+            console.print(f"event page {doc.get('seq_num')}")
+        elif name == "stop":
+            console.print(f"[bold]stop[/] {doc.get('exit_status')} {doc.get('reason') or ''}")
+        else:
+            console.print(name)
+    elif event.kind == "status":
+        d = event.data
+        progress = d.get("progress") or {}
+        console.print(
+            f"[dim]worker {d.get('state')} {d.get('experiment_id') or ''} "
+            f"{progress.get('done', '')}/{progress.get('total') or '?'}[/]"
+        )
+    elif event.kind == "end":
+        console.print(f"[bold]experiment {event.data['id']} {event.data['state']}[/]")
+
+
+def plans_table(data: list[dict[str, Any]], title: str) -> Table:
+    """A gateway's plans and whether the token may submit them."""
+    table = Table(title=title)
+    for column in ("plan", "description", "you may submit", "needs approval"):
+        table.add_column(column, overflow="fold")
+    for p in data:
+        table.add_row(p["name"], p["description"], str(p["allowed"]), str(p["needs_approval"]))
+    return table
+
+
+def devices_table(data: list[dict[str, Any]], title: str) -> Table:
+    """Devices with their live status (as a gateway describes them)."""
+    table = Table(title=title)
+    for column in ("device", "class", "role", "online", "busy", "limits", "safe state"):
+        table.add_column(column, overflow="fold")
+    for d in data:
+        limits = ", ".join(f"{k} {lo:g}…{hi:g}" for k, (lo, hi) in d["limits"].items())
+        safe = ", ".join(f"{k}={v}" for k, v in d.get("safe_state", {}).items())
+        table.add_row(
+            d["name"], d["class"], d["role"], str(d["online"]), str(d["busy"]), limits, safe
+        )
+    return table
+
+
+def lab_summary(summary: dict[str, Any]) -> str:
+    """One line on a lab as a gateway sums it up: held, workers, waiting, running."""
+    current = summary.get("current")
+    return (
+        f"lab [bold]{summary['name']}[/]"
+        + (" (simulated)" if summary["simulated"] else "")
+        + (" [bold red]HELD[/]" if summary["held"] else "")
+        + f": {summary['workers']} worker(s), {summary['queued']} waiting"
+        + (f", running {current['id']} ({current['plan']})" if current else "")
+    )
+
+
+def runs_table(data: list[dict[str, Any]]) -> Table:
+    """Stored runs as a gateway lists them."""
+    table = Table(title=f"{len(data)} run(s)")
+    for column in ("uid", "plan", "experiment", "submitter", "start", "events", "exit"):
+        table.add_column(column, overflow="fold")
+    for r in data:
+        table.add_row(
+            r["uid"],
+            r["plan_name"] or "",
+            r["experiment_id"] or "",
+            r["submitter"] or "",
+            when(r["time"]),
+            str(r["num_events"]),
+            r["exit_status"] or "incomplete",
+        )
+    return table
+
+
+__all__ = [
+    "devices_table",
+    "done",
+    "dump",
+    "experiment",
+    "experiment_line",
+    "experiments_table",
+    "lab_summary",
+    "plans_table",
+    "print_event",
+    "print_queue",
+    "runs_table",
+    "show_experiment",
+    "submitted",
+    "when",
+]

@@ -1,0 +1,44 @@
+"""Build a lab worker wired to the run store and the live stream: one way for every caller.
+
+``remotelab worker`` and ``remotelab demo`` (:class:`remotelab.embedded.Embedded`) both
+build their worker here, so both keep every document in the store before anything else
+sees it, and both publish the RunEngine's pause and resume on the stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from remotelab.data.wiring import Callback, EngineStateFollower, attach
+from remotelab.worker.lab_worker import LabWorker
+
+
+def build_worker(
+    lab: Any,
+    *,
+    api_url: str | None = None,
+    store: Callback | None = None,
+    publisher: EngineStateFollower | None = None,
+    subscribers: Sequence[Callback] = (),
+    **worker_options: Any,
+) -> LabWorker:
+    """A :class:`LabWorker` on ``lab`` whose RunEngine feeds ``store``, then ``publisher``,
+    then each of ``subscribers``.
+
+    ``store`` is a :class:`~remotelab.data.RunStore` (or None: keep nothing), ``publisher``
+    a :class:`~remotelab.stream.StreamPublisher` (or None: publish nothing); the publisher
+    also follows the RunEngine's state, so the stream reports ``paused`` while a plan is
+    paused. ``worker_options`` are :class:`LabWorker`'s other keywords (``registry``,
+    ``control_bind``, ``poll_interval``, ``grace``, ``data_url``, ``worker_id``…). Starting
+    the worker, and closing it, the store and the publisher, stay with the caller.
+    """
+    worker = LabWorker(lab, api_url=api_url, **worker_options)
+    # the store first: a document is durable before any other callback sees it
+    attach(worker.RE, store=store, publisher=publisher, follow_state=True)
+    for callback in subscribers:
+        worker.RE.subscribe(callback)
+    return worker
+
+
+__all__ = ["build_worker"]
