@@ -1,6 +1,6 @@
 """remotelab: automated and remote laboratory research on bluesky, ophyd and Prefect."""
 
-__version__ = "0.1.0"
+from remotelab.version import __version__
 
 
 def __getattr__(name: str):

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from remotelab import __version__
 from remotelab.api.auth import AuthStore, Principal, Role
 from remotelab.api.errors import install_handlers, status_for
 from remotelab.api.live import LiveHub
 from remotelab.errors import UnknownLabError
+from remotelab.version import __version__
 
 if TYPE_CHECKING:
     from remotelab.data import RunStore

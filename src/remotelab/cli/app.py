@@ -8,8 +8,8 @@ from contextlib import contextmanager
 import typer
 from rich.console import Console
 
-from remotelab import __version__
 from remotelab.errors import RemotelabError
+from remotelab.version import __version__
 
 app = typer.Typer(
     name="remotelab",

@@ -256,7 +256,7 @@ class RunView:
         elif name == "event_page" and doc.get("descriptor") in self.descriptors:
             from event_model import unpack_event_page
 
-            for event in unpack_event_page(doc):
+            for event in unpack_event_page(doc):  # type: ignore[arg-type]  # a decoded dict
                 self._event(event)
         elif name == "stop" and doc.get("run_start") == self.run_uid:
             self.exit_status = doc.get("exit_status", "success")
@@ -349,12 +349,12 @@ def watch(
     final: str | None = None
     ended_at: float | None = None
     live = (
-        contextlib.nullcontext()
+        None
         if as_json
         else Live(view.render(), console=console, refresh_per_second=8, transient=False)
     )
     try:
-        with live:
+        with live or contextlib.nullcontext():
             while view.exit_status is None:
                 message = sub.receive(timeout=0.25)
                 if message is not None:
@@ -363,7 +363,7 @@ def watch(
                         view.status(message.doc)
                     else:
                         view.document(message.name, message.doc)
-                    if as_json:
+                    if live is None:
                         _print_json(message, view)
                     else:
                         live.update(view.render())
@@ -391,7 +391,7 @@ def watch(
                     raise StreamError(
                         f"experiment {experiment} did not start within {timeout:g} s ({why})"
                     )
-            if not as_json:
+            if live is not None:
                 live.update(view.render())
     except StreamError as exc:
         err_console.print(f"[bold red]error:[/] {exc}")

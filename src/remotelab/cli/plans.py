@@ -9,6 +9,7 @@ import json
 import logging
 import signal
 import uuid
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -105,6 +106,10 @@ class LiveView(CallbackBase):
         self.exit_status = doc.get("exit_status", "")
 
 
+#: the RunEngines whose plan Ctrl-C interrupted
+_INTERRUPTED: weakref.WeakSet[RunEngine] = weakref.WeakSet()
+
+
 @contextmanager
 def abort_on_sigint(engine: RunEngine) -> Iterator[None]:
     """While a plan runs, Ctrl-C aborts it at once (cleanup runs, exit status ``abort``).
@@ -113,7 +118,7 @@ def abort_on_sigint(engine: RunEngine) -> Iterator[None]:
     """
 
     def handler(signum, frame):
-        engine.remotelab_interrupted = True
+        _INTERRUPTED.add(engine)
         if not engine.state.is_idle:
             with suppress(Exception):
                 engine.abort("interrupted by the user (Ctrl-C)")
@@ -126,7 +131,7 @@ def abort_on_sigint(engine: RunEngine) -> Iterator[None]:
 
 
 def _root_cause(exc: BaseException) -> BaseException:
-    seen = exc
+    seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, RemotelabError):
             return seen
@@ -146,7 +151,7 @@ def execute(lab: Lab, plan, engine: RunEngine) -> tuple[str, BaseException | Non
 
     Returns ``("success" | "abort" | "fail", error)``.
     """
-    engine.remotelab_interrupted = False
+    _INTERRUPTED.discard(engine)
     try:
         engine(plan)
     except RunEngineInterrupted:
@@ -162,7 +167,7 @@ def execute(lab: Lab, plan, engine: RunEngine) -> tuple[str, BaseException | Non
         finally:
             lab.safe_state()
         return "fail", _root_cause(exc)
-    if engine.remotelab_interrupted:
+    if engine in _INTERRUPTED:
         lab.safe_state()
         return "abort", None
     return "success", None

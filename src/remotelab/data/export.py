@@ -26,9 +26,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from remotelab import __version__
 from remotelab.data.store import EventTable, RunStore
 from remotelab.errors import ExportError
+from remotelab.version import __version__
 
 FORMATS = ("csv", "json", "hdf5")
 Format = Literal["csv", "json", "hdf5"]

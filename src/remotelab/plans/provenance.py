@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from remotelab import __version__
+from remotelab.version import __version__
 
 if TYPE_CHECKING:
     from remotelab.devices import BackendDevice

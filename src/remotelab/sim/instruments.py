@@ -12,13 +12,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from remotelab import __version__
 from remotelab.devices.backend import Backend
 from remotelab.errors import DeviceFault
 from remotelab.sim import chemistry
 from remotelab.sim.clock import SimClock
 from remotelab.sim.faults import Fault, FaultPlan
 from remotelab.sim.world import World
+from remotelab.version import __version__
 
 GRIPPER = "gripper"
 FLOOR = "floor"
