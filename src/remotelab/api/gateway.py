@@ -1,11 +1,16 @@
 """What the gateway serves: each lab with its queue (:class:`LabService`), and the whole
-(:class:`Gateway`) that the routes reach through their dependencies."""
+(:class:`Gateway`) that the routes reach through their dependencies.
+
+A lab has one plan registry, its queue's: the plans the gateway lists and the submissions
+the queue accepts are checked by the same object. To serve other plans, give the queue its
+registry (``ExperimentQueue(lab, registry=…)``).
+"""
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from remotelab.api.auth import AuthStore
 from remotelab.api.live import LiveHub
@@ -20,25 +25,25 @@ if TYPE_CHECKING:
 
 @dataclass
 class LabService:
-    """One lab as the gateway serves it: the lab (for validation), its queue and plans."""
+    """One lab as the gateway serves it: the lab (for validation) and its queue."""
 
     lab: Lab
     queue: ExperimentQueue
-    registry: PlanRegistry | None = None
     #: how many requests may change the lab's queue at once (SQLite-backed Prefect servers
     #: answer many concurrent writers slowly and sometimes with errors)
     write_slots: int = 4
 
     def __post_init__(self) -> None:
         self.writes = threading.BoundedSemaphore(self.write_slots)
-        if self.registry is None:
-            from remotelab.plans.registry import registry_for
-
-            self.registry = registry_for(self.lab)
 
     @property
     def name(self) -> str:
         return self.lab.name
+
+    @property
+    def registry(self) -> PlanRegistry:
+        """The lab's plan registry: the queue's own, one object for listing and submitting."""
+        return cast("PlanRegistry", self.queue.registry)
 
 
 @dataclass
