@@ -14,7 +14,11 @@ import httpx
 import pytest
 from api_helpers import free_port, write_lab
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import (
+    ElementClickInterceptedException,
+    ElementNotInteractableException,
+    StaleElementReferenceException,
+)
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -95,21 +99,70 @@ def alice(site) -> Iterator[Client]:
         yield c
 
 
+#: what a click or keystroke may meet while the page re-renders or shows and hides a view:
+#: none of them did anything, so the action is tried again
+INTERACTION_ERRORS = (
+    StaleElementReferenceException,
+    ElementNotInteractableException,
+    ElementClickInterceptedException,
+)
+Locator = tuple[str, str]
+
+
 def until(driver: WebDriver, condition: Callable[[WebDriver], Any], what: str) -> Any:
     """Wait for ``condition`` (a table the page rebuilds may go stale under it: look again)."""
-    wait = WebDriverWait(
-        driver, TIMEOUT, poll_frequency=0.1, ignored_exceptions=[StaleElementReferenceException]
-    )
+    wait = WebDriverWait(driver, TIMEOUT, poll_frequency=0.1, ignored_exceptions=INTERACTION_ERRORS)
     return wait.until(condition, what)
 
 
+def click(driver: WebDriver, selector: str, what: str) -> None:
+    """Click the element at ``selector`` once it is shown and enabled; tried again if the page
+    replaces, hides or covers it meanwhile."""
+
+    def clicked(d: WebDriver) -> bool:
+        button = EC.element_to_be_clickable((By.CSS_SELECTOR, selector))(d)
+        if not button:
+            return False
+        button.click()
+        return True
+
+    until(driver, clicked, f"{what} (clicked)")
+
+
+def type_into(driver: WebDriver, locator: Locator, text: str, what: str) -> None:
+    """Type ``text`` into the field at ``locator`` once it takes input, until it holds it."""
+
+    def typed(d: WebDriver) -> bool:
+        field = EC.element_to_be_clickable(locator)(d)
+        if not field:
+            return False
+        field.clear()
+        field.send_keys(text)
+        return field.get_attribute("value") == text
+
+    until(driver, typed, f"{what} (typed into)")
+
+
+def signed_out(driver: WebDriver) -> bool:
+    """The page shows its sign-in form, and only that."""
+    return (
+        driver.find_element(By.ID, "login-view").is_displayed()
+        and not driver.find_element(By.ID, "lab-view").is_displayed()
+    )
+
+
 def sign_in(driver: WebDriver, site: Embedded, token: str) -> None:
-    driver.get(site.dashboard_url)
+    """Open the dashboard signed out and sign in with ``token``.
+
+    The tab's stored token is cleared on a page of the gateway that runs no script: on the
+    dashboard itself, a sign-in still under way with the stored token would store it again
+    and sign the reloaded page back in, hiding the form while the test types into it."""
+    driver.get(f"{site.url}/dashboard/static/dashboard.css")
     driver.execute_script("sessionStorage.clear()")
-    driver.refresh()
-    field = until(driver, EC.visibility_of_element_located((By.ID, "token")), "the sign-in form")
-    field.send_keys(token)
-    driver.find_element(By.ID, "login-button").click()
+    driver.get(site.dashboard_url)
+    until(driver, signed_out, "the sign-in form")
+    type_into(driver, (By.ID, "token"), token, "the token field")
+    click(driver, "#login-button", "the sign-in button")
 
 
 def signed_in_as(driver: WebDriver, text: str) -> None:
@@ -129,16 +182,6 @@ def row(driver: WebDriver, table: str, experiment_id: str, state: str) -> tuple[
         return found[0].text, [b.get_attribute("data-action") for b in buttons]
 
     return until(driver, shown, f"experiment {experiment_id} {state} in the {table} table")
-
-
-def click(driver: WebDriver, selector: str, what: str) -> None:
-    def clicked(d: WebDriver) -> bool:
-        button = EC.element_to_be_clickable((By.CSS_SELECTOR, selector))(d)
-        if button:
-            button.click()
-        return bool(button)
-
-    until(driver, clicked, what)
 
 
 def click_row_action(driver: WebDriver, experiment_id: str, action: str) -> None:

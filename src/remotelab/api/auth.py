@@ -395,7 +395,8 @@ class AuthStore:
 
         ``labs`` limits the result to entries on those labs (and entries on no lab).
         """
-        where, args = [], []
+        where: list[str] = []
+        args: list[str | float | int] = []
         for column, value in (("lab", lab), ("actor", actor), ("action", action)):
             if value is not None:
                 where.append(f"{column}=?")

@@ -32,7 +32,7 @@ class LiveHub:
     def __init__(self, address: str | None):
         self.address = address
         self.status: dict[str, dict[str, Any]] = {}  # lab -> last worker status
-        self._runs: dict[str, tuple[str, str]] = {}  # run uid -> (lab, experiment id)
+        self._runs: dict[str, tuple[str, str | None]] = {}  # run uid -> (lab, experiment id)
         self._docs: dict[str, str] = {}  # descriptor / resource uid -> run uid
         self._listeners: list[_Listener] = []
         self._lock = threading.Lock()
@@ -81,7 +81,8 @@ class LiveHub:
     def _owner(self, name: str, doc: dict[str, Any]) -> tuple[str, str | None]:
         with self._lock:
             if name == "start":
-                owner = (str(doc.get("lab") or ""), doc.get("experiment_id"))
+                exp_id = doc.get("experiment_id")
+                owner = (str(doc.get("lab") or ""), str(exp_id) if exp_id else None)
                 self._runs[doc["uid"]] = owner
                 return owner
             run = doc.get("run_start")

@@ -134,17 +134,20 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """``value`` (a bluesky document or part of one) as plain JSON data: numpy arrays and
+    scalars become lists and Python numbers, tuples lists, keys strings, NaN and infinities
+    ``None`` (JSON has no such numbers)."""
     if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
+        return jsonable(value.tolist())
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, np.generic):
-        return _jsonable(value.item())
+        return jsonable(value.item())
     return value
 
 
@@ -160,7 +163,7 @@ def run_record(store: RunStore, uid: str, *, stream: str = "primary") -> dict[st
         }
         for i in range(len(table))
     ]
-    return _jsonable(
+    return jsonable(
         {
             "format": "remotelab-run/1",
             "run": store.run(uid).to_dict(),
@@ -242,7 +245,7 @@ def export_hdf5(store: RunStore, uid: str, out_dir: Path) -> Path:
         names, bodies = [], []
         for name, doc in store.documents(uid):
             names.append(name)
-            bodies.append(json.dumps(_jsonable(doc), allow_nan=False))
+            bodies.append(json.dumps(jsonable(doc), allow_nan=False))
         str_dt = h5py.string_dtype()
         docs.create_dataset("name", data=np.array(names, dtype=object), dtype=str_dt)
         docs.create_dataset("document", data=np.array(bodies, dtype=object), dtype=str_dt)
@@ -255,7 +258,7 @@ def _put_meta(group: Any, key: str, value: Any) -> None:
     elif isinstance(value, list) and value and all(isinstance(v, int | float) for v in value):
         group[key] = np.asarray(value)
     else:
-        group[key] = json.dumps(_jsonable(value), allow_nan=False)
+        group[key] = json.dumps(jsonable(value), allow_nan=False)
         group[key].attrs["encoding"] = "json"
 
 
@@ -275,7 +278,7 @@ def _write_stream(
             if all(isinstance(v, str) for v in column):
                 data.create_dataset(key, data=column, dtype=h5py.string_dtype())
             else:
-                data.create_dataset(key, data=json.dumps(_jsonable(column.tolist())))
+                data.create_dataset(key, data=json.dumps(jsonable(column.tolist())))
                 data[key].attrs["encoding"] = "json"
         else:
             data.create_dataset(key, data=column)
@@ -301,7 +304,7 @@ def _write_stream(
             if arr.dtype.kind in "biuf":
                 group.create_dataset(key, data=arr)
             else:
-                group[key] = json.dumps(_jsonable(value))
+                group[key] = json.dumps(jsonable(value))
             units = conf.get("data_keys", {}).get(key, {}).get("units")
             if units:
                 group[key].attrs["units"] = units
@@ -313,6 +316,7 @@ __all__ = [
     "export_hdf5",
     "export_json",
     "export_run",
+    "jsonable",
     "run_record",
     "write_bytes",
     "writing",

@@ -1,0 +1,168 @@
+"""Stored runs: every run's metadata, its data (JSON, CSV, HDF5) and its summary plot.
+
+A run of a lab the caller may not use is not found (404)."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Response
+
+from remotelab.api.auth import Principal
+from remotelab.api.deps import ERROR_RESPONSES, GW, MAX_OFFSET, MAX_PAGE, Who
+from remotelab.api.gateway import Gateway
+from remotelab.api.models import RunInfo
+from remotelab.data.export import export_csv, export_hdf5, jsonable, run_record
+from remotelab.errors import ExportError, RunNotFound
+
+router = APIRouter(tags=["runs"], responses=ERROR_RESPONSES)
+
+
+def run_info(store: Any, r: Any, *, full: bool = False) -> RunInfo:
+    """A stored run's metadata; with ``full``, its streams and start and stop documents."""
+    info = RunInfo(
+        uid=r.uid,
+        time=r.time,
+        stop_time=r.stop_time,
+        experiment_id=r.experiment_id,
+        plan_name=r.plan_name,
+        submitter=r.submitter,
+        lab=r.lab,
+        scan_id=r.scan_id,
+        exit_status=r.exit_status,
+        reason=r.reason,
+        num_events=r.num_events or 0,
+        content_hash=r.content_hash,
+        sample_ids=list(r.sample_ids),
+        complete=r.complete,
+    )
+    if full:
+        info.streams = store.streams(r.uid)
+        info.start = jsonable(store.start_doc(r.uid))
+        stop = store.stop_doc(r.uid)
+        info.stop = jsonable(stop) if stop is not None else None
+    return info
+
+
+def readable_run(gw: Gateway, who: Principal, uid: str) -> Any:
+    """The stored run ``uid`` (or a unique prefix) if the caller may use its lab."""
+    r = gw.run_store().run(uid)
+    if r.lab and not who.may_use(r.lab):
+        raise RunNotFound(f"no run {uid!r} on the labs user {who.user!r} may use")
+    return r
+
+
+@router.get("/runs", response_model=list[RunInfo])
+def list_runs(
+    who: Who,
+    gw: GW,
+    lab: str | None = None,
+    experiment: str | None = None,
+    plan: str | None = None,
+    submitter: str | None = None,
+    sample: str | None = None,
+    complete: bool | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+) -> list[RunInfo]:
+    """Stored runs, newest first; filters combine."""
+    if gw.store is None:
+        return []
+    runs = gw.store.runs(
+        lab=lab,
+        experiment_id=experiment,
+        plan_name=plan,
+        submitter=submitter,
+        sample_id=sample,
+        complete=complete,
+    )
+    runs = [r for r in runs if not r.lab or who.may_use(r.lab)]
+    return [run_info(gw.store, r) for r in runs[offset : offset + limit]]
+
+
+@router.get("/runs/{uid}", response_model=RunInfo)
+def show_run(uid: str, who: Who, gw: GW) -> RunInfo:
+    """One run's metadata, its start and stop documents and its streams (uid or a unique
+    prefix of at least 4 characters)."""
+    return run_info(gw.run_store(), readable_run(gw, who, uid), full=True)
+
+
+def csv_file(paths: list[Path], uid: str, stream: str, key: str | None) -> Path:
+    """Of a run's CSV export, the scalar table, or the table of array signal ``key``."""
+    if key is None:
+        return paths[0]
+    found = [p for p in paths[1:] if p.name.endswith(f".{key}.csv")]
+    if not found:
+        arrays = [p.name.split(".")[-2] for p in paths[1:]]
+        raise ExportError(
+            f"run {uid} has no array signal {key!r} in stream {stream!r}; "
+            f"its array signals: {', '.join(arrays) or 'none'}"
+        )
+    return found[0]
+
+
+@router.get(
+    "/runs/{uid}/data",
+    responses={
+        200: {
+            "description": "the run's data",
+            "content": {
+                "application/json": {},
+                "text/csv": {},
+                "application/x-hdf5": {},
+            },
+        }
+    },
+)
+def run_data(
+    uid: str,
+    who: Who,
+    gw: GW,
+    format: Literal["json", "csv", "hdf5"] = "json",
+    stream: str = "primary",
+    key: Annotated[str | None, Query(description="CSV: an array-valued signal's own table")] = None,
+) -> Response:
+    """A run's data: JSON (metadata and events), CSV (the stream's scalar signals, or one
+    array signal with ``key``) or HDF5 (the whole run, NeXus style)."""
+    store = gw.run_store()
+    r = readable_run(gw, who, uid)
+    if format == "json":
+        body = json.dumps(run_record(store, r.uid, stream=stream), allow_nan=False)
+        return Response(body, media_type="application/json")
+    with tempfile.TemporaryDirectory() as tmp:
+        if format == "hdf5":
+            path = export_hdf5(store, r.uid, Path(tmp))
+            return Response(
+                path.read_bytes(),
+                media_type="application/x-hdf5",
+                headers={"Content-Disposition": f'attachment; filename="{path.name}"'},
+            )
+        path = csv_file(export_csv(store, r.uid, Path(tmp), stream=stream), r.uid, stream, key)
+        return Response(
+            path.read_text(),
+            media_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="{path.name}"'},
+        )
+
+
+@router.get(
+    "/runs/{uid}/plot.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}, "description": "the run's summary plot"}},
+)
+def run_plot(uid: str, who: Who, gw: GW) -> Response:
+    """The run's summary plot (drawn now if the store has none yet)."""
+    from remotelab.data.plots import render_run  # matplotlib: loaded when a plot is asked for
+
+    store = gw.run_store()
+    r = readable_run(gw, who, uid)
+    png = store.plot(r.uid)
+    if png is None:
+        png = render_run(store, r.uid)
+    return Response(png, media_type="image/png")
+
+
+__all__ = ["csv_file", "readable_run", "router", "run_info"]
