@@ -129,8 +129,8 @@ class LocalBackend:
         limit: int,
         mine: bool = False,
     ) -> tuple[list[Any], int]:
-        from remotelab.api.listing import list_experiments
         from remotelab.queue import ExperimentState
+        from remotelab.queue.listing import list_experiments
         from remotelab.queue.service import UNFINISHED
 
         if mine:

@@ -10,7 +10,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query
 
-from remotelab.api import listing
 from remotelab.api.auth import Principal, Role
 from remotelab.api.deps import (
     ERROR_RESPONSES,
@@ -34,6 +33,7 @@ from remotelab.api.models import (
     SubmitRequest,
 )
 from remotelab.api.routes.runs import run_info
+from remotelab.queue import listing
 from remotelab.queue.models import Experiment, ExperimentState, Priority
 
 router = APIRouter(tags=["experiments"], responses=ERROR_RESPONSES)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from remotelab.api import listing
 from remotelab.api.deps import ERROR_RESPONSES, GW, Who, served_lab
 from remotelab.api.gateway import Gateway, LabService
 from remotelab.api.models import DeviceStatus, LabSummary
 from remotelab.errors import RemotelabError
+from remotelab.queue import listing
 from remotelab.queue.models import ExperimentState
 
 router = APIRouter(tags=["labs"], responses=ERROR_RESPONSES)
