@@ -23,6 +23,9 @@ from remotelab.queue.edit_hold import (
 )
 from remotelab.queue.messages import (
     AWAITING_APPROVAL,
+    outcome_tail,
+    read_message,
+    read_record,
     read_run_labels,
     run_labels,
     worker_in_message,
@@ -100,6 +103,20 @@ def test_worker_tag_round_trips_and_refuses_ids_it_could_not_read_back():
     for bad in ("", "two words", "a]b"):
         with pytest.raises(ValueError):
             worker_tag(bad)
+
+
+def test_the_outcome_tail_round_trips_and_labels_win_once_written():
+    message = f"{worker_tag('w1')} completed: 2 run(s) in 0.10 s" + outcome_tail(
+        ["u1", "u2"], "success"
+    )
+    read = read_message(message)
+    assert (read.worker, read.run_uids, read.exit_status) == ("w1", ["u1", "u2"], "success")
+    empty = read_message(f"{worker_tag('w1')} ValueError: bad" + outcome_tail([], None))
+    assert empty.run_uids == [] and empty.exit_status is None
+    assert read_message("[worker w1] running (pid 1 on pc)").run_uids == []
+    both = read_record(run_labels("w2", ["u9"], "abort"), message)
+    assert (both.worker, both.run_uids, both.exit_status) == ("w2", ["u9"], "abort")
+    assert read_record({}, message) == read
 
 
 def test_run_labels_round_trip():

@@ -1,11 +1,17 @@
 """What remotelab writes on an experiment's flow run for others to read: state names, the
 worker tag in state messages, and the run's labels.
 
-Both sides live here: the worker writes with :func:`worker_tag` and :func:`run_labels`; the
-queue, the listing and peer workers read with :func:`worker_in_message` and
-:func:`read_run_labels`. A run's labels are the structured record (which worker ran it, the
-uids of its bluesky runs, its exit status); the worker writes the worker label at its claim
-and the rest before the final state, so a reader of a finished run always finds them.
+Both sides live here: the worker writes with :func:`worker_tag`, :func:`outcome_tail` and
+:func:`run_labels`; the queue, the listing and peer workers read with :func:`read_record`.
+
+Every state message a worker writes starts with its tag, so the worker of a claimed run is
+known from the claim on. The final state's message ends with the outcome's tail
+(``[runs <uid>,<uid>] [exit <status>]``): it is written with the state, in the same request,
+so a reader of a finished run always finds it. The run's labels (``remotelab.worker``,
+``remotelab.run_uids``, ``remotelab.exit_status``) record the same for Prefect's UI and
+filters; the worker writes them in the background (on Prefect's SQLite database a label
+update is a read-then-write transaction that waits seconds behind other writers), and they
+win over the message once written.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ RUN_UIDS_LABEL = "remotelab.run_uids"
 EXIT_STATUS_LABEL = "remotelab.exit_status"
 
 _WORKER_RE = re.compile(r"\[worker ([^\]\s]+)\]")
+_TAIL_RE = re.compile(r" \[runs ([^\]\s]*)\] \[exit ([^\]\s]*)\]$")
 
 
 def worker_tag(worker_id: str) -> str:
@@ -40,9 +47,14 @@ def worker_in_message(message: str | None) -> str | None:
     return m.group(1) if m else None
 
 
+def outcome_tail(run_uids: list[str], exit_status: str | None) -> str:
+    """The end of a finished experiment's state message: its runs and its exit status."""
+    return f" [runs {','.join(run_uids) or '-'}] [exit {exit_status or '-'}]"
+
+
 @dataclass(frozen=True)
 class RunLabels:
-    """What an experiment's labels record."""
+    """What an experiment's record says: its worker, its runs' uids, its exit status."""
 
     worker: str | None = None
     run_uids: list[str] = field(default_factory=list)
@@ -72,6 +84,24 @@ def read_run_labels(labels: dict[str, Any] | None) -> RunLabels:
     )
 
 
+def read_message(message: str | None) -> RunLabels:
+    """What a state message records: its worker tag and, when finished, its outcome tail."""
+    tail = _TAIL_RE.search(message or "")
+    uids = [u for u in tail.group(1).split(",") if u and u != "-"] if tail else []
+    status = tail.group(2) if tail and tail.group(2) != "-" else None
+    return RunLabels(worker=worker_in_message(message), run_uids=uids, exit_status=status)
+
+
+def read_record(labels: dict[str, Any] | None, message: str | None) -> RunLabels:
+    """A run's record: its labels where written, else its state message."""
+    from_labels, from_message = read_run_labels(labels), read_message(message)
+    return RunLabels(
+        worker=from_labels.worker or from_message.worker,
+        run_uids=from_labels.run_uids or from_message.run_uids,
+        exit_status=from_labels.exit_status or from_message.exit_status,
+    )
+
+
 __all__ = [
     "AWAITING_APPROVAL",
     "AWAITING_OPERATOR",
@@ -80,6 +110,9 @@ __all__ = [
     "RUN_UIDS_LABEL",
     "WORKER_LABEL",
     "RunLabels",
+    "outcome_tail",
+    "read_message",
+    "read_record",
     "read_run_labels",
     "run_labels",
     "worker_in_message",

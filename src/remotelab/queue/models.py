@@ -25,8 +25,7 @@ from remotelab.queue.messages import (
     AWAITING_APPROVAL,
     AWAITING_OPERATOR,
     PAUSED_NAME,
-    read_run_labels,
-    worker_in_message,
+    read_record,
 )
 
 #: the Prefect flow every experiment is a run of
@@ -165,7 +164,6 @@ class Experiment(BaseModel):
         """Build from a Prefect ``FlowRun`` (client schema)."""
         params = run.parameters or {}
         tags = list(run.tags or [])
-        recorded = read_run_labels(dict(run.labels or {}))
         lab = next((t.split(":", 1)[1] for t in tags if t.startswith("lab:")), "")
         prio = next((t.split(":", 1)[1] for t in tags if t.startswith("priority:")), "normal")
         state = run.state
@@ -178,6 +176,7 @@ class Experiment(BaseModel):
         if editing:  # held for a moment by an edit: still waiting to run, in its place
             estate = ExperimentState.queued
             scheduled = state.state_details.scheduled_time or scheduled
+        recorded = read_record(dict(run.labels or {}), message)
         exp = cls(
             id=str(run.id),
             name=run.name or "",
@@ -197,7 +196,7 @@ class Experiment(BaseModel):
             run_uids=recorded.run_uids,
             exit_status=recorded.exit_status,
             error=message if estate in (ExperimentState.failed, ExperimentState.crashed) else None,
-            worker=None if editing else recorded.worker or worker_in_message(message),
+            worker=None if editing else recorded.worker,
             edits=list(params.get("edits") or []),
         )
         exp._held_for_edit = editing
@@ -250,7 +249,6 @@ __all__ = [
     "priority_tag",
     "queue_order",
     "state_of",
-    "worker_in_message",
 ]
 
 

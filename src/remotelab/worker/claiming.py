@@ -3,7 +3,7 @@
 A claim moves a queued run Scheduled → Pending, which Prefect refuses to all but one claimer,
 so two workers never run the same experiment; then Pending → Running. Prefect lets a finished
 run go back to Pending (a re-run), so a claim is checked against the run's history and let go
-if the run was not queued any more. The worker's label is written as part of the claim.
+if the run was not queued any more. Every state message of the claim names the worker.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.states import Cancelled, Pending, Running, State
 
-from remotelab.queue.messages import run_labels, worker_tag
+from remotelab.queue.messages import worker_tag
 from remotelab.queue.models import Experiment, Priority, priority_tag
 from remotelab.queue.prefect_lab import LabOnPrefect
 from remotelab.queue.transitions import copy_of
@@ -115,7 +115,6 @@ class Claimer:
             if not self._was_queued(run.id):
                 self.queue.invalidate()
                 continue
-            self.prefect.update_labels(run.id, run_labels(self.worker_id))
             running: State = Running(
                 message=f"{self.tag} running (pid {os.getpid()} on {socket.gethostname()})"
             )

@@ -1,9 +1,10 @@
 """Recording a finished experiment in Prefect, and leaving the lab safe.
 
 :class:`Recorder` turns an ended experiment into its outcome (:mod:`remotelab.worker.outcome`),
-drives the lab to its safe state when it did not complete, writes the run's labels (worker,
-run uids, exit status) and then its final state, and hands the summary artifact and failure
-logs to a background thread (they may lag behind; the labels and the state do not).
+drives the lab to its safe state when it did not complete, and writes the final state, whose
+message carries the outcome (:mod:`remotelab.queue.messages`); the run's labels, the summary
+artifact and the failure logs go to a background thread, in order (they may lag behind; the
+state does not).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from remotelab.errors import SafeStateError
-from remotelab.queue.messages import run_labels
+from remotelab.queue.messages import outcome_tail, run_labels
 from remotelab.queue.models import Experiment, state_of
 from remotelab.queue.prefect_lab import LabOnPrefect, log_entry
 from remotelab.worker.outcome import Outcome, decide, summary
@@ -99,12 +100,8 @@ class Recorder:
             except SafeStateError as exc:
                 unsafe = exc
                 suffix = f"; devices NOT safe, lab held: {exc}"
-        state = outcome.state(self.tag, suffix)
+        state = outcome.state(self.tag, suffix + outcome_tail(current.uids, outcome.exit_status))
         labels = run_labels(self.worker_id, current.uids, outcome.exit_status)
-        try:
-            self.prefect.update_labels(exp.id, labels)
-        except Exception as exc:
-            log.warning("could not label experiment %s: %s", exp.id, exc)
         if not self.prefect.set_state(exp.id, state).accepted:
             self.prefect.set_state(exp.id, state, force=True)
         text = summary(
@@ -118,6 +115,7 @@ class Recorder:
             unsafe=unsafe,
             data_url=self.data_url,
         )
+        self._jobs.put(lambda: self.prefect.update_labels(exp.id, labels))
         self._jobs.put(lambda: self._record(exp, outcome, text, ended, unsafe))
         return exp.model_copy(
             update={
