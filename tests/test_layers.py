@@ -77,3 +77,36 @@ def test_the_check_finds_each_kind_of_private_use():
     )
     found = cross_package_private_uses(source, "remotelab.api.routes.runs")
     assert len(found) == 3, found
+
+
+#: the most lines of code (no blank lines, comments or docstrings) a module holds
+MAX_LINES_OF_CODE = 400
+
+
+def lines_of_code(source: str) -> int:
+    tree = ast.parse(source)
+    docstrings: set[int] = set()
+    for node in ast.walk(tree):
+        kinds = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+        if isinstance(node, kinds) and node.body:
+            first = node.body[0]
+            value = first.value if isinstance(first, ast.Expr) else None
+            if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                docstrings.update(range(first.lineno, (first.end_lineno or first.lineno) + 1))
+    return sum(
+        1
+        for number, line in enumerate(source.splitlines(), 1)
+        if line.strip() and not line.strip().startswith("#") and number not in docstrings
+    )
+
+
+@pytest.mark.parametrize("path", MODULES, ids=module_name)
+def test_no_module_is_over_the_size_of_one_role(path):
+    assert lines_of_code(path.read_text()) <= MAX_LINES_OF_CODE
+
+
+def test_lines_of_code_leave_out_docstrings_comments_and_blank_lines():
+    source = (
+        '"""Doc."""\n\n# a comment\nx = 1\n\n\ndef f():\n    """Doc\n    more."""\n    return x\n'
+    )
+    assert lines_of_code(source) == 3
