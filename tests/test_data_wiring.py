@@ -2,33 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from bluesky import RunEngine
 from bluesky import plan_stubs as bps
 from bluesky.plans import count
 from bluesky.utils import RunEngineInterrupted
 
+from _wiring_support import RecordingPublisher
 from remotelab.data import RunStore, attach
-
-
-class RecordingPublisher:
-    """Stands in for a StreamPublisher: records documents (and whether the store had them)."""
-
-    def __init__(self, store: RunStore):
-        self.store = store
-        self.documents: list[str] = []
-        self.states: list[str] = []
-        self.start_was_stored: list[bool] = []
-
-    def __call__(self, name: str, doc: dict[str, Any]) -> None:
-        self.documents.append(name)
-        if name == "start":
-            self.start_was_stored.append(bool(self.store.runs(experiment_id="E-wire")))
-
-    def on_engine_state(self, new_state: Any, old_state: Any = None) -> None:
-        self.states.append(str(new_state))
 
 
 @pytest.fixture
@@ -46,7 +27,7 @@ def test_attach_stores_then_publishes_and_follows_pause(lab, store):
         earlier.append(str(new))
 
     RE.state_hook = earlier_hook
-    publisher = RecordingPublisher(store)
+    publisher = RecordingPublisher(store, "E-wire")
     attachment = attach(RE, store=store, publisher=publisher)
     assert len(attachment.tokens) == 2
 

@@ -3,34 +3,15 @@ follows pause and resume), then the other subscribers. Built, not started: no Pr
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from bluesky import plan_stubs as bps
 from bluesky.utils import RunEngineInterrupted
 
+from _wiring_support import RecordingPublisher
 from remotelab.worker import LabWorker, build_worker
 
 #: never contacted: the worker is built, not started
 NO_PREFECT = "http://127.0.0.1:9/api"
-
-
-class RecordingPublisher:
-    """Stands in for a StreamPublisher: documents, engine states, whether the store had it."""
-
-    def __init__(self, store: Any):
-        self.store = store
-        self.documents: list[str] = []
-        self.states: list[str] = []
-        self.start_was_stored: list[bool] = []
-
-    def __call__(self, name: str, doc: dict[str, Any]) -> None:
-        self.documents.append(name)
-        if name == "start":
-            self.start_was_stored.append(bool(self.store.runs(experiment_id="E-build")))
-
-    def on_engine_state(self, new_state: Any, old_state: Any = None) -> None:
-        self.states.append(str(new_state))
 
 
 def paused_plan(lab):
@@ -42,7 +23,7 @@ def paused_plan(lab):
 
 
 def test_store_then_publisher_then_subscribers_and_the_state_is_followed(lab, store):
-    publisher = RecordingPublisher(store)
+    publisher = RecordingPublisher(store, "E-build")
     order: list[str] = []
     worker = build_worker(
         lab,
