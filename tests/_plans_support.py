@@ -7,6 +7,7 @@ from pathlib import Path
 from bluesky import RunEngine
 
 from remotelab.lab import load_lab, shipped_lab_text
+from remotelab.plans.holds import install_local_holds
 
 #: clock speed for plan tests: simulated minutes pass in tens of milliseconds
 FAST = 5000.0
@@ -19,6 +20,7 @@ def fast_lab(seed: int | None = None, path: str | Path | None = None):
 def engine() -> RunEngine:
     """A RunEngine with no signal handlers; ``.documents`` collects (name, doc)."""
     re = RunEngine({}, context_managers=[])
+    install_local_holds(re)
     re.documents = []
     re.subscribe(lambda name, doc: re.documents.append((name, doc)))
     return re

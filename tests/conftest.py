@@ -10,6 +10,7 @@ import pytest
 from bluesky import RunEngine
 
 from remotelab.lab import load_lab
+from remotelab.plans.holds import install_local_holds
 from remotelab.queue.server import PrefectServer
 
 #: clock speed for tests: simulated minutes pass in tens of milliseconds
@@ -37,6 +38,7 @@ def lab():
 def RE():
     """A RunEngine that needs no main thread and no signal handlers; collects its documents."""
     engine = RunEngine({}, context_managers=[])
+    install_local_holds(engine)
     engine.documents = []
     engine.subscribe(lambda name, doc: engine.documents.append((name, doc)))
     return engine

@@ -82,6 +82,33 @@ class SafeStateError(RemotelabError):
         super().__init__(f"devices not in their safe state: {detail}")
 
 
+class ReservationError(RemotelabError):
+    """A device or sample taken, or asked for, against the lab's reservation rules."""
+
+
+class NestedHoldError(ReservationError):
+    """A plan asked for shared devices while it waits for or holds some already (it must ask
+    for every device of a block at once: that is what keeps plans from deadlocking)."""
+
+    def __init__(self, holder: str, resources: list[str]):
+        self.holder, self.resources = holder, resources
+        super().__init__(
+            f"experiment {holder} asks for {', '.join(resources) or 'nothing'} while it holds "
+            "or waits for shared devices already; hold every device of a block at once"
+        )
+
+
+class DeviceNotReservedError(ReservationError):
+    """A plan drove a device that is neither reserved for its experiment nor held by it."""
+
+    def __init__(self, device: str, experiment: str):
+        self.device, self.experiment = device, experiment
+        super().__init__(
+            f"experiment {experiment} drove device {device!r}, which is not reserved for it "
+            "(declare it in the plan's parameters or uses=, or hold a shared device in a block)"
+        )
+
+
 class PlanValidationError(RemotelabError, ValueError):
     """A plan submission that cannot run: ``errors`` lists ``{"param", "message"}`` per problem."""
 

@@ -19,10 +19,12 @@ HERE = Path(__file__).parent
 SRC = HERE.parent.parent / "src"
 
 
-def write_lab(tmp_path: Path, **plans_section) -> Path:
-    """The shipped simulated lab under a fresh name, with the test plans added."""
+def write_lab(tmp_path: Path, *, concurrency: int = 1, **plans_section) -> Path:
+    """The shipped simulated lab under a fresh name, with the test plans added; one
+    experiment at a time unless ``concurrency`` says otherwise."""
     data = yaml.safe_load(shipped_lab_text("sim"))
     data["name"] = f"t{uuid.uuid4().hex[:8]}"
+    data["concurrency"] = concurrency
     data.setdefault("plans", {})
     data["plans"]["modules"] = ["queue_test_plans"]
     data["plans"].update(plans_section)

@@ -7,7 +7,7 @@ from typing import Any
 import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 
-from remotelab.plans.params import Param, PlanParams
+from remotelab.plans.params import DeviceParam, Param, PlanParams
 from remotelab.plans.registry import plan
 from remotelab.worker.operator import ask_operator
 
@@ -18,7 +18,7 @@ class StepsParams(PlanParams):
     stir: float = Param(300, ge=0, le=1200, description="stirrer speed during the run, rpm")
 
 
-@plan(params=StepsParams)
+@plan(params=StepsParams, uses=("thermometer", "stirrer"))
 def steps(
     n: int = 10, step_s: float = 0.02, stir: float = 300, *, lab: Any = None, md: dict | None = None
 ):
@@ -31,6 +31,26 @@ def steps(
         for _ in range(n):
             yield from bps.checkpoint()
             yield from bps.trigger_and_read([thermometer])
+            yield from bps.sleep(step_s)
+
+    return (yield from inner())
+
+
+class ReadStepsParams(PlanParams):
+    sensor: str = DeviceParam("detector", description="the sensor read at each step")
+    n: int = Param(10, ge=1, le=1_000_000, description="how many steps")
+    step_s: float = Param(0.02, ge=0, le=5, description="wall seconds to wait in each step")
+
+
+@plan(params=ReadStepsParams)
+def read_steps(sensor: Any, n: int = 10, step_s: float = 0.02, *, md: dict | None = None):
+    """Read one sensor n times with a checkpoint before each."""
+
+    @bpp.run_decorator(md={"plan_name": "read_steps", **(md or {})})
+    def inner():
+        for _ in range(n):
+            yield from bps.checkpoint()
+            yield from bps.trigger_and_read([sensor])
             yield from bps.sleep(step_s)
 
     return (yield from inner())

@@ -9,10 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from queue_helpers import docs_of, subprocess_env, wait_until
+from prefect import get_client
+from queue_helpers import docs_of, subprocess_env, wait_until, write_lab
 
 from remotelab.data import RunStore
-from remotelab.queue import ExperimentState
+from remotelab.lab import load_lab
+from remotelab.queue import ExperimentQueue, ExperimentState
+from remotelab.queue.device_slots import slot_name
 
 LONG = {"n": 100_000, "step_s": 0.01, "stir": 400}
 
@@ -33,7 +36,7 @@ def read_docs(path: Path) -> list:
 def worker_process(lab_file, prefect_api, tmp_path, exq):
     procs: list[subprocess.Popen] = []
 
-    def start(docs: Path) -> subprocess.Popen:
+    def start(docs: Path, lab_file: Path = lab_file) -> subprocess.Popen:
         env = {**subprocess_env(prefect_api, tmp_path), "QUEUE_TEST_DOCS": str(docs)}
         log = open(tmp_path / f"worker{len(procs)}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
@@ -120,3 +123,54 @@ def test_sigkill_then_restart_marks_crashed_keeps_data_and_goes_on(
     assert exq.wait_for(nxt.id).state == ExperimentState.completed
     assert w.docs("start", victim.id) == []  # the crashed one was not re-run
     assert exq.get(victim.id).state == ExperimentState.crashed
+
+
+def test_sigkill_with_two_running_crashes_both_frees_every_device_and_goes_on(
+    prefect_api, worker_process, start_worker, tmp_path
+):
+    lab_file = write_lab(tmp_path, concurrency=3)
+    lab = load_lab(lab_file, speed=1000)
+    exq = ExperimentQueue(lab, api_url=prefect_api)
+    try:
+        docs = tmp_path / "docs.jsonl"
+        proc = worker_process(docs, lab_file)
+        stirred = exq.submit("steps", LONG, submitter="ada")
+        weighed = exq.submit("read_steps", {"sensor": "balance", "n": 100_000}, submitter="bob")
+        for exp in (stirred, weighed):
+            wait_until(
+                lambda e=exp: len(docs_of(read_docs(docs), "event", e.id)) >= 3, what="events"
+            )
+        # the worker has announced what it runs (and its leases on the devices)
+        wait_until(
+            lambda: [len(w["running"]) for w in exq.workers(fresh=True)] == [2],
+            what="the worker to announce both",
+        )
+        slots = [slot_name(lab.name, d) for d in ("stirrer", "thermometer", "balance")]
+        with get_client(sync_client=True) as client:
+            assert [
+                client.read_global_concurrency_limit_by_name(s).active_slots for s in slots
+            ] == [1, 1, 1]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        kept = read_docs(docs)
+        w = start_worker(lab)  # the lab's worker starts again
+        assert {e.id for e in w.crashed} == {stirred.id, weighed.id}
+        for exp in (stirred, weighed):
+            crashed = exq.get(exp.id)
+            assert crashed.state == ExperimentState.crashed and "not re-run" in crashed.message
+            assert len(docs_of(kept, "start", exp.id)) == 1
+            with RunStore(tmp_path / "runs.sqlite", plots=False) as store:
+                (run,) = store.runs(experiment_id=exp.id)
+                assert run.status == "incomplete"
+        # every device safe, every reservation freed (in Prefect too), and the queue goes on
+        assert lab["stirrer"].setpoint.get() == 0 and lab["heater"].setpoint.get() == 25
+        assert not w.worker.book.snapshot()
+        nxt = exq.submit("steps", {"n": 2}, submitter="ada")
+        assert exq.wait_for(nxt.id).state == ExperimentState.completed
+        with get_client(sync_client=True) as client:
+            assert [
+                client.read_global_concurrency_limit_by_name(s).active_slots for s in slots
+            ] == [0, 0, 0]
+    finally:
+        exq.close()
+        lab.close()

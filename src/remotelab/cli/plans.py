@@ -30,6 +30,7 @@ from remotelab.data import attach
 from remotelab.errors import PlanValidationError, RemotelabError, SafeStateError
 from remotelab.lab import Lab, load_lab
 from remotelab.plans import registry_for
+from remotelab.plans.holds import install_local_holds
 from remotelab.plans.provenance import json_safe
 
 LAB_OPTION = typer.Option(
@@ -291,6 +292,7 @@ def run_plan(
         # the outcome is reported below; keep bluesky's own tracebacks of aborts off the screen
         logging.getLogger("bluesky").addHandler(logging.NullHandler())
         engine = RunEngine({}, context_managers=[abort_on_sigint])
+        install_local_holds(engine)
         docs: list[tuple[str, dict]] = []
         attach(engine, store=store)
         engine.subscribe(lambda name, doc: docs.append((name, doc)))

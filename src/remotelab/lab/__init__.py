@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -102,6 +102,16 @@ class Lab:
         return world
 
     @property
+    def concurrency(self) -> int:
+        """How many experiments the lab may run at once (the lab file's ``concurrency``)."""
+        return self.spec.concurrency
+
+    @property
+    def shared_devices(self) -> frozenset[str]:
+        """Devices stations share for moments (``shared: true``): plans hold them in blocks."""
+        return frozenset(n for n, d in self.spec.devices.items() if d.shared)
+
+    @property
     def simulated(self) -> bool:
         """Whether the lab file describes a simulated lab (its devices, or some, simulated)."""
         return any(
@@ -161,6 +171,7 @@ class Lab:
             "name": self.name,
             "description": self.spec.description,
             "simulated": self.simulated,
+            "concurrency": self.concurrency,
             "devices": {
                 n: {
                     "class": type(d).__name__,
@@ -168,6 +179,7 @@ class Lab:
                     "backend": self.spec.devices[n].backend,
                     "limits": {k: list(v) for k, v in d.limits.items()},
                     "safe_state": d.safe_settings,
+                    "shared": self.spec.devices[n].shared,
                 }
                 for n, d in self.devices.items()
             },
@@ -175,12 +187,19 @@ class Lab:
         }
 
     # -- safety ------------------------------------------------------------------------------
-    def stop(self) -> dict[str, str]:
-        """Stop every device now, all at once (one unresponsive device delays no other).
+    def _chosen(self, devices: Iterable[str] | None) -> dict[str, BackendDevice]:
+        if devices is None:
+            return dict(self.devices)
+        return {name: self[name] for name in devices}
+
+    def stop(self, devices: Iterable[str] | None = None) -> dict[str, str]:
+        """Stop every device (or only ``devices``) now, all at once (one unresponsive device
+        delays no other).
 
         Returns device → error for each device whose stop failed.
         """
         failures: dict[str, str] = {}
+        chosen = self._chosen(devices)
 
         def stop_one(name: str, device: BackendDevice) -> None:
             try:
@@ -190,7 +209,7 @@ class Lab:
 
         threads = [
             threading.Thread(target=stop_one, args=item, name=f"stop {item[0]}", daemon=True)
-            for item in self.devices.items()
+            for item in chosen.items()
         ]
         for thread in threads:
             thread.start()
@@ -198,15 +217,18 @@ class Lab:
             thread.join()
         return failures
 
-    def safe_state(self, timeout: float = 60.0) -> dict[str, str]:
-        """Stop everything, then bring every device to its declared safe state.
+    def safe_state(
+        self, timeout: float = 60.0, devices: Iterable[str] | None = None
+    ) -> dict[str, str]:
+        """Stop everything (or only ``devices``), then bring each to its declared safe state.
 
         Returns device → "safe"; raises :class:`SafeStateError` naming each device that
         did not get there within ``timeout`` real seconds (one deadline for all).
         """
-        self.stop()
+        chosen = self._chosen(devices)
+        self.stop(chosen)
         statuses, failures = {}, {}
-        for name, device in self.devices.items():
+        for name, device in chosen.items():
             try:
                 statuses[name] = device.go_safe()
             except Exception as exc:
@@ -219,7 +241,7 @@ class Lab:
                 failures[name] = str(exc) or type(exc).__name__
         if failures:
             raise SafeStateError(failures)
-        return dict.fromkeys(self.devices, "safe")
+        return dict.fromkeys(chosen, "safe")
 
     def close(self) -> None:
         for device in self.devices.values():

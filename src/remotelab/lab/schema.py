@@ -30,6 +30,11 @@ class DeviceSpec(_Strict):
     limits: dict[str, tuple[float, float]] = Field(default_factory=dict)
     safe_state: dict[str, Any] = Field(default_factory=dict)
     timeout: float | None = Field(None, gt=0, description="operation timeout, clock seconds")
+    shared: bool = Field(
+        False,
+        description="stations share it for moments (a sample arm): plans hold it for blocks "
+        "of their steps, never for a whole run",
+    )
     description: str = ""
 
     @field_validator("class_")
@@ -121,6 +126,7 @@ class LabSpec(_Strict):
     samples: dict[str, SampleSpec] = Field(default_factory=dict)
     labware: dict[str, LabwareSpec] = Field(default_factory=dict)
     devices: dict[str, DeviceSpec]
+    concurrency: int = Field(1, ge=1, le=64, description="experiments the lab may run at once")
     simulation: SimulationSpec = Field(default_factory=SimulationSpec)
     plans: PlansSpec = Field(default_factory=PlansSpec)
 

@@ -30,6 +30,8 @@ PROVENANCE_KEYS = (
     "plan_name",
     "plan_params",
     "sample_ids",
+    "devices",
+    "shared_devices",
     "remotelab_version",
     "device_config",
 )
@@ -94,6 +96,8 @@ def provenance(
         "plan_params": json_safe(validated.submitted),
         "plan_params_resolved": json_safe(validated.params),
         "sample_ids": list(validated.sample_ids),
+        "devices": list(validated.devices),
+        "shared_devices": list(validated.shared),
         "remotelab_version": __version__,
         "device_config": device_config(devices),
     }

@@ -63,6 +63,8 @@ def check_role(role: str) -> str:
 
 
 Check = Callable[[Any, "Lab"], Iterable[tuple[str, str]]]
+#: what a plan always drives: parameter or device names, or a function of (params, lab)
+Uses = tuple[str, ...] | Callable[[Any, "Lab"], Iterable[str]]
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class PlanDefinition:
     check: Check | None = None
     example: dict[str, Any] = field(default_factory=dict)
     module: str = ""
+    uses: Uses = ()
 
     def schema(self) -> dict[str, Any]:
         schema = self.params.model_json_schema()
@@ -91,6 +94,7 @@ def plan(
     description: str | None = None,
     check: Check | None = None,
     example: Mapping[str, Any] | None = None,
+    uses: Uses = (),
 ) -> Callable[[Callable[..., Generator]], Callable[..., Generator]]:
     """Declare a bluesky plan function as a registrable plan.
 
@@ -98,7 +102,9 @@ def plan(
     validated parameters as keyword arguments, device names replaced by the lab's
     devices (and ``lab=`` if the function takes it). ``check(params, lab)`` yields
     ``(param, message)`` for lab-specific problems. ``example`` is a parameter set
-    that runs on the shipped simulated lab. The function itself is returned
+    that runs on the shipped simulated lab. ``uses`` names the devices it drives whatever
+    its parameters say: parameter names (their values) or device names of the lab, or
+    ``uses(params, lab)`` giving them. The function itself is returned
     unchanged, so it stays an ordinary bluesky plan.
     """
 
@@ -112,6 +118,7 @@ def plan(
             check=check,
             example=dict(example or {}),
             module=func.__module__,
+            uses=uses,
         )
         func.__remotelab_plan__ = definition  # type: ignore[attr-defined]
         return func
@@ -138,7 +145,15 @@ class ValidatedPlan(BaseModel):
         default_factory=dict, description="the parameters as submitted"
     )
     sample_ids: list[str] = Field(default_factory=list, description="samples the plan touches")
-    devices: list[str] = Field(default_factory=list, description="devices the plan uses")
+    devices: list[str] = Field(default_factory=list, description="devices the plan drives")
+    reserved: list[str] = Field(
+        default_factory=list,
+        description="what is reserved for its whole run: its devices but the shared ones, "
+        "and its samples (as sample:<id>)",
+    )
+    shared: list[str] = Field(
+        default_factory=list, description="shared devices it drives, held for blocks of steps"
+    )
 
 
 def _marker(info: Any) -> dict[str, Any]:
@@ -320,13 +335,34 @@ class PlanRegistry:
         if errors:
             raise PlanValidationError(name, errors)
         assert model is not None
+        devices = [*devices, *(d for d in self._uses(definition, model, lab) if d not in devices)]
+        shared = [d for d in devices if d in lab.shared_devices]
         return ValidatedPlan(
             name=name,
             params=model.model_dump(mode="json"),
             submitted=submitted,
             sample_ids=samples,
             devices=devices,
+            reserved=[d for d in devices if d not in shared] + [f"sample:{s}" for s in samples],
+            shared=shared,
         )
+
+    @staticmethod
+    def _uses(definition: PlanDefinition, model: PlanParams, lab: Lab) -> list[str]:
+        """The devices a plan declares it always drives (``uses``), as lab device names."""
+        uses = definition.uses
+        named = list(uses(model, lab)) if callable(uses) else list(uses)
+        found: list[str] = []
+        for item in named:
+            value = getattr(model, item) if item in type(model).model_fields else item
+            for name in _names(value):
+                if name not in lab.devices:
+                    raise LabFileError(
+                        f"plan {definition.name}: uses device {name!r}, which this lab lacks"
+                    )
+                if name not in found:
+                    found.append(name)
+        return found
 
     def _check_references(
         self, model_cls: type[PlanParams], values: Mapping[str, Any], lab: Lab, *, skip: set[str]

@@ -12,6 +12,7 @@ from bluesky.utils import FailedPause, RunEngineControlException
 from ophyd import Signal
 
 from remotelab.devices import GRIPPER, LOST
+from remotelab.plans.holds import holding
 from remotelab.plans.params import DeviceParam, LocationParam, Param, PlanParams, SampleParam
 from remotelab.plans.registry import plan
 
@@ -92,7 +93,8 @@ def measure_samples(
         """After a failure: return a sample left at the station, if the arm can."""
         sample = current[0]
         if sample is not None and lab.tracker.where(sample) == station:
-            yield from bps.mv(arm, {"sample": sample, "destination": origins[sample]})
+            move = bps.mv(arm, {"sample": sample, "destination": origins[sample]})
+            yield from holding([arm], move)
 
     @bpp.stage_decorator(detectors)
     @bpp.run_decorator(md=_md)
@@ -101,10 +103,12 @@ def measure_samples(
             yield from bps.checkpoint()
             yield from bps.mv(sample_id, sample)
             current[0] = sample
-            yield from bps.mv(arm, {"sample": sample, "destination": station})
+            # the arm is shared: held for its moves only, free while the station measures
+            yield from holding([arm], bps.mv(arm, {"sample": sample, "destination": station}))
             for _ in range(readings):
                 yield from bps.trigger_and_read(devices)
-            yield from bps.mv(arm, {"sample": sample, "destination": origins[sample]})
+            back = bps.mv(arm, {"sample": sample, "destination": origins[sample]})
+            yield from holding([arm], back)
             current[0] = None
 
     def on_failure(exc: BaseException):

@@ -65,6 +65,19 @@ class WorkerAnnouncement(BaseModel):
     question: dict[str, Any] | None = Field(None, description="the question its plan asks")
     re_state: str = ""
     stopped: bool = False
+    concurrency: int = Field(1, description="how many experiments it may run at once")
+    running: list[dict[str, Any]] = Field(
+        default_factory=list, description="the experiments it runs, each with its devices"
+    )
+    reservations: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="device → its holder and the experiments waiting"
+    )
+    waiting: dict[str, str] = Field(
+        default_factory=dict, description="experiment → why it waits (a busy device)"
+    )
+    leases: list[str] = Field(
+        default_factory=list, description="its leases on the lab's device slots in Prefect"
+    )
 
     @property
     def variable(self) -> str:

@@ -30,6 +30,7 @@ from prefect.states import State
 
 from remotelab.errors import ExperimentNotFound
 from remotelab.queue.announcement import WorkerAnnouncement
+from remotelab.queue.device_slots import MemoryDeviceSlots
 from remotelab.queue.prefect_lab import StateResult
 
 _FINISHED = {StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}
@@ -76,6 +77,7 @@ class FakePrefectLab:
         self.variables: dict[str, dict[str, Any]] = {}
         self.records: dict[str, list[tuple[str, str, list[LogCreate]]]] = {}
         self.heartbeats: list[str] = []
+        self.slots = MemoryDeviceSlots()
         self._lock = threading.RLock()
         self._clock = datetime.now(UTC)
 
@@ -250,6 +252,9 @@ class FakePrefectLab:
 
     def pool_heartbeat(self, worker_name: str, interval: float) -> None:
         self.heartbeats.append(worker_name)
+
+    def device_slots(self) -> MemoryDeviceSlots:
+        return self.slots
 
 
 __all__ = ["FakePrefectLab", "refusal"]

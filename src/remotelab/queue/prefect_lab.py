@@ -40,6 +40,7 @@ from prefect.states import State
 
 from remotelab.errors import ExperimentNotFound
 from remotelab.queue.announcement import WorkerAnnouncement, lab_prefix, variable_name
+from remotelab.queue.device_slots import DeviceSlots, PrefectDeviceSlots
 from remotelab.queue.models import pool_name
 from remotelab.queue.prefect_api import ClientPerThread, ensure_lab
 
@@ -127,6 +128,8 @@ class LabOnPrefect(Protocol):
 
     def pool_heartbeat(self, worker_name: str, interval: float) -> None: ...
 
+    def device_slots(self) -> DeviceSlots: ...
+
 
 def state_filter(types: Iterable[StateType] | None, tags: Sequence[str] | None) -> FlowRunFilter:
     """The flow run filter of runs in Prefect state ``types`` with every tag in ``tags``."""
@@ -152,6 +155,7 @@ class PrefectLab:
         self._clients = ClientPerThread(api_url)
         self.api_url = self._clients.api_url
         self._deployment_id: UUID | None = None
+        self._slots = PrefectDeviceSlots(name, self._clients.get)
 
     @property
     def client(self) -> SyncPrefectClient:
@@ -331,6 +335,11 @@ class PrefectLab:
     def pool_heartbeat(self, worker_name: str, interval: float) -> None:
         """Tell Prefect a worker serves the lab's pool (Prefect's UI lists it)."""
         self.client.send_worker_heartbeat(pool_name(self.name), worker_name, interval)
+
+    def device_slots(self) -> DeviceSlots:
+        """The lab's devices as Prefect global concurrency limits (see
+        :mod:`remotelab.queue.device_slots`)."""
+        return self._slots
 
 
 def log_entry(run_id: str | UUID, level: int, message: str, at: datetime) -> LogCreate:

@@ -23,8 +23,8 @@ def build_worker(
     subscribers: Sequence[Callback] = (),
     **worker_options: Any,
 ) -> LabWorker:
-    """A :class:`LabWorker` on ``lab`` whose RunEngine feeds ``store``, then ``publisher``,
-    then each of ``subscribers``.
+    """A :class:`LabWorker` on ``lab`` whose RunEngines (one per lane) feed ``store``, then
+    ``publisher``, then each of ``subscribers``.
 
     ``store`` is a :class:`~remotelab.data.RunStore` (or None: keep nothing), ``publisher``
     a :class:`~remotelab.stream.StreamPublisher` (or None: publish nothing); the publisher
@@ -34,10 +34,11 @@ def build_worker(
     the worker, and closing it, the store and the publisher, stay with the caller.
     """
     worker = LabWorker(lab, api_url=api_url, **worker_options)
-    # the store first: a document is durable before any other callback sees it
-    attach(worker.RE, store=store, publisher=publisher, follow_state=True)
-    for callback in subscribers:
-        worker.RE.subscribe(callback)
+    for lane in worker.lanes:
+        # the store first: a document is durable before any other callback sees it
+        attach(lane.RE, store=store, publisher=publisher, follow_state=True)
+        for callback in subscribers:
+            lane.RE.subscribe(callback)
     return worker
 
 

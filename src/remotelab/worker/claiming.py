@@ -108,21 +108,28 @@ class Claimer:
         if self.held.get():
             return None
         for run in self.candidates():
-            self.queue.value = [r for r in self.queue.value if r.id != run.id]
-            if not self.prefect.set_state(run.id, Pending(message=f"{self.tag} claimed")).accepted:
-                self.queue.invalidate()
-                continue  # another worker took it, or it is not due yet
-            if not self._was_queued(run.id):
-                self.queue.invalidate()
-                continue
-            running: State = Running(
-                message=f"{self.tag} running (pid {os.getpid()} on {socket.gethostname()})"
-            )
-            if not self.prefect.set_state(run.id, running).accepted:
-                self._settle_refused(run.id)
-                continue
-            return self.prefect.read_run(run.id)
+            claimed = self.claim_one(run)
+            if claimed is not None:
+                return claimed
         return None
+
+    def claim_one(self, run: FlowRun) -> FlowRun | None:
+        """Claim queued run ``run``: the run as read after the claim, or None if Prefect
+        refused it (another worker took it, it was cancelled or edited meanwhile)."""
+        self.queue.value = [r for r in self.queue.value if r.id != run.id]
+        if not self.prefect.set_state(run.id, Pending(message=f"{self.tag} claimed")).accepted:
+            self.queue.invalidate()
+            return None  # another worker took it, or it is not due yet
+        if not self._was_queued(run.id):
+            self.queue.invalidate()
+            return None
+        running: State = Running(
+            message=f"{self.tag} running (pid {os.getpid()} on {socket.gethostname()})"
+        )
+        if not self.prefect.set_state(run.id, running).accepted:
+            self._settle_refused(run.id)
+            return None
+        return self.prefect.read_run(run.id)
 
     def _was_queued(self, run_id: UUID) -> bool:
         """Whether the run we just moved to Pending was still queued; if not (another worker

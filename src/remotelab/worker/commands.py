@@ -1,8 +1,10 @@
 """The worker's side of the control channel: one handler per command, in a table.
 
 Like the RunEngine's command table, :class:`CommandTable` maps each command type
-(:mod:`remotelab.queue.commands`) to the method that serves it; a command that names an
-experiment other than the one running is refused before it reaches its handler.
+(:mod:`remotelab.queue.commands`) to the method that serves it. A command to an experiment
+goes to the lane that runs it: the one it names, or, if it names none, the only one running;
+with several running, such a command is refused (its reply lists them), except ``abort``,
+which aborts them all.
 """
 
 from __future__ import annotations
@@ -26,26 +28,24 @@ from remotelab.queue.commands import (
     Wake,
 )
 from remotelab.worker.claiming import Claimer
-from remotelab.worker.questions import Questions
-from remotelab.worker.running import Runner
+from remotelab.worker.lanes import Lane
 
 
 class CommandTable:
-    """Serves control commands for one worker from its parts."""
+    """Serves control commands for one worker from its parts; ``running()`` gives the lanes
+    that run an experiment now."""
 
     def __init__(
         self,
         worker_id: str,
         claimer: Claimer,
-        runner: Runner,
-        questions: Questions,
+        running: Callable[[], list[Lane]],
         status: Callable[[], dict[str, Any]],
         wake: threading.Event,
     ):
         self.worker_id = worker_id
         self.claimer = claimer
-        self.runner = runner
-        self.questions = questions
+        self.running = running
         self.status = status
         self.wake = wake
         self.table: dict[type, Callable[[Any], Reply]] = {
@@ -53,25 +53,44 @@ class CommandTable:
             Hold: self._hold_changed,
             Release: self._hold_changed,
             Status: self._status,
-            Answer: self._answer,
-            Pause: self.runner.interrupt,
-            Resume: self.runner.interrupt,
-            Stop: self.runner.interrupt,
-            Abort: self.runner.interrupt,
-            Cancel: self.runner.interrupt,
+        }
+        self.to_experiment: dict[type, Callable[[Lane, Any], Reply]] = {
+            Answer: lambda lane, command: lane.questions.answer(command.value),
+            Pause: lambda lane, command: lane.runner.interrupt(command),
+            Resume: lambda lane, command: lane.runner.interrupt(command),
+            Stop: lambda lane, command: lane.runner.interrupt(command),
+            Abort: lambda lane, command: lane.runner.interrupt(command),
+            Cancel: lambda lane, command: lane.runner.interrupt(command),
         }
 
     def __call__(self, command: Command) -> Reply:
+        serve = self.to_experiment.get(type(command))
+        if serve is None:
+            return self.table[type(command)](command)
+        lanes = self.running()
+        ids = [lane.experiment_id() for lane in lanes]
         meant = getattr(command, "experiment", None)
-        if hasattr(command, "experiment"):
-            current = self.runner.current
-            if current is None:
-                return Reply.refused(f"worker {self.worker_id} runs no experiment now")
-            if meant and meant != current.exp.id:
-                return Reply.refused(
-                    f"experiment {meant} is not the one running (that is {current.exp.id})"
-                )
-        return self.table[type(command)](command)
+        if not lanes:
+            return Reply.refused(f"worker {self.worker_id} runs no experiment now")
+        if meant:
+            for lane in lanes:
+                if lane.experiment_id() == meant:
+                    return serve(lane, command)
+            which = "the one running (that is " if len(ids) == 1 else "one of those running ("
+            return Reply.refused(f"experiment {meant} is not {which}{', '.join(ids)})")
+        if len(lanes) == 1:
+            return serve(lanes[0], command)
+        if isinstance(command, Abort):
+            replies = [serve(lane, command) for lane in lanes]
+            errors = [r.error for r in replies if not r.ok and r.error]
+            if errors:
+                return Reply.refused("; ".join(errors))
+            return Reply.done(f"aborted {', '.join(ids)}")
+        return Reply(
+            ok=False,
+            error=f"several experiments run: {', '.join(ids)}; name one",
+            info={"running": ids},
+        )
 
     def _new_work(self, _command: Wake) -> Reply:
         self.claimer.invalidate()
@@ -85,9 +104,6 @@ class CommandTable:
 
     def _status(self, _command: Status) -> Reply:
         return Reply(ok=True, info=self.status())
-
-    def _answer(self, command: Answer) -> Reply:
-        return self.questions.answer(command.value)
 
 
 __all__ = ["CommandTable"]

@@ -1,13 +1,17 @@
 """The lab worker: one long-lived process per lab that runs the lab's experiments.
 
-It keeps the lab's devices connected and one ``RunEngine`` alive across experiments (no process
-per experiment), claims the lab's next flow run through Prefect's own state orchestration,
-runs the plan, and records the outcome as Prefect states, labels, logs and an artifact. New
+It keeps the lab's devices connected and its RunEngines alive across experiments (no process
+per experiment): one per lane, as many lanes as the lab's ``concurrency``. Its dispatcher
+reserves the devices of the next queued experiment that can start, claims its flow run through
+Prefect's own state orchestration, runs the plan on a free lane, and records the outcome as
+Prefect states, labels, logs and an artifact. New
 work and controls arrive over a zmq control channel (:mod:`remotelab.queue.control`); a short
 poll of Prefect backs it up. :class:`LabWorker` composes the parts that do each job:
 
-- :mod:`~remotelab.worker.claiming` — claiming the next experiment;
-- :mod:`~remotelab.worker.running` — running it on the RunEngine, and interrupting it;
+- :mod:`~remotelab.worker.dispatch` — which experiment starts next, its devices reserved;
+- :mod:`~remotelab.worker.claiming` — claiming it;
+- :mod:`~remotelab.worker.lanes` and :mod:`~remotelab.worker.running` — running it on a
+  lane's RunEngine, and interrupting it;
 - :mod:`~remotelab.worker.outcome` and :mod:`~remotelab.worker.records` — its outcome,
   recorded in Prefect, and the lab left safe;
 - :mod:`~remotelab.worker.questions` — the plan's questions to the operator;
@@ -32,6 +36,7 @@ from bluesky import RunEngine
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.states import State
 
+from remotelab.lab.reservations import Reservations
 from remotelab.queue import control
 from remotelab.queue.announcement import HEARTBEAT_INTERVAL
 from remotelab.queue.commands import Abort, Cancel
@@ -41,11 +46,12 @@ from remotelab.queue.prefect_lab import LabOnPrefect, PrefectLab
 from remotelab.queue.service import PlanRegistryLike, default_registry
 from remotelab.worker.claiming import Claimer
 from remotelab.worker.commands import CommandTable
-from remotelab.worker.operator import ASK_OPERATOR
+from remotelab.worker.dispatch import Dispatcher, block_waits, reservations_view
+from remotelab.worker.lanes import Booking, Lane
 from remotelab.worker.presence import Presence
 from remotelab.worker.questions import Questions
 from remotelab.worker.records import Recorder, make_safe
-from remotelab.worker.recovery import StaleHolds, recover
+from remotelab.worker.recovery import StaleHolds, forget_dead_workers, recover
 from remotelab.worker.running import Runner
 
 log = logging.getLogger("remotelab.worker")
@@ -61,9 +67,9 @@ EDIT_CHECK_INTERVAL = 10.0
 
 
 class LabWorker:
-    """Runs one lab's experiments, one at a time, on one RunEngine.
+    """Runs one lab's experiments, up to the lab's ``concurrency`` at once, one RunEngine each.
 
-    ``subscribers`` receive every ``(name, doc)`` the RunEngine emits (the run store and the
+    ``subscribers`` receive every ``(name, doc)`` the RunEngines emit (the run store and the
     document stream plug in here). ``registry`` defaults to the lab's plan registry;
     ``prefect`` to a :class:`~remotelab.queue.prefect_lab.PrefectLab` on ``api_url``.
     """
@@ -97,25 +103,32 @@ class LabWorker:
         self.control: control.ControlServer | None = None
         self.completed = 0
         self._registry = registry
-        self.RE = RunEngine({}, context_managers=[], call_returns_result=True)
-        for callback in subscribers:
-            self.RE.subscribe(callback)
 
         def set_state(run_id: str, state: State) -> object:
             return self.prefect.set_state(run_id, state)
 
-        self.runner = Runner(
-            self.RE, lab, lambda: self.registry, set_state, worker_id=self.id, tag=self.tag
-        )
         self.presence = Presence(self.prefect, self.id, self._describe)
-        self.questions = Questions(
-            lambda: self.current.id if self.current else "",
-            set_state,
-            self.presence.announce_quietly,
-            self.tag,
-        )
-        self.RE.register_command(ASK_OPERATOR, self.questions.ask)
+        self.book = Reservations()
+        self.lanes = [
+            Lane(
+                index,
+                lab,
+                lambda: self.registry,
+                set_state,
+                self.presence.announce_quietly,
+                self.book,
+                worker_id=self.id,
+                tag=self.tag,
+            )
+            for index in range(max(1, int(getattr(lab, "concurrency", 1))))
+        ]
+        for lane in self.lanes:
+            for callback in subscribers:
+                lane.RE.subscribe(callback)
         self.claimer = Claimer(self.prefect, self.id, poll_interval)
+        self.dispatcher = Dispatcher(
+            lab, lambda: self.registry, self.claimer, self.book, self.prefect.device_slots()
+        )
         self.stale_holds = StaleHolds(self.prefect, edit_grace, edit_check_interval)
         self.recorder = Recorder(
             self.prefect, lab, worker_id=self.id, tag=self.tag, data_url=data_url
@@ -124,21 +137,53 @@ class LabWorker:
         self._stopping = threading.Event()
         self._closed = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._bookings: dict[str, Booking] = {}  # claimed by claim(), not yet executed
+        self._lanes_lock = threading.Lock()
+        self.book.on_release.append(lambda _freed: self._wake.set())
         self.commands = CommandTable(
-            self.id, self.claimer, self.runner, self.questions, self._describe, self._wake
+            self.id, self.claimer, self._running, self._describe, self._wake
         )
+
+    @property
+    def RE(self) -> RunEngine:
+        """The first lane's RunEngine (the only one when the lab runs one experiment at a time)."""
+        return self.lanes[0].RE
+
+    @property
+    def runner(self) -> Runner:
+        """The first lane's runner."""
+        return self.lanes[0].runner
+
+    @property
+    def questions(self) -> Questions:
+        """The first lane's questions."""
+        return self.lanes[0].questions
+
+    def _running(self) -> list[Lane]:
+        return [lane for lane in self.lanes if lane.runner.current is not None]
 
     # -- what it is doing ------------------------------------------------------------------
     @property
     def current(self) -> Experiment | None:
-        """The experiment it runs now."""
-        current = self.runner.current
-        return current.exp if current is not None else None
+        """The experiment it runs now (the first, if it runs several)."""
+        for lane in self.lanes:
+            current = lane.runner.current
+            if current is not None:
+                return current.exp
+        return None
+
+    @property
+    def running(self) -> list[Experiment]:
+        """Every experiment it runs now."""
+        return [c.exp for lane in self.lanes if (c := lane.runner.current) is not None]
 
     @property
     def question(self) -> Question | None:
-        """The question the running plan asks the operator now."""
-        return self.questions.question
+        """The question a running plan asks the operator now (the first, if several ask)."""
+        for lane in self.lanes:
+            if lane.questions.question is not None:
+                return lane.questions.question
+        return None
 
     @property
     def registry(self) -> PlanRegistryLike:
@@ -156,14 +201,21 @@ class LabWorker:
         return self.prefect.deployment_id
 
     def _describe(self) -> dict[str, Any]:
-        current, question = self.current, self.question
+        running = [info for lane in self.lanes if (info := lane.describe()) is not None]
+        question = self.question
+        first = running[0] if running else None
         return {
             "id": self.id,
             "lab": self.name,
             "control": self.control.endpoint if self.control else "",
-            "current": current.id if current else None,
+            "current": first["id"] if first else None,
             "question": question.model_dump() if question else None,
-            "re_state": str(self.RE.state),
+            "re_state": first["re_state"] if first else str(self.RE.state),
+            "concurrency": len(self.lanes),
+            "running": running,
+            "reservations": reservations_view(self.book),
+            "waiting": {**self.dispatcher.waiting, **block_waits(self.book)},
+            "leases": [lane.booking.lease for lane in self.lanes if lane.booking.lease],
         }
 
     # -- life cycle --------------------------------------------------------------------------
@@ -217,45 +269,50 @@ class LabWorker:
         self.close()
 
     def run_forever(self) -> None:
-        """Serve the lab until SIGTERM/SIGINT (or :meth:`shutdown`)."""
+        """Serve the lab until SIGTERM/SIGINT (or :meth:`shutdown`): start experiments on free
+        lanes as their devices come free; on stopping, wait for the running ones to end."""
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda signum, _f: self.shutdown(signal.Signals(signum).name))
         while not self._stopping.is_set():
             self._wake.clear()
-            if self.run_next() is None and not self._stopping.is_set():
+            if self.start_next() is None and not self._stopping.is_set():
                 self._wake.wait(self.poll_interval)
+        for lane in self.lanes:
+            if lane.thread is not None:
+                lane.thread.join()
 
     def shutdown(self, reason: str = "shutdown") -> None:
-        """Start no more experiments; abort the current one (after ``grace`` seconds)."""
+        """Start no more experiments; abort the running ones (after ``grace`` seconds)."""
         if self._stopping.is_set():
             return
         self._stopping.set()
         self._wake.set()
-        if self.current is not None:
-            threading.Thread(
-                target=self._abort_on_shutdown,
-                args=(reason,),
-                name="remotelab-shutdown",
-                daemon=True,
-            ).start()
+        for lane in self.lanes:
+            if lane.busy:
+                threading.Thread(
+                    target=self._abort_on_shutdown,
+                    args=(lane, reason),
+                    name=f"remotelab-shutdown-{lane.index}",
+                    daemon=True,
+                ).start()
 
-    def _abort_on_shutdown(self, reason: str) -> None:
+    def _abort_on_shutdown(self, lane: Lane, reason: str) -> None:
         if self.grace > 0:
             deadline = time.monotonic() + self.grace
-            while self.current is not None and time.monotonic() < deadline:
+            while lane.busy and time.monotonic() < deadline:
                 time.sleep(0.05)
         # ask again until the experiment has ended: an abort that meets the RunEngine between
         # two states is refused, and must not leave the plan running
         abort = Abort(reason=f"aborted: the worker was stopped ({reason})")
         for _ in range(SHUTDOWN_ABORT_TRIES):
-            if self.current is None:
+            if not lane.busy:
                 return
-            reply = self.runner.interrupt(abort)
+            reply = lane.runner.interrupt(abort)
             if not reply.ok:
                 log.warning("abort on %s: %s; trying again", reason, reply.error)
             for _ in range(20):  # up to 1 s for the experiment to end
-                if self.current is None:
+                if not lane.busy:
                     return
                 time.sleep(0.05)
 
@@ -266,23 +323,35 @@ class LabWorker:
                 self.presence.beat()
             except Exception as exc:
                 log.warning("heartbeat failed: %s", exc)
+            self._renew_leases()
             # here, not between experiments: a long experiment must not keep a hold waiting
             if self.stale_holds.check():
                 self.claimer.invalidate()
 
+    def _renew_leases(self) -> None:
+        slots = self.dispatcher.slots
+        for lane in self.lanes:
+            lease = lane.booking.lease
+            try:
+                if lease and not slots.renew(lease):
+                    log.warning("Prefect let the device lease of %s expire", lane.experiment_id())
+            except Exception as exc:
+                log.warning("could not renew device lease %s: %s", lease, exc)
+
     def _watch_loop(self) -> None:
         """Notice a cancel requested in Prefect itself (its UI or CLI set Cancelling)."""
         while not self._stopping.wait(self.poll_interval):
-            current = self.runner.current
-            if current is None or current.cancel_reason is not None:
-                continue
-            try:
-                state = self.prefect.read_run(current.exp.id).state
-            except Exception:
-                continue
-            cancelling = state is not None and state.type == StateType.CANCELLING
-            if cancelling and state is not None and self.runner.current is current:
-                self.runner.interrupt(Cancel(reason=state.message or "cancelled"))
+            for lane in self.lanes:
+                current = lane.runner.current
+                if current is None or current.cancel_reason is not None:
+                    continue
+                try:
+                    state = self.prefect.read_run(current.exp.id).state
+                except Exception:
+                    continue
+                cancelling = state is not None and state.type == StateType.CANCELLING
+                if cancelling and state is not None and lane.runner.current is current:
+                    lane.runner.interrupt(Cancel(reason=state.message or "cancelled"))
 
     # -- the parts, as the worker uses them ---------------------------------------------------
     def peers(self) -> list[dict[str, Any]]:
@@ -290,8 +359,11 @@ class LabWorker:
         return [p.to_value() for p in self.presence.peers()]
 
     def recover(self) -> list[Experiment]:
-        """Mark Crashed the lab's experiments still active whose worker is gone."""
-        return recover(self.prefect, self.id)
+        """Mark Crashed the lab's experiments still active whose worker is gone, and give
+        back the device leases of the lab's dead workers."""
+        crashed = recover(self.prefect, self.id)
+        forget_dead_workers(self.prefect, self.id)
+        return crashed
 
     def restore_stale_edits(self) -> list[Experiment]:
         """Put back in the queue the lab's runs an edit has held too long (see
@@ -310,11 +382,42 @@ class LabWorker:
         """The next few queued flow runs of the lab, in the order they should run."""
         return self.claimer.candidates()
 
+    def free_lane(self) -> Lane | None:
+        """A lane that runs nothing now."""
+        with self._lanes_lock:
+            return next((lane for lane in self.lanes if not lane.busy), None)
+
     def claim(self) -> FlowRun | None:
-        """Claim the lab's next queued flow run, or None (held, stopping, nothing queued)."""
+        """Reserve the devices of, and claim, the lab's next queued flow run that can start
+        now, or None (held, stopping, nothing queued that can start, no free lane)."""
         if self._stopping.is_set():
             return None
-        return self.claimer.claim()
+        picked = self.dispatcher.next(lanes_free=self.free_lane() is not None)
+        if picked is None:
+            return None
+        run, booking = picked
+        self._bookings[str(run.id)] = booking
+        return run
+
+    def start_next(self) -> FlowRun | None:
+        """Claim the next experiment that can start and start it on a free lane (not waiting
+        for its end); the run started, or None."""
+        run = self.claim()
+        if run is None:
+            return None
+        lane = self.free_lane()
+        if lane is None:  # pragma: no cover - claim() found a free lane, only this thread takes one
+            raise RuntimeError("no free lane for a claimed experiment")
+        lane.booking = self._bookings.pop(str(run.id))
+        lane.thread = threading.Thread(
+            target=self._execute_quietly,
+            args=(run, lane),
+            name=f"remotelab-lane-{lane.index}",
+            daemon=True,
+        )
+        lane.thread.start()
+        self.presence.announce_soon()  # its leases too, for whoever finds this worker dead
+        return run
 
     def run_next(self) -> Experiment | None:
         """Claim and run the next experiment; returns it when it has ended, or None."""
@@ -323,15 +426,37 @@ class LabWorker:
             return None
         return self.execute(run)
 
-    def execute(self, run: FlowRun) -> Experiment:
-        """Run a claimed (Running) flow run's plan on the RunEngine and record the outcome."""
-        ended = self.runner.run(run)
-        self.questions.clear()
+    def _execute_quietly(self, run: FlowRun, lane: Lane) -> None:
         try:
-            return self.recorder.finish(ended)
+            self.execute(run, lane)
+        except Exception:
+            log.exception("experiment %s: the worker could not record its end", run.id)
         finally:
-            self.runner.done()
+            self._wake.set()
+
+    def execute(self, run: FlowRun, lane: Lane | None = None) -> Experiment:
+        """Run a claimed (Running) flow run's plan on a lane's RunEngine (default: a free
+        one) and record the outcome; its reservations are freed when it is recorded."""
+        if lane is None:
+            lane = self.free_lane() or self.lanes[0]
+            lane.booking = self._bookings.pop(str(run.id), None) or Booking()
+        exp_id = str(run.id)
+        ended = lane.runner.run(run)
+        lane.questions.clear()
+        try:
+            own = None
+            if len(self.lanes) > 1:  # the others' devices stay as they are
+                need = lane.booking.need
+                held = {d for d in need.shared if self.book.holder_of(d) in (None, exp_id)}
+                own = need.devices | held
+            lane.last = self.recorder.finish(ended, own)
+            return lane.last
+        finally:
+            self.dispatcher.release(exp_id, lane.booking)
+            lane.booking = Booking()
+            lane.runner.done()
             self.completed += 1
+            self.presence.announce_soon()
 
 
 __all__ = ["DocumentCallback", "LabWorker"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from collections.abc import Callable
 
 from remotelab.queue.announcement import HEARTBEAT_INTERVAL, WorkerAnnouncement, now_iso
@@ -30,6 +31,8 @@ class Presence:
         self.prefect = prefect
         self.worker_id = worker_id
         self.describe = describe
+        self._soon = threading.Event()
+        self._pusher: threading.Thread | None = None
 
     def announcement(self) -> WorkerAnnouncement:
         """What the worker says of itself now."""
@@ -54,6 +57,22 @@ class Presence:
             self.announce()
         except Exception as exc:
             log.warning("could not announce worker %s: %s", self.worker_id, exc)
+
+    def announce_soon(self) -> None:
+        """Announce in the background, soon (what it runs, or its leases, changed); several
+        calls close together make one write."""
+        if self._pusher is None:
+            self._pusher = threading.Thread(
+                target=self._push, name="remotelab-announce", daemon=True
+            )
+            self._pusher.start()
+        self._soon.set()
+
+    def _push(self) -> None:
+        while True:
+            self._soon.wait()
+            self._soon.clear()
+            self.announce_quietly()
 
     def beat(self) -> None:
         """One heartbeat: the announcement and Prefect's work pool worker heartbeat."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,10 +26,13 @@ from remotelab.worker.running import Ended
 log = logging.getLogger("remotelab.worker")
 
 
-def make_safe(lab: Any, prefect: LabOnPrefect, why: str) -> None:
-    """Drive the lab to its safe state; if that fails, hold the lab and re-raise."""
+def make_safe(
+    lab: Any, prefect: LabOnPrefect, why: str, devices: Iterable[str] | None = None
+) -> None:
+    """Drive the lab (or only ``devices``) to its safe state; if that fails, hold the lab
+    and re-raise."""
     try:
-        lab.safe_state()
+        lab.safe_state() if devices is None else lab.safe_state(devices=devices)
     except SafeStateError:
         log.error("safe state failed after %s: holding lab %s", why, prefect.name)
         try:
@@ -80,8 +83,11 @@ class Recorder:
             except Exception as exc:
                 log.warning("could not record in Prefect: %s", exc)
 
-    def finish(self, ended: Ended) -> Experiment:
-        """Record an ended experiment: outcome, safe state, labels, final state, summary."""
+    def finish(self, ended: Ended, devices: Iterable[str] | None = None) -> Experiment:
+        """Record an ended experiment: outcome, safe state, labels, final state, summary.
+
+        An experiment that did not complete leaves ``devices`` safe (None: the whole lab).
+        """
         current = ended.current
         exp = current.exp
         outcome = decide(
@@ -95,8 +101,14 @@ class Recorder:
         suffix, unsafe = "", None
         if not outcome.completed:
             try:
-                make_safe(self.lab, self.prefect, f"experiment {exp.id} ended {outcome.type.value}")
-                suffix = "; devices safe"
+                why = f"experiment {exp.id} ended {outcome.type.value}"
+                if devices is None:
+                    make_safe(self.lab, self.prefect, why)
+                    suffix = "; devices safe"
+                else:
+                    devices = sorted(devices)
+                    make_safe(self.lab, self.prefect, why, devices)
+                    suffix = f"; its devices safe ({', '.join(devices) or 'none'})"
             except SafeStateError as exc:
                 unsafe = exc
                 suffix = f"; devices NOT safe, lab held: {exc}"

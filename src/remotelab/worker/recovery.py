@@ -17,6 +17,8 @@ from prefect.client.schemas.objects import StateType
 from prefect.states import Crashed
 
 from remotelab.queue import transitions
+from remotelab.queue.announcement import WorkerAnnouncement
+from remotelab.queue.device_slots import LEASE_SECONDS
 from remotelab.queue.edit_hold import held_for_edit, stale_hold_successor
 from remotelab.queue.messages import AWAITING_APPROVAL, worker_tag
 from remotelab.queue.models import Experiment
@@ -46,7 +48,7 @@ def recover(prefect: LabOnPrefect, worker_id: str) -> list[Experiment]:
             if info is not None and info.is_alive():
                 continue
             if info is not None:
-                prefect.withdraw(owner)
+                forget(prefect, info)
         message = (
             f"{worker_tag(owner or 'unknown')} crashed: its worker ended without finishing it "
             f"(found by worker {worker_id} at start-up); documents it emitted are kept; "
@@ -56,6 +58,30 @@ def recover(prefect: LabOnPrefect, worker_id: str) -> list[Experiment]:
             crashed.append(Experiment.from_flow_run(prefect.read_run(run.id)))
             log.warning("experiment %s was left %s by a dead worker: crashed", run.id, state.name)
     return crashed
+
+
+def forget(prefect: LabOnPrefect, info: WorkerAnnouncement) -> None:
+    """A dead worker: give back its leases on the lab's device slots, remove its
+    announcement."""
+    slots = prefect.device_slots()
+    for lease in info.leases:
+        try:
+            slots.give_back(lease)
+        except Exception as exc:  # Prefect expires it by itself
+            log.warning("could not give back lease %s of worker %s: %s", lease, info.id, exc)
+    prefect.withdraw(info.id)
+
+
+def forget_dead_workers(prefect: LabOnPrefect, worker_id: str) -> list[str]:
+    """Forget (:func:`forget`) the lab's workers that are gone: on this host, their process
+    ended; elsewhere, silent for as long as a device lease lasts (Prefect has expired their
+    leases by then: a worker merely cut off for a moment keeps its devices). Their ids."""
+    gone = []
+    for info in prefect.workers(live=False):
+        if info.id != worker_id and not info.is_alive(stale_after=LEASE_SECONDS):
+            forget(prefect, info)
+            gone.append(info.id)
+    return gone
 
 
 class StaleHolds:

@@ -22,6 +22,7 @@ from bluesky.utils import RunEngineInterrupted
 from prefect.client.schemas.objects import FlowRun
 from prefect.states import Paused, Running, State
 
+from remotelab.plans.holds import guard
 from remotelab.queue.commands import Abort, Cancel, Interrupt, Pause, Reply, Resume, Stop
 from remotelab.queue.messages import PAUSED_NAME
 from remotelab.queue.models import Experiment
@@ -42,6 +43,10 @@ class Current:
     exit_statuses: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
 
+    def elapsed(self) -> float:
+        """Seconds since it started."""
+        return time.monotonic() - self.started
+
 
 @dataclass(frozen=True)
 class Ended:
@@ -55,7 +60,9 @@ class Ended:
 
 class Runner:
     """Runs experiments one at a time on ``RE``; ``set_state(run_id, state)`` records the
-    plan's pauses and resumptions; ``tag`` starts those state messages."""
+    plan's pauses and resumptions; ``tag`` starts those state messages. With ``allowed``, a
+    plan may drive only the devices ``allowed()`` names (the rest raise
+    :class:`~remotelab.errors.DeviceNotReservedError`)."""
 
     def __init__(
         self,
@@ -66,8 +73,10 @@ class Runner:
         *,
         worker_id: str,
         tag: str,
+        allowed: Callable[[], set[str]] | None = None,
     ):
         self.RE = RE
+        self._allowed = allowed
         self.lab = lab
         self._registry = registry
         self._set_state = set_state
@@ -119,7 +128,10 @@ class Runner:
         }
         if exp.edits:
             md["edits"] = exp.edits
-        return registry.build(validated, self.lab, md=md)
+        plan = registry.build(validated, self.lab, md=md)
+        if self._allowed is not None:  # several plans share the lab: each drives only its own
+            plan = guard(plan, self._allowed, self.lab, exp.id)
+        return plan
 
     def _run_plan(self, plan: Any) -> None:
         try:

@@ -1,0 +1,185 @@
+"""The dispatcher: which queued experiment starts next, given the devices that are free.
+
+Queued experiments are taken in queue order (priority, then position). The first whose
+devices (and samples) are all free is reserved and claimed; one that waits for a busy device
+holds up none behind it that need other devices, and is never starved: every resource it
+needs is *protected* — no later experiment may take it — until it has started. Reservations
+live in the worker's book (:mod:`remotelab.lab.reservations`) and are mirrored, by lease, in
+Prefect's global concurrency limits (:mod:`remotelab.queue.device_slots`), which another
+process of the lab respects too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect.client.schemas.objects import FlowRun
+
+from remotelab.lab.reservations import Reservations
+from remotelab.queue.device_slots import DeviceSlots
+from remotelab.worker.claiming import Claimer
+from remotelab.worker.lanes import Booking, Need
+
+log = logging.getLogger("remotelab.worker")
+
+
+def clock_text(at: float | None) -> str:
+    """A book time as the wall-clock time of day."""
+    return datetime.fromtimestamp(at).strftime("%H:%M:%S") if at is not None else "?"
+
+
+def iso(at: float | None) -> str | None:
+    """A book time as an ISO date."""
+    return datetime.fromtimestamp(at, UTC).isoformat() if at is not None else None
+
+
+def reservations_view(book: Reservations) -> dict[str, dict[str, Any]]:
+    """The book's reservations as the worker announces them: resource → holder, since when,
+    whether for a block of steps, and the experiments waiting for it (since when)."""
+    return {
+        resource: {
+            "holder": entry.get("holder"),
+            "since": iso(entry.get("since")),
+            "block": bool(entry.get("block")),
+            "waiters": [
+                {"experiment": w["holder"], "since": iso(w.get("since"))}
+                for w in entry.get("waiters", [])
+            ],
+        }
+        for resource, entry in book.snapshot().items()
+    }
+
+
+def block_waits(book: Reservations) -> dict[str, str]:
+    """Running experiments whose plan waits for a shared device: experiment → why."""
+    waits: dict[str, list[str]] = {}
+    for resource, entry in book.snapshot().items():
+        for waiter in entry.get("waiters", []):
+            holder = entry.get("holder")
+            held = f", held by {holder} since {clock_text(entry.get('since'))}" if holder else ""
+            waits.setdefault(waiter["holder"], []).append(f"{resource}{held}")
+    return {exp: "waiting for " + "; ".join(parts) for exp, parts in waits.items()}
+
+
+class Dispatcher:
+    """Picks and claims the next experiment a free lane may run (see the module doc)."""
+
+    def __init__(
+        self,
+        lab: Any,
+        registry: Callable[[], Any],
+        claimer: Claimer,
+        book: Reservations,
+        slots: DeviceSlots,
+    ):
+        self.lab = lab
+        self._registry = registry
+        self.claimer = claimer
+        self.book = book
+        self.slots = slots
+        self._needs: dict[tuple[str, str], Need] = {}
+        self._lock = threading.Lock()
+        #: queued experiment id → why it waits (from the last pass)
+        self.waiting: dict[str, str] = {}
+
+    # -- what an experiment needs ----------------------------------------------------------
+    def need(self, run: FlowRun) -> Need:
+        """The resources a queued run's plan needs, from the registry's validation.
+
+        A submission that does not validate now (the runner will fail it, saying why)
+        needs every device of the lab that is not shared: it starts only on an idle lab.
+        """
+        params = run.parameters or {}
+        key = (str(run.id), json.dumps(params, sort_keys=True, default=str))
+        with self._lock:
+            known = self._needs.get(key)
+        if known is not None:
+            return known
+        try:
+            validated = self._registry().validate(
+                str(params.get("plan") or ""),
+                dict(params.get("params") or {}),
+                lab=self.lab,
+                role=str(params.get("role") or "researcher"),
+            )
+            need = Need(frozenset(validated.reserved), frozenset(validated.shared))
+        except Exception:
+            whole = frozenset(d for d in self.lab.devices if d not in self.lab.shared_devices)
+            return Need(whole, frozenset())  # not cached: it may validate later
+        with self._lock:
+            if len(self._needs) > 1000:
+                self._needs.clear()
+            self._needs[key] = need
+        return need
+
+    # -- one pass over the queue ------------------------------------------------------------
+    def next(self, *, lanes_free: bool) -> tuple[FlowRun, Booking] | None:
+        """Reserve and claim the first queued experiment whose resources are free (only when
+        ``lanes_free``); note why the others wait. The claimed run and its booking, or None."""
+        if self.claimer.held.get():
+            self.waiting = {}
+            return None
+        protect: set[str] = set()
+        waiting: dict[str, str] = {}
+        for run in self.claimer.candidates():
+            exp_id = str(run.id)
+            need = self.need(run)
+            if not lanes_free:
+                waiting[exp_id] = "waiting for a free lane: the lab runs as many as it may"
+                continue
+            booking = self._reserve(exp_id, need, protect)
+            if booking is None:
+                waiting[exp_id] = self._why(need, protect)
+                protect |= need.reserved
+                continue
+            claimed = self.claimer.claim_one(run)
+            if claimed is None:
+                self.release(exp_id, booking)
+                continue
+            self.waiting = waiting
+            return claimed, booking
+        self.waiting = waiting
+        return None
+
+    def _reserve(self, exp_id: str, need: Need, protect: set[str]) -> Booking | None:
+        if not self.book.try_reserve(exp_id, need.reserved, protect=protect):
+            return None
+        try:
+            lease = self.slots.take(exp_id, need.devices)
+        except Exception as exc:
+            log.warning("could not take Prefect's device slots for %s: %s", exp_id, exc)
+            lease = None
+        if lease is None:  # another process of the lab holds one of them
+            self.book.release(exp_id)
+            return None
+        return Booking(need, lease)
+
+    def release(self, exp_id: str, booking: Booking) -> None:
+        """Free an experiment's reservations: in the book, and its lease in Prefect."""
+        self.book.release(exp_id)
+        if booking.lease:
+            try:
+                self.slots.give_back(booking.lease)
+            except Exception as exc:  # the lease expires by itself
+                log.warning("could not give back lease %s of %s: %s", booking.lease, exp_id, exc)
+
+    def _why(self, need: Need, protect: set[str]) -> str:
+        reasons = []
+        for resource in sorted(need.reserved):
+            holder = self.book.holder_of(resource)
+            if holder is not None:
+                since = self.book.snapshot().get(resource, {}).get("since")
+                reasons.append(f"{resource}, held by {holder} since {clock_text(since)}")
+            elif resource in protect:
+                reasons.append(f"{resource}, kept for an experiment ahead in the queue")
+        if not reasons:
+            return "waiting for a device another worker of the lab holds"
+        return "waiting for " + "; ".join(reasons)
+
+
+__all__ = ["Dispatcher", "block_waits", "clock_text", "iso", "reservations_view"]

@@ -1,0 +1,121 @@
+"""A lane: one RunEngine and what runs one experiment on it at a time.
+
+A worker has as many lanes as its lab's ``concurrency``; each has its own RunEngine (so each
+running experiment has its own documents, pause and resume), its :class:`Runner`, the
+questions its plan asks (:class:`Questions`), and the holds of shared devices its plan takes
+(:mod:`remotelab.plans.holds`, on the worker's one reservation book).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from bluesky import RunEngine
+from prefect.states import State
+
+from remotelab.lab.reservations import Reservations
+from remotelab.plans.holds import install_holds
+from remotelab.queue.models import Experiment
+from remotelab.worker.operator import ASK_OPERATOR
+from remotelab.worker.questions import Questions
+from remotelab.worker.running import Runner
+
+
+@dataclass(frozen=True)
+class Need:
+    """What an experiment needs of the lab: devices (and samples) for the whole run, and the
+    shared devices its plan holds in blocks."""
+
+    reserved: frozenset[str] = frozenset()
+    shared: frozenset[str] = frozenset()
+
+    @property
+    def devices(self) -> frozenset[str]:
+        """The devices among the reserved resources (not the samples)."""
+        return frozenset(r for r in self.reserved if not r.startswith("sample:"))
+
+
+@dataclass
+class Booking:
+    """A lane's experiment's reservations: what it needs, and its lease on Prefect's slots."""
+
+    need: Need = field(default_factory=Need)
+    lease: str = ""
+
+
+class Lane:
+    """Lane ``index`` of a worker: a RunEngine, a runner and the plan's questions."""
+
+    def __init__(
+        self,
+        index: int,
+        lab: Any,
+        registry: Callable[[], Any],
+        set_state: Callable[[str, State], object],
+        announce: Callable[[], None],
+        book: Reservations,
+        *,
+        worker_id: str,
+        tag: str,
+    ):
+        self.index = index
+        self.RE = RunEngine({}, context_managers=[], call_returns_result=True)
+        self.book = book
+        self.runner = Runner(
+            self.RE,
+            lab,
+            registry,
+            set_state,
+            worker_id=worker_id,
+            tag=tag,
+            allowed=self.allowed if lab.concurrency > 1 else None,
+        )
+        self.questions = Questions(self.experiment_id, set_state, announce, tag)
+        self.RE.register_command(ASK_OPERATOR, self.questions.ask)
+        install_holds(self.RE, book, self.experiment_id)
+        self.booking = Booking()
+        self.thread: threading.Thread | None = None
+        self.last: Experiment | None = None
+
+    def allowed(self) -> set[str]:
+        """The devices this lane's plan may drive now: its reserved devices, and the shared
+        devices it holds in a block."""
+        return set(self.booking.need.devices) | self.book.held_by(self.experiment_id())
+
+    def experiment_id(self) -> str:
+        """The id of the experiment this lane runs, or ``""``."""
+        current = self.runner.current
+        return current.exp.id if current is not None else ""
+
+    @property
+    def busy(self) -> bool:
+        """Whether an experiment runs (or is about to run) on this lane."""
+        return self.runner.current is not None or (
+            self.thread is not None and self.thread.is_alive()
+        )
+
+    def describe(self) -> dict[str, Any] | None:
+        """What runs on this lane (for the worker's status), or None."""
+        current = self.runner.current
+        if current is None:
+            return None
+        question = self.questions.question
+        started = datetime.now(UTC).timestamp() - current.elapsed()
+        return {
+            "id": current.exp.id,
+            "plan": current.exp.plan,
+            "submitter": current.exp.submitter,
+            "devices": sorted(self.booking.need.devices | self.booking.need.shared),
+            "shared": sorted(self.booking.need.shared),
+            "re_state": str(self.RE.state),
+            "question": question.model_dump() if question else None,
+            "started": datetime.fromtimestamp(started, UTC).isoformat(),
+            "lane": self.index,
+        }
+
+
+__all__ = ["Booking", "Lane", "Need"]
