@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from prefect import get_client
 from queue_helpers import docs_of, subprocess_env, wait_until, write_lab
 
 from remotelab.data import RunStore
@@ -18,6 +17,12 @@ from remotelab.queue import ExperimentQueue, ExperimentState
 from remotelab.queue.device_slots import slot_name
 
 LONG = {"n": 100_000, "step_s": 0.01, "stir": 400}
+
+
+def active_slots(exq: ExperimentQueue, names: list[str]) -> list[int]:
+    """How many slots of each Prefect concurrency limit are taken."""
+    client = exq.prefect.client
+    return [client.read_global_concurrency_limit_by_name(n).active_slots for n in names]
 
 
 def read_docs(path: Path) -> list:
@@ -36,7 +41,7 @@ def read_docs(path: Path) -> list:
 def worker_process(lab_file, prefect_api, tmp_path, exq):
     procs: list[subprocess.Popen] = []
 
-    def start(docs: Path, lab_file: Path = lab_file) -> subprocess.Popen:
+    def start(docs: Path, lab_file: Path = lab_file, queue=exq) -> subprocess.Popen:
         env = {**subprocess_env(prefect_api, tmp_path), "QUEUE_TEST_DOCS": str(docs)}
         log = open(tmp_path / f"worker{len(procs)}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
@@ -63,7 +68,7 @@ def worker_process(lab_file, prefect_api, tmp_path, exq):
         procs.append(proc)
         wait_until(
             lambda: (
-                any(w["pid"] == proc.pid for w in exq.workers(fresh=True))
+                any(w["pid"] == proc.pid for w in queue.workers(fresh=True))
                 or proc.poll() is not None
             ),
             timeout=90,
@@ -133,7 +138,7 @@ def test_sigkill_with_two_running_crashes_both_frees_every_device_and_goes_on(
     exq = ExperimentQueue(lab, api_url=prefect_api)
     try:
         docs = tmp_path / "docs.jsonl"
-        proc = worker_process(docs, lab_file)
+        proc = worker_process(docs, lab_file, exq)
         stirred = exq.submit("steps", LONG, submitter="ada")
         weighed = exq.submit("read_steps", {"sensor": "balance", "n": 100_000}, submitter="bob")
         for exp in (stirred, weighed):
@@ -146,10 +151,7 @@ def test_sigkill_with_two_running_crashes_both_frees_every_device_and_goes_on(
             what="the worker to announce both",
         )
         slots = [slot_name(lab.name, d) for d in ("stirrer", "thermometer", "balance")]
-        with get_client(sync_client=True) as client:
-            assert [
-                client.read_global_concurrency_limit_by_name(s).active_slots for s in slots
-            ] == [1, 1, 1]
+        assert active_slots(exq, slots) == [1, 1, 1]
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         kept = read_docs(docs)
@@ -167,10 +169,7 @@ def test_sigkill_with_two_running_crashes_both_frees_every_device_and_goes_on(
         assert not w.worker.book.snapshot()
         nxt = exq.submit("steps", {"n": 2}, submitter="ada")
         assert exq.wait_for(nxt.id).state == ExperimentState.completed
-        with get_client(sync_client=True) as client:
-            assert [
-                client.read_global_concurrency_limit_by_name(s).active_slots for s in slots
-            ] == [0, 0, 0]
+        assert active_slots(exq, slots) == [0, 0, 0]
     finally:
         exq.close()
         lab.close()
