@@ -27,8 +27,9 @@ from remotelab.errors import AccountExistsError
 log = logging.getLogger(__name__)
 
 DEMO_USERS = {"demo-manager": "manager", "demo-researcher": "researcher"}
-#: the plans whose examples the demo queues (short ones, so the queue moves)
-QUICK_EXAMPLES = ("measure", "scan", "measure_samples")
+#: the plans whose examples the demo queues: short ones on disjoint devices (the arm and the
+#: spectrometer; the heater and its probe; the titration station), so they run side by side
+QUICK_EXAMPLES = ("measure_samples", "temperature_ramp", "titration")
 
 
 def stream_addresses(
