@@ -28,6 +28,16 @@ TINY: dict[str, tuple[list[str], list[str]]] = {
         ["--budget", "1", "--seeds", "1"],
         ["budget 1 experiments", "tpe", "random", "mean best", "within 0.03"],
     ),
+    "parallel.py": (
+        ["--per-station", "1", "--speed", "2000"],
+        [
+            "concurrency 1: wall",
+            "concurrency 3: wall",
+            "throughput ratio",
+            "utilisation at",
+            "release-to-start",
+        ],
+    ),
     "queue_overhead.py": (
         ["--n", "2", "--latency", "1", "--backlog", "1"],
         [

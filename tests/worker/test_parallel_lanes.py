@@ -236,6 +236,7 @@ def test_pause_one_the_other_keeps_running_then_resume_it(setup):
     a, gate_a = submit_gated(q, ["thermometer"])
     b, gate_b = submit_gated(q, ["balance"])
     wait_for(lambda: running_ids(worker) == {a.id, b.id}, "both running")
+    wait_for(lambda: docs.events(a.id) and docs.events(b.id), "both reading")
     refused = worker.commands(Pause())
     assert not refused.ok and set(refused.info["running"]) == {a.id, b.id}
     assert worker.commands(Pause(experiment=a.id, defer=False)).ok

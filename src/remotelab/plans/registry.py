@@ -34,6 +34,7 @@ from remotelab.errors import (
 )
 from remotelab.plans.params import DEVICE_KINDS, PlanParams
 from remotelab.plans.provenance import provenance
+from remotelab.plans.uses import Uses, devices_used, names_in
 
 if TYPE_CHECKING:
     from remotelab.lab import Lab
@@ -63,8 +64,6 @@ def check_role(role: str) -> str:
 
 
 Check = Callable[[Any, "Lab"], Iterable[tuple[str, str]]]
-#: what a plan always drives: parameter or device names, or a function of (params, lab)
-Uses = tuple[str, ...] | Callable[[Any, "Lab"], Iterable[str]]
 
 
 @dataclass(frozen=True)
@@ -165,14 +164,6 @@ def _is_list(annotation: Any) -> bool:
     if typing.get_origin(annotation) in (list, tuple):
         return True
     return any(_is_list(arg) for arg in typing.get_args(annotation))
-
-
-def _names(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, list | tuple):
-        return [str(v) for v in value]
-    return [str(value)]
 
 
 def _pydantic_errors(exc: ValidationError, model: type[PlanParams]) -> list[dict[str, Any]]:
@@ -335,7 +326,8 @@ class PlanRegistry:
         if errors:
             raise PlanValidationError(name, errors)
         assert model is not None
-        devices = [*devices, *(d for d in self._uses(definition, model, lab) if d not in devices)]
+        used = devices_used(definition.name, definition.uses, model, lab)
+        devices = [*devices, *(d for d in used if d not in devices)]
         shared = [d for d in devices if d in lab.shared_devices]
         return ValidatedPlan(
             name=name,
@@ -346,23 +338,6 @@ class PlanRegistry:
             reserved=[d for d in devices if d not in shared] + [f"sample:{s}" for s in samples],
             shared=shared,
         )
-
-    @staticmethod
-    def _uses(definition: PlanDefinition, model: PlanParams, lab: Lab) -> list[str]:
-        """The devices a plan declares it always drives (``uses``), as lab device names."""
-        uses = definition.uses
-        named = list(uses(model, lab)) if callable(uses) else list(uses)
-        found: list[str] = []
-        for item in named:
-            value = getattr(model, item) if item in type(model).model_fields else item
-            for name in _names(value):
-                if name not in lab.devices:
-                    raise LabFileError(
-                        f"plan {definition.name}: uses device {name!r}, which this lab lacks"
-                    )
-                if name not in found:
-                    found.append(name)
-        return found
 
     def _check_references(
         self, model_cls: type[PlanParams], values: Mapping[str, Any], lab: Lab, *, skip: set[str]
@@ -396,7 +371,7 @@ class PlanRegistry:
                             {"param": pname, "message": f"expected {what} of this lab; {choice}"}
                         )
                         continue
-                for item in _names(value):
+                for item in names_in(value):
                     if item not in lab.devices:
                         errors.append(
                             {
@@ -417,7 +392,7 @@ class PlanRegistry:
                     elif item not in devices:
                         devices.append(item)
             if marker.get("sample"):
-                for item in _names(value):
+                for item in names_in(value):
                     if item not in lab.tracker.positions:
                         errors.append(
                             {
@@ -431,7 +406,7 @@ class PlanRegistry:
                     elif item not in samples:
                         samples.append(item)
             if marker.get("well"):
-                for item in _names(value):
+                for item in names_in(value):
                     if item not in wells:
                         errors.append(
                             {
@@ -441,7 +416,7 @@ class PlanRegistry:
                             }
                         )
             if marker.get("location"):
-                for item in _names(value):
+                for item in names_in(value):
                     if item not in lab.tracker.locations:
                         errors.append(
                             {

@@ -439,7 +439,7 @@ class LabWorker:
         one) and record the outcome; its reservations are freed when it is recorded."""
         if lane is None:
             lane = self.free_lane() or self.lanes[0]
-            lane.booking = self._bookings.pop(str(run.id), None) or Booking()
+            lane.booking = self._bookings.pop(str(run.id), Booking())
         exp_id = str(run.id)
         ended = lane.runner.run(run)
         lane.questions.clear()
