@@ -62,8 +62,9 @@ class PrefectDeviceSlots:
                 self._known.add(device)
 
     def take(self, holder: str, devices: Iterable[str]) -> str | None:
-        """Take the slots of ``devices`` for experiment ``holder``, all or none, without
-        waiting: the lease's id, or None if another process holds one of them."""
+        """Take the slots of ``devices`` for ``holder`` (the id of the lab's deployment: its
+        worker holds them), all or none, without waiting: the lease's id, or None if
+        another process holds one of them."""
         names = [slot_name(self.lab, d) for d in sorted(set(devices))]
         if not names:
             return ""
@@ -74,7 +75,7 @@ class PrefectDeviceSlots:
                 1,
                 "concurrency",
                 LEASE_SECONDS,
-                holder=ConcurrencyLeaseHolder(type="flow_run", id=UUID(holder)),
+                holder=ConcurrencyLeaseHolder(type="deployment", id=UUID(holder)),
             )
         except HTTPStatusError as exc:
             if exc.response.status_code == 423:  # locked: some slot is taken

@@ -6,7 +6,7 @@ holds up none behind it that need other devices, and is never starved: every res
 needs is *protected* — no later experiment may take it — until it has started. Reservations
 live in the worker's book (:mod:`remotelab.lab.reservations`) and are mirrored, by lease, in
 Prefect's global concurrency limits (:mod:`remotelab.queue.device_slots`), which another
-process of the lab respects too.
+process of the lab respects too (:class:`DeviceLeases`).
 """
 
 from __future__ import annotations
@@ -66,6 +66,75 @@ def block_waits(book: Reservations) -> dict[str, str]:
     return {exp: "waiting for " + "; ".join(parts) for exp, parts in waits.items()}
 
 
+class DeviceLeases:
+    """This worker's leases on the lab's device slots in Prefect.
+
+    A device's slot is taken when one of this worker's experiments first needs it and kept
+    while the next one does: a device handed from one experiment to the next costs no call
+    to Prefect. Slots no experiment of this worker holds are given back in the background
+    (:meth:`settle`); every lease is renewed on the heartbeat.
+    """
+
+    def __init__(self, slots: DeviceSlots, holder: Callable[[], str]):
+        self.slots = slots
+        self._holder = holder
+        self._lock = threading.Lock()
+        self.leases: dict[str, frozenset[str]] = {}  # lease → its devices
+
+    def leased(self) -> set[str]:
+        with self._lock:
+            return {d for devices in self.leases.values() for d in devices}
+
+    def cover(self, devices: frozenset[str]) -> bool:
+        """Make sure this worker holds the slots of ``devices``: False if another process
+        holds one of them (nothing is taken then)."""
+        missing = devices - self.leased()
+        if not missing:
+            return True
+        try:
+            lease = self.slots.take(self._holder(), missing)
+        except Exception as exc:  # Prefect unreachable: the book alone decides meanwhile
+            log.warning("could not take Prefect's device slots of %s: %s", sorted(missing), exc)
+            return True
+        if lease is None:
+            return False
+        if lease:
+            with self._lock:
+                self.leases[lease] = frozenset(missing)
+        return True
+
+    def settle(self, in_use: set[str]) -> None:
+        """Give back, in the background, the leases none of whose devices is ``in_use``."""
+        with self._lock:
+            idle = [lease for lease, devs in self.leases.items() if not devs & in_use]
+            for lease in idle:
+                del self.leases[lease]
+        if idle:
+            threading.Thread(
+                target=self._give_back, args=(idle,), name="remotelab-leases", daemon=True
+            ).start()
+
+    def _give_back(self, leases: list[str]) -> None:
+        for lease in leases:
+            try:
+                self.slots.give_back(lease)
+            except Exception as exc:  # it expires by itself
+                log.warning("could not give back device lease %s: %s", lease, exc)
+
+    def renew(self) -> None:
+        """Extend every lease (on the heartbeat)."""
+        with self._lock:
+            leases = list(self.leases)
+        for lease in leases:
+            try:
+                if not self.slots.renew(lease):
+                    log.warning("Prefect let device lease %s expire", lease)
+                    with self._lock:
+                        self.leases.pop(lease, None)
+            except Exception as exc:
+                log.warning("could not renew device lease %s: %s", lease, exc)
+
+
 class Dispatcher:
     """Picks and claims the next experiment a free lane may run (see the module doc)."""
 
@@ -75,13 +144,13 @@ class Dispatcher:
         registry: Callable[[], Any],
         claimer: Claimer,
         book: Reservations,
-        slots: DeviceSlots,
+        leases: DeviceLeases,
     ):
         self.lab = lab
         self._registry = registry
         self.claimer = claimer
         self.book = book
-        self.slots = slots
+        self.leases = leases
         self._needs: dict[tuple[str, str], Need] = {}
         self._lock = threading.Lock()
         #: queued experiment id → why it waits (from the last pass)
@@ -139,34 +208,27 @@ class Dispatcher:
                 continue
             claimed = self.claimer.claim_one(run)
             if claimed is None:
-                self.release(exp_id, booking)
+                self.book.release(exp_id)
                 continue
             self.waiting = waiting
             return claimed, booking
         self.waiting = waiting
+        # nothing more starts now: slots none of this worker's experiments holds go back
+        self.leases.settle(set(self.book.snapshot()))
         return None
 
     def _reserve(self, exp_id: str, need: Need, protect: set[str]) -> Booking | None:
         if not self.book.try_reserve(exp_id, need.reserved, protect=protect):
             return None
-        try:
-            lease = self.slots.take(exp_id, need.devices)
-        except Exception as exc:
-            log.warning("could not take Prefect's device slots for %s: %s", exp_id, exc)
-            lease = None
-        if lease is None:  # another process of the lab holds one of them
+        if not self.leases.cover(need.devices):  # another process of the lab holds one
             self.book.release(exp_id)
             return None
-        return Booking(need, lease)
+        return Booking(need)
 
-    def release(self, exp_id: str, booking: Booking) -> None:
-        """Free an experiment's reservations: in the book, and its lease in Prefect."""
+    def release(self, exp_id: str) -> None:
+        """Free an experiment's reservations (its devices' slots stay with this worker for
+        the next experiment that needs them, or go back after the next pass)."""
         self.book.release(exp_id)
-        if booking.lease:
-            try:
-                self.slots.give_back(booking.lease)
-            except Exception as exc:  # the lease expires by itself
-                log.warning("could not give back lease %s of %s: %s", booking.lease, exp_id, exc)
 
     def _why(self, need: Need, protect: set[str]) -> str:
         reasons = []
@@ -182,4 +244,4 @@ class Dispatcher:
         return "waiting for " + "; ".join(reasons)
 
 
-__all__ = ["Dispatcher", "block_waits", "clock_text", "iso", "reservations_view"]
+__all__ = ["DeviceLeases", "Dispatcher", "block_waits", "clock_text", "iso", "reservations_view"]

@@ -46,7 +46,7 @@ from remotelab.queue.prefect_lab import LabOnPrefect, PrefectLab
 from remotelab.queue.service import PlanRegistryLike, default_registry
 from remotelab.worker.claiming import Claimer
 from remotelab.worker.commands import CommandTable
-from remotelab.worker.dispatch import Dispatcher, block_waits, reservations_view
+from remotelab.worker.dispatch import DeviceLeases, Dispatcher, block_waits, reservations_view
 from remotelab.worker.lanes import Booking, Lane
 from remotelab.worker.presence import Presence
 from remotelab.worker.questions import Questions
@@ -126,8 +126,11 @@ class LabWorker:
             for callback in subscribers:
                 lane.RE.subscribe(callback)
         self.claimer = Claimer(self.prefect, self.id, poll_interval)
+        self.leases = DeviceLeases(
+            self.prefect.device_slots(), lambda: str(self.prefect.deployment_id)
+        )
         self.dispatcher = Dispatcher(
-            lab, lambda: self.registry, self.claimer, self.book, self.prefect.device_slots()
+            lab, lambda: self.registry, self.claimer, self.book, self.leases
         )
         self.stale_holds = StaleHolds(self.prefect, edit_grace, edit_check_interval)
         self.recorder = Recorder(
@@ -215,7 +218,7 @@ class LabWorker:
             "running": running,
             "reservations": reservations_view(self.book),
             "waiting": {**self.dispatcher.waiting, **block_waits(self.book)},
-            "leases": [lane.booking.lease for lane in self.lanes if lane.booking.lease],
+            "leases": sorted(self.leases.leases),
         }
 
     # -- life cycle --------------------------------------------------------------------------
@@ -329,14 +332,7 @@ class LabWorker:
                 self.claimer.invalidate()
 
     def _renew_leases(self) -> None:
-        slots = self.dispatcher.slots
-        for lane in self.lanes:
-            lease = lane.booking.lease
-            try:
-                if lease and not slots.renew(lease):
-                    log.warning("Prefect let the device lease of %s expire", lane.experiment_id())
-            except Exception as exc:
-                log.warning("could not renew device lease %s: %s", lease, exc)
+        self.leases.renew()
 
     def _watch_loop(self) -> None:
         """Notice a cancel requested in Prefect itself (its UI or CLI set Cancelling)."""
@@ -452,7 +448,7 @@ class LabWorker:
             lane.last = self.recorder.finish(ended, own)
             return lane.last
         finally:
-            self.dispatcher.release(exp_id, lane.booking)
+            self.dispatcher.release(exp_id)
             lane.booking = Booking()
             lane.runner.done()
             self.completed += 1

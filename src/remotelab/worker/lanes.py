@@ -41,10 +41,9 @@ class Need:
 
 @dataclass
 class Booking:
-    """A lane's experiment's reservations: what it needs, and its lease on Prefect's slots."""
+    """A lane's experiment's reservations: what it needs."""
 
     need: Need = field(default_factory=Need)
-    lease: str = ""
 
 
 class Lane:
