@@ -21,5 +21,7 @@ class RecordingPublisher:
         if name == "start":
             self.start_was_stored.append(bool(self.store.runs(experiment_id=self.experiment_id)))
 
-    def on_engine_state(self, new_state: Any, old_state: Any = None) -> None:
+    def on_engine_state(
+        self, new_state: Any, old_state: Any = None, experiment: str | None = None
+    ) -> None:
         self.states.append(str(new_state))

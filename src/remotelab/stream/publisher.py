@@ -80,7 +80,9 @@ class StreamPublisher:
             "run_uid": None,
             "descriptors": [],
             "progress": {"done": 0, "total": None},
+            "running": {},
         }
+        self._run_of: dict[str, str] = {}  # run or descriptor uid → experiment id
         self._min_progress_gap = 1.0 / progress_rate if progress_rate > 0 else 0.0
         self._last_status = 0.0
         self._stop_heartbeat = threading.Event()
@@ -107,6 +109,7 @@ class StreamPublisher:
 
     def _follow(self, name: str, doc: dict[str, Any]) -> None:
         s = self.status
+        self._follow_experiment(name, doc)
         if name == "start":
             total = doc.get("num_points")
             s.update(
@@ -127,9 +130,51 @@ class StreamPublisher:
                 s["progress"] = {**s["progress"], "done": s["progress"]["done"] + n}
                 if time.monotonic() - self._last_status >= self._min_progress_gap:
                     self._send_status()
-        elif name == "stop" and doc.get("run_start") == s["run_uid"]:
-            s.update(state="idle", run_uid=None, descriptors=[], exit_status=doc.get("exit_status"))
+        elif name == "stop":
+            if doc.get("run_start") == s["run_uid"]:
+                s.update(run_uid=None, descriptors=[], exit_status=doc.get("exit_status"))
+                s["state"] = self._overall()
             self._send_status()
+
+    def _follow_experiment(self, name: str, doc: dict[str, Any]) -> None:
+        """Keep ``status["running"]``: each running experiment's run and progress (the
+        documents of runs running at once interleave; each is counted in its own run)."""
+        running: dict[str, dict[str, Any]] = self.status["running"]
+        if name == "start":
+            exp = str(doc.get("experiment_id") or doc["uid"])
+            total = doc.get("num_points")
+            self._run_of[doc["uid"]] = exp
+            previous = running.get(exp, {})
+            running[exp] = {
+                "state": previous.get("state", "running"),
+                "engine_state": previous.get("engine_state", "running"),
+                "plan_name": doc.get("plan_name"),
+                "run_uid": doc["uid"],
+                "progress": {"done": 0, "total": total if isinstance(total, int) else None},
+            }
+        elif name == "descriptor":
+            exp_id = self._run_of.get(doc.get("run_start", ""))
+            if exp_id is not None:
+                self._run_of[doc["uid"]] = exp_id
+        elif name in ("event", "event_page"):
+            entry = running.get(self._run_of.get(doc.get("descriptor", ""), ""))
+            if entry is not None:
+                n = 1 if name == "event" else len(doc.get("seq_num", []))
+                entry["progress"] = {**entry["progress"], "done": entry["progress"]["done"] + n}
+        elif name == "stop":
+            run = doc.get("run_start", "")
+            exp_id = self._run_of.pop(run, None)
+            for key in [k for k, v in self._run_of.items() if v == exp_id]:
+                self._run_of.pop(key)
+            if exp_id is not None and running.get(exp_id, {}).get("run_uid") == run:
+                running.pop(exp_id)
+
+    def _overall(self) -> State:
+        """idle with nothing running; paused if every running experiment is; else running."""
+        running = self.status["running"].values()
+        if not running:
+            return "idle"
+        return "paused" if all(r["state"] == "paused" for r in running) else "running"
 
     # -- status ------------------------------------------------------------------------------
     def set_state(self, state: State, **fields: Any) -> None:
@@ -140,12 +185,16 @@ class StreamPublisher:
             self.status.update(fields, state=state)
             self._send_status()
 
-    def on_engine_state(self, new_state: Any, old_state: Any = None) -> None:
+    def on_engine_state(
+        self, new_state: Any, old_state: Any = None, experiment: str | None = None
+    ) -> None:
         """Follow the RunEngine's state: ``RE.state_hook = publisher.on_engine_state``.
 
         ``paused`` (and ``suspending``, a suspender's pause) publish ``paused``; ``idle``
         publishes ``idle``; every other state (running, stopping, aborting…) ``running``.
-        The RunEngine's own state name is sent as ``engine_state``.
+        The RunEngine's own state name is sent as ``engine_state``. With several RunEngines
+        (one per running experiment), ``experiment`` says whose state it is: that
+        experiment's entry of ``running`` follows it, and the worker's state sums them up.
         """
         engine_state = str(new_state)
         if engine_state in ("paused", "suspending"):
@@ -154,6 +203,15 @@ class StreamPublisher:
             state = "idle"
         else:
             state = "running"
+        if experiment:
+            with self._lock:
+                running = self.status["running"]
+                entry = running.get(experiment)
+                if entry is not None:
+                    entry["state"] = "paused" if state == "paused" else "running"
+                    entry["engine_state"] = engine_state
+                if running:
+                    state = self._overall()
         self.set_state(state, engine_state=engine_state)
 
     def publish_status(self) -> None:

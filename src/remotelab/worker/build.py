@@ -36,7 +36,13 @@ def build_worker(
     worker = LabWorker(lab, api_url=api_url, **worker_options)
     for lane in worker.lanes:
         # the store first: a document is durable before any other callback sees it
-        attach(lane.RE, store=store, publisher=publisher, follow_state=True)
+        attach(
+            lane.RE,
+            store=store,
+            publisher=publisher,
+            follow_state=True,
+            experiment=lane.experiment_id,
+        )
         for callback in subscribers:
             lane.RE.subscribe(callback)
     return worker
