@@ -20,6 +20,7 @@ this process, on a thread, so the reservation book can be watched.
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import sys
 import tempfile
@@ -39,13 +40,18 @@ from remotelab.lab import load_lab, shipped_lab_text  # noqa: E402
 from remotelab.queue import ExperimentQueue, ExperimentState, PrefectServer  # noqa: E402
 from remotelab.worker import LabWorker  # noqa: E402
 
-#: one experiment of each station, submitted in turn
+#: one experiment of each station, submitted in turn (each about as long as the others)
 STATIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "spectroscopy": (
         "measure_samples",
-        {"samples": ["S001"], "station": "spectrometer", "detectors": ["spectrometer"]},
+        {
+            "samples": ["S001", "S002", "S003", "S004", "S005"],
+            "station": "spectrometer",
+            "detectors": ["spectrometer"],
+            "readings": 2,
+        },
     ),
-    "titration": ("measure", {"detectors": ["ph_meter"], "num": 40}),
+    "titration": ("measure", {"detectors": ["ph_meter"], "num": 70}),
     "reactor": (
         "temperature_ramp",
         {"setpoints": [30, 35], "detectors": ["thermometer"], "readings": 3},
@@ -134,7 +140,10 @@ def run_batch(
         before = [t for t, r in watch.released if r in devices and queued_at <= t <= start]
         if before:
             delays.append(start - max(before))
+    spans = sorted((watch.start[e][0], watch.stop[e]) for e in ids)
+    gaps = [b[0] - a[1] for a, b in itertools.pairwise(spans) if b[0] > a[1]]
     return {
+        "gaps": gaps,
         "wall": wall,
         "completed": sum(s == ExperimentState.completed for s in states),
         "utilisation": {d: busy.get(d, 0.0) / (end - queued_at) for d in INSTRUMENTS},
@@ -170,7 +179,12 @@ def main() -> None:
     print(f"  throughput ratio (concurrency 3 / 1): {one['wall'] / three['wall']:.2f}x")
     for c, r in results.items():
         shown = ", ".join(f"{d} {u:.0%}" for d, u in r["utilisation"].items())
-        print(f"  utilisation at concurrency {c}: {shown}")
+        print(f"  utilisation at concurrency {c} (the arm: runs that use it): {shown}")
+    if one["gaps"]:
+        print(
+            "  between one experiment's end and the next one's start at concurrency 1: "
+            f"median {statistics.median(one['gaps']) * 1000:.0f} ms"
+        )
     delays = three["delays"]
     if delays:
         print(

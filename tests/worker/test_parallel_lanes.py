@@ -263,7 +263,7 @@ def test_lab_wide_abort_aborts_every_running_experiment(setup):
     assert worker.commands(Abort(reason="evacuate")).ok
     wait_for(lambda: ended(q, a.id) and ended(q, b.id), "both ended")
     assert q.get(a.id).state == q.get(b.id).state == ExperimentState.cancelled
-    assert not worker.book.snapshot()
+    wait_for(lambda: not worker.book.snapshot(), "every reservation freed")
 
 
 def test_plans_waiting_for_the_shared_arm_get_it_in_order(setup):

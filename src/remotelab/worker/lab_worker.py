@@ -405,6 +405,7 @@ class LabWorker:
         if lane is None:  # pragma: no cover - claim() found a free lane, only this thread takes one
             raise RuntimeError("no free lane for a claimed experiment")
         lane.booking = self._bookings.pop(str(run.id))
+        lane.taken = True
         lane.thread = threading.Thread(
             target=self._execute_quietly,
             args=(run, lane),
@@ -448,10 +449,11 @@ class LabWorker:
             lane.last = self.recorder.finish(ended, own)
             return lane.last
         finally:
-            self.dispatcher.release(exp_id)
-            lane.booking = Booking()
             lane.runner.done()
+            lane.booking = Booking()
+            lane.taken = False
             self.completed += 1
+            self.dispatcher.release(exp_id)  # wakes the dispatcher: the lane is free already
             self.presence.announce_soon()
 
 

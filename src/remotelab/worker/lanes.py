@@ -78,6 +78,8 @@ class Lane:
         install_holds(self.RE, book, self.experiment_id)
         self.booking = Booking()
         self.thread: threading.Thread | None = None
+        #: given an experiment to run (set before its thread starts, cleared as it ends)
+        self.taken = False
         self.last: Experiment | None = None
 
     def allowed(self) -> set[str]:
@@ -93,9 +95,7 @@ class Lane:
     @property
     def busy(self) -> bool:
         """Whether an experiment runs (or is about to run) on this lane."""
-        return self.runner.current is not None or (
-            self.thread is not None and self.thread.is_alive()
-        )
+        return self.taken or self.runner.current is not None
 
     def describe(self) -> dict[str, Any] | None:
         """What runs on this lane (for the worker's status), or None."""
