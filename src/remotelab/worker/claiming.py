@@ -113,9 +113,13 @@ class Claimer:
                 return claimed
         return None
 
-    def claim_one(self, run: FlowRun) -> FlowRun | None:
+    def claim_one(self, run: FlowRun, *, start: bool = True) -> FlowRun | None:
         """Claim queued run ``run``: the run as read after the claim, or None if Prefect
-        refused it (another worker took it, it was cancelled or edited meanwhile)."""
+        refused it (another worker took it, it was cancelled or edited meanwhile).
+
+        With ``start=False`` the run is left Pending — ours: no other worker nor an edit can
+        take it — and :meth:`start` moves it to Running (while its plan starts).
+        """
         self.queue.value = [r for r in self.queue.value if r.id != run.id]
         if not self.prefect.set_state(run.id, Pending(message=f"{self.tag} claimed")).accepted:
             self.queue.invalidate()
@@ -123,13 +127,20 @@ class Claimer:
         if not self._was_queued(run.id):
             self.queue.invalidate()
             return None
+        if start and not self.start(run.id):
+            return None
+        return self.prefect.read_run(run.id)
+
+    def start(self, run_id: UUID) -> bool:
+        """Move a run this worker claimed to Running; False if Prefect refused (it was
+        cancelled meanwhile: then it is ended Cancelled)."""
         running: State = Running(
             message=f"{self.tag} running (pid {os.getpid()} on {socket.gethostname()})"
         )
-        if not self.prefect.set_state(run.id, running).accepted:
-            self._settle_refused(run.id)
-            return None
-        return self.prefect.read_run(run.id)
+        if not self.prefect.set_state(run_id, running).accepted:
+            self._settle_refused(run_id)
+            return False
+        return True
 
     def _was_queued(self, run_id: UUID) -> bool:
         """Whether the run we just moved to Pending was still queued; if not (another worker

@@ -187,9 +187,10 @@ class Dispatcher:
         return need
 
     # -- one pass over the queue ------------------------------------------------------------
-    def next(self, *, lanes_free: bool) -> tuple[FlowRun, Booking] | None:
+    def next(self, *, lanes_free: bool, start: bool = True) -> tuple[FlowRun, Booking] | None:
         """Reserve and claim the first queued experiment whose resources are free (only when
-        ``lanes_free``); note why the others wait. The claimed run and its booking, or None."""
+        ``lanes_free``); note why the others wait. The claimed run and its booking, or None.
+        ``start=False``: the run is left Pending (see :meth:`Claimer.claim_one`)."""
         if self.claimer.held.get():
             self.waiting = {}
             return None
@@ -206,7 +207,7 @@ class Dispatcher:
                 waiting[exp_id] = self._why(need, protect)
                 protect |= need.reserved
                 continue
-            claimed = self.claimer.claim_one(run)
+            claimed = self.claimer.claim_one(run, start=start)
             if claimed is None:
                 self.book.release(exp_id)
                 continue

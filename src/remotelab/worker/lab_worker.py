@@ -105,6 +105,9 @@ class LabWorker:
         self._registry = registry
 
         def set_state(run_id: str, state: State) -> object:
+            started = self._starting.get(run_id)
+            if started is not None:  # after the Running its claim proposes, never before
+                started.join()
             return self.prefect.set_state(run_id, state)
 
         self.presence = Presence(self.prefect, self.id, self._describe)
@@ -141,6 +144,8 @@ class LabWorker:
         self._closed = threading.Event()
         self._threads: list[threading.Thread] = []
         self._bookings: dict[str, Booking] = {}  # claimed by claim(), not yet executed
+        #: run id → the thread moving it from Pending to Running as its plan starts
+        self._starting: dict[str, threading.Thread] = {}
         self._lanes_lock = threading.Lock()
         self.book.on_release.append(lambda _freed: self._wake.set())
         self.commands = CommandTable(
@@ -383,12 +388,13 @@ class LabWorker:
         with self._lanes_lock:
             return next((lane for lane in self.lanes if not lane.busy), None)
 
-    def claim(self) -> FlowRun | None:
+    def claim(self, *, start: bool = True) -> FlowRun | None:
         """Reserve the devices of, and claim, the lab's next queued flow run that can start
-        now, or None (held, stopping, nothing queued that can start, no free lane)."""
+        now, or None (held, stopping, nothing queued that can start, no free lane).
+        ``start=False`` leaves it Pending (ours), for :meth:`start_next`."""
         if self._stopping.is_set():
             return None
-        picked = self.dispatcher.next(lanes_free=self.free_lane() is not None)
+        picked = self.dispatcher.next(lanes_free=self.free_lane() is not None, start=start)
         if picked is None:
             return None
         run, booking = picked
@@ -398,9 +404,16 @@ class LabWorker:
     def start_next(self) -> FlowRun | None:
         """Claim the next experiment that can start and start it on a free lane (not waiting
         for its end); the run started, or None."""
-        run = self.claim()
+        run = self.claim(start=False)
         if run is None:
             return None
+        # Running is proposed while the plan starts: its devices are reserved and the run is
+        # ours (Pending), so nothing else can take either
+        starting = threading.Thread(
+            target=self._start_run, args=(run,), name="remotelab-start", daemon=True
+        )
+        self._starting[str(run.id)] = starting
+        starting.start()
         lane = self.free_lane()
         if lane is None:  # pragma: no cover - claim() found a free lane, only this thread takes one
             raise RuntimeError("no free lane for a claimed experiment")
@@ -415,6 +428,24 @@ class LabWorker:
         lane.thread.start()
         self.presence.announce_soon()  # its leases too, for whoever finds this worker dead
         return run
+
+    def _start_run(self, run: FlowRun) -> None:
+        """Move a claimed run to Running; if it was cancelled meanwhile, cancel its plan."""
+        try:
+            started = self.claimer.start(run.id)
+        except Exception as exc:
+            log.warning("could not mark experiment %s running: %s", run.id, exc)
+            return
+        if started:
+            return
+        cancel = Cancel(reason="cancelled before it started")
+        deadline = time.monotonic() + 10.0  # its lane is about to take it in hand
+        while time.monotonic() < deadline:
+            lane = next((x for x in self.lanes if x.experiment_id() == str(run.id)), None)
+            if lane is not None:
+                lane.runner.interrupt(cancel)
+                return
+            time.sleep(0.005)
 
     def run_next(self) -> Experiment | None:
         """Claim and run the next experiment; returns it when it has ended, or None."""
@@ -440,6 +471,9 @@ class LabWorker:
         exp_id = str(run.id)
         ended = lane.runner.run(run)
         lane.questions.clear()
+        starting = self._starting.pop(exp_id, None)
+        if starting is not None:
+            starting.join()
         try:
             own = None
             if len(self.lanes) > 1:  # the others' devices stay as they are
