@@ -204,7 +204,7 @@ class WorkerControl:
         workers' announcements or status)."""
         workers = self._live_workers(fresh=True)
         target = [w for w in workers if w.id == exp.worker] or [
-            w for w in workers if w.current == exp.id
+            w for w in workers if w.runs(exp.id)
         ]
         if not target:
             target = [
