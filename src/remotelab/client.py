@@ -329,17 +329,38 @@ class Client:
     def release(self, lab: str | None = None) -> dict[str, Any]:
         return self._control("release", lab)
 
-    def pause(self, *, immediate: bool = False, lab: str | None = None) -> dict[str, Any]:
-        return self._control("pause", lab, {"immediate": immediate})
+    def _steer(
+        self, action: str, lab: str | None, experiment: str | None, body: dict | None = None
+    ) -> dict[str, Any]:
+        if experiment is None:
+            return self._control(action, lab, body)
+        return self._act(lab, experiment, action, body)
 
-    def resume(self, lab: str | None = None) -> dict[str, Any]:
-        return self._control("resume", lab)
+    def pause(
+        self, *, immediate: bool = False, experiment: str | None = None, lab: str | None = None
+    ) -> dict[str, Any]:
+        """Pause ``experiment``'s plan, or the lab's running one (:class:`ApiConflict` listing
+        them if several run)."""
+        return self._steer("pause", lab, experiment, {"immediate": immediate})
 
-    def stop(self, lab: str | None = None) -> dict[str, Any]:
-        return self._control("stop", lab)
+    def resume(self, lab: str | None = None, *, experiment: str | None = None) -> dict[str, Any]:
+        """Resume ``experiment``'s paused plan, or the lab's running one."""
+        return self._steer("resume", lab, experiment)
 
-    def abort(self, reason: str = "", *, lab: str | None = None) -> dict[str, Any]:
-        return self._control("abort", lab, {"reason": reason})
+    def stop(self, lab: str | None = None, *, experiment: str | None = None) -> dict[str, Any]:
+        """End ``experiment``'s plan cleanly, or the lab's running one."""
+        return self._steer("stop", lab, experiment)
+
+    def abort(
+        self, reason: str = "", *, experiment: str | None = None, lab: str | None = None
+    ) -> dict[str, Any]:
+        """Abort ``experiment``'s plan (its devices go safe), or every running plan."""
+        return self._steer("abort", lab, experiment, {"reason": reason})
+
+    def reservations(self, lab: str | None = None) -> dict[str, Any]:
+        """The lab's reservations (resource → holder, since, waiters), why waiting
+        experiments wait, and the running experiments."""
+        return self._get(f"/labs/{self.lab_name(lab)}/reservations")
 
     # -- live --------------------------------------------------------------------------------
     def events(

@@ -230,6 +230,19 @@ class ExperimentStateError(QueueError):
     """The experiment is not in a state that allows this (e.g. moving one that already runs)."""
 
 
+class SeveralRunningError(ExperimentStateError):
+    """A lab-wide control (pause, resume, stop) while several experiments run: name one.
+
+    ``running`` lists their ids (the gateway answers 409 with them)."""
+
+    def __init__(self, lab: str, running: list[str]):
+        self.lab, self.running = lab, list(running)
+        super().__init__(
+            f"several experiments run on lab {lab}: {', '.join(self.running)}; name the one "
+            "meant (e.g. remotelab lab pause EXPERIMENT, or POST …/experiments/{id}/pause)"
+        )
+
+
 class WorkerUnavailable(QueueError):
     """No live worker of the lab answered on its control channel."""
 

@@ -211,6 +211,18 @@ CASES = [
     Case("resume", "POST", "/labs/{lab}/resume", at_least("manager", 409)),
     Case("stop", "POST", "/labs/{lab}/stop", at_least("manager", 409)),
     Case("abort", "POST", "/labs/{lab}/abort", at_least("manager", 409), {"reason": "t"}),
+    Case("reservations", "GET", "/labs/{lab}/reservations", everyone(200)),
+    *(
+        Case(
+            f"{action} one",
+            "POST",
+            f"/labs/{{lab}}/experiments/{{exp}}/{action}",
+            at_least("manager", 409),  # a queued experiment does not run
+            {},
+            alices,
+        )
+        for action in ("pause", "resume", "stop", "abort")
+    ),
     Case("runs", "GET", "/runs", everyone(200)),
     Case("run", "GET", "/runs/{uid}", everyone(200)),
     Case(

@@ -33,6 +33,9 @@ class ErrorBody(BaseModel):
     errors: list[ParamError] = Field(
         default_factory=list, description="per-parameter problems, if any"
     )
+    running: list[str] | None = Field(
+        None, description="the experiments running, when a lab-wide control must name one"
+    )
 
 
 #: (error class name in remotelab.errors, HTTP status), first match wins; names so that the
@@ -43,6 +46,7 @@ STATUS_BY_NAME: list[tuple[str, int]] = [
     ("PlanNotAllowedError", 403),
     ("PlanValidationError", 422),
     ("AccountExistsError", 409),
+    ("SeveralRunningError", 409),
     ("ExperimentStateError", 409),
     ("WorkerUnavailable", 409),
 ]
@@ -101,6 +105,8 @@ def body_for(exc: BaseException) -> ErrorBody:
     if isinstance(exc, E.PlanValidationError):
         errs = [ParamError(param=e.get("param"), message=str(e["message"])) for e in exc.errors]
         return ErrorBody(detail=str(exc), type=type(exc).__name__, errors=errs)
+    if isinstance(exc, E.SeveralRunningError):
+        return ErrorBody(detail=str(exc), type=type(exc).__name__, running=exc.running)
     if isinstance(exc, StarletteHTTPException):
         return ErrorBody(detail=str(exc.detail), type="HTTPError")
     if _is_unreachable(exc):
@@ -123,7 +129,8 @@ def body_for(exc: BaseException) -> ErrorBody:
 def error_response(exc: BaseException) -> JSONResponse:
     status = status_for(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(body_for(exc).model_dump(), status_code=status, headers=headers)
+    body = body_for(exc).model_dump()
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _validation_response(exc: RequestValidationError) -> JSONResponse:
@@ -153,7 +160,9 @@ def install_handlers(app: FastAPI) -> None:
     async def on_http(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         return JSONResponse(
-            body_for(exc).model_dump(), status_code=exc.status_code, headers=exc.headers
+            body_for(exc).model_dump(),
+            status_code=exc.status_code,
+            headers=exc.headers,
         )
 
     async def on_other(_: Request, exc: Exception) -> JSONResponse:

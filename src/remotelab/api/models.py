@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -78,8 +79,56 @@ class Control(BaseModel):
 
     lab: str
     action: str
+    experiment: str | None = Field(None, description="the experiment it was for, if named")
     held: bool | None = None
     worker: dict[str, Any] = Field(default_factory=dict, description="the worker's answer")
+
+
+class Waiter(BaseModel):
+    """An experiment waiting for a resource, since when."""
+
+    experiment: str
+    since: datetime | None = None
+
+
+class Reservation(BaseModel):
+    """Who holds a resource (a device, or ``sample:<id>``) and who waits for it."""
+
+    holder: str | None = Field(None, description="the experiment holding it")
+    since: datetime | None = None
+    block: bool = Field(False, description="held for a block of a plan's steps (shared device)")
+    waiters: list[Waiter] = Field(default_factory=list, description="first in line first")
+
+
+class RunningExperiment(BaseModel):
+    """An experiment a worker runs now, as the worker tells."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    plan: str | None = None
+    submitter: str | None = None
+    devices: list[str] = Field(default_factory=list)
+    shared: list[str] = Field(default_factory=list, description="shared devices held in blocks")
+    re_state: str | None = Field(None, description="its RunEngine's state")
+    question: dict[str, Any] | None = None
+    started: datetime | None = None
+    worker: str | None = Field(None, description="the worker running it")
+
+
+class LabReservations(BaseModel):
+    """The lab's reservations, what runs and why waiting experiments wait (from its live
+    workers; empty when none runs)."""
+
+    reservations: dict[str, Reservation] = Field(
+        default_factory=dict, description="resource -> holder and waiters"
+    )
+    waiting: dict[str, str] = Field(
+        default_factory=dict, description="experiment id -> why it waits"
+    )
+    running: list[RunningExperiment] = Field(default_factory=list)
+    concurrency: int = Field(0, description="how many experiments the live workers may run")
+    workers: list[str] = Field(default_factory=list, description="the workers that answered")
 
 
 class LabSummary(BaseModel):
@@ -89,7 +138,10 @@ class LabSummary(BaseModel):
     held: bool
     workers: int = Field(description="live workers of the lab")
     queued: int = Field(description="experiments waiting (queued or awaiting approval)")
-    current: Experiment | None = None
+    current: Experiment | None = Field(None, description="the first running experiment")
+    running: list[Experiment] = Field(
+        default_factory=list, description="every running (or paused) experiment"
+    )
     status: dict[str, Any] | None = Field(None, description="the worker's last live status")
 
 
@@ -100,9 +152,11 @@ class DeviceStatus(BaseModel):
     backend: str
     limits: dict[str, list[float]]
     safe_state: dict[str, Any]
+    shared: bool = Field(False, description="shared by stations, held for moments only")
     online: bool = Field(description="a live worker holds the device")
-    busy: bool = Field(description="the running experiment uses the device")
-    experiment: str | None = Field(None, description="the experiment using it, if any")
+    busy: bool = Field(description="a running experiment holds (or uses) the device")
+    experiment: str | None = Field(None, description="the experiment holding it, if any")
+    waiters: list[Waiter] = Field(default_factory=list, description="experiments waiting for it")
 
     model_config = ConfigDict(populate_by_name=True)
 
@@ -170,15 +224,19 @@ __all__ = [
     "DeviceStatus",
     "EditRequest",
     "ExperimentPage",
+    "LabReservations",
     "LabSummary",
     "MoveRequest",
     "PauseRequest",
     "PlanInfo",
     "PriorityRequest",
+    "Reservation",
     "RunInfo",
+    "RunningExperiment",
     "SubmitRequest",
     "TokenCreate",
     "UserCreate",
     "UserUpdate",
+    "Waiter",
     "Whoami",
 ]

@@ -22,10 +22,12 @@ from remotelab.cli.target import gateway
 
 @dataclass(frozen=True)
 class Done:
-    """A side's answer to a lab command (hold, pause…): the lab, and any detail to show."""
+    """A side's answer to a lab command (hold, pause…): the lab, and any detail to show, and
+    the experiment it was for if one was named."""
 
     lab: str
     detail: Any = None
+    experiment: str | None = None
 
 
 class Backend(Protocol):
@@ -95,13 +97,16 @@ class Backend(Protocol):
 
     def release(self) -> Done: ...
 
-    def pause(self, *, immediate: bool = False) -> Done: ...
+    def pause(self, *, immediate: bool = False, experiment: str | None = None) -> Done:
+        """Pause ``experiment``'s plan, or the lab's one running plan (an error naming them
+        if several run)."""
 
-    def resume(self) -> Done: ...
+    def resume(self, *, experiment: str | None = None) -> Done: ...
 
-    def stop(self) -> Done: ...
+    def stop(self, *, experiment: str | None = None) -> Done: ...
 
-    def abort(self, reason: str = "") -> Done: ...
+    def abort(self, reason: str = "", *, experiment: str | None = None) -> Done:
+        """Abort ``experiment``'s plan, or every running plan of the lab."""
 
     # -- what each side shows its own way ----------------------------------------------------------
     def watch(self, experiment_id: str | None, *, timeout: float | None, as_json: bool) -> None:
@@ -114,7 +119,8 @@ class Backend(Protocol):
         """The lab's devices."""
 
     def show_lab(self, *, as_json: bool) -> None:
-        """The lab: its devices and samples, or its state and live devices."""
+        """The lab: its devices and samples, or its state and live devices; what runs, the
+        reservations and why experiments wait."""
 
     def runs(
         self,

@@ -4,11 +4,13 @@ devices (class, role, limits, safe state) and samples — see :mod:`remotelab.cl
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 
+from remotelab.cli import render
 from remotelab.cli.app import console
 from remotelab.lab import load_lab
 
@@ -33,11 +35,20 @@ def _devices_table(info: dict[str, Any]) -> Table:
     return table
 
 
-def show(lab_file: Path | None, *, as_json: bool) -> None:
-    """The lab's devices (class, role, limits, safe state) and where each sample is."""
+#: what runs in the lab now: (reservations view, running experiments), or why it is unknown
+Activity = Callable[[], tuple[dict[str, Any], list[Any]] | str]
+
+
+def show(lab_file: Path | None, *, as_json: bool, activity: Activity | None = None) -> None:
+    """The lab's devices (class, role, limits, safe state) and where each sample is; with
+    ``activity``, what runs, the reservations and why experiments wait (under ``"queue"``)."""
     info = describe(lab_file)
+    now = activity() if activity is not None else None
     if as_json:
-        console.print_json(json.dumps(info))
+        if isinstance(now, tuple):
+            view, running = now
+            info["queue"] = {**view, "experiments": [e.model_dump(mode="json") for e in running]}
+        console.print_json(json.dumps(info, default=str))
         return
     console.print(_devices_table(info))
     samples = Table(title="samples")
@@ -46,6 +57,11 @@ def show(lab_file: Path | None, *, as_json: bool) -> None:
     for sample, where in info["samples"].items():
         samples.add_row(sample, where)
     console.print(samples)
+    if isinstance(now, tuple):
+        for table in render.activity(*now):
+            console.print(table)
+    elif now:
+        console.print(f"[dim]no queue to show what runs: {now}[/]")
 
 
 def devices(lab_file: Path | None, *, as_json: bool) -> None:

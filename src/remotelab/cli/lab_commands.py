@@ -89,8 +89,20 @@ def lab_show(
     """The lab: its devices and samples, or (through a gateway) its state and live devices.
 
     On this machine: the lab file's devices (class, role, limits, safe state) and where each
-    sample is. Through a gateway: held or not, workers, queue, the devices' live status."""
+    sample is. Through a gateway: held or not, workers, queue, the devices' live status and
+    holders. Both: the running experiments, the reservations (device → holder, waiters since
+    when) and why waiting experiments wait."""
     _lab_show(url, token, local, lab, as_json)
+
+
+EXPERIMENT = Annotated[
+    str | None,
+    typer.Argument(
+        help="The experiment meant; default: the one running (an error naming them if several "
+        "run).",
+        show_default=False,
+    ),
+]
 
 
 def _steer(action: str, common: dict[str, Any], **kw: Any) -> None:
@@ -98,7 +110,7 @@ def _steer(action: str, common: dict[str, Any], **kw: Any) -> None:
     url, token, local, lab, api = (common[k] for k in ("url", "token", "local", "lab", "api"))
     with user_errors(), open_backend(url, token, lab, local=local, api=api) as side:
         done = getattr(side, action)(**kw)
-    console.print(render.done(action, done.lab, done.detail))
+    console.print(render.done(action, done.lab, done.detail, done.experiment))
 
 
 def _steering(action: str, doc: str) -> Callable[..., None]:
@@ -115,14 +127,13 @@ def _steering(action: str, doc: str) -> Callable[..., None]:
     return lab_app.command(action)(command)
 
 
-_steering("hold", "Hold the lab: the running experiment finishes, no further one starts.")
+_steering("hold", "Hold the lab: running experiments finish, no further one starts.")
 _steering("release", "Release a held lab.")
-_steering("resume", "Resume the paused plan.")
-_steering("stop", "End the running plan cleanly (it completes).")
 
 
 @lab_app.command("pause")
 def lab_pause(
+    experiment: EXPERIMENT = None,
     immediate: Annotated[
         bool, typer.Option("--immediate", help="Now (rewind to the last checkpoint).")
     ] = False,
@@ -132,12 +143,44 @@ def lab_pause(
     lab: LAB = None,
     api: API = None,
 ) -> None:
-    """Pause the running plan at its next checkpoint."""
-    _steer("pause", locals(), immediate=immediate)
+    """Pause a running plan at its next checkpoint; the others keep running."""
+    _steer("pause", locals(), immediate=immediate, experiment=experiment)
+
+
+@lab_app.command("resume")
+def lab_resume(
+    experiment: EXPERIMENT = None,
+    url: URL = None,
+    token: TOKEN = None,
+    local: LOCAL = False,
+    lab: LAB = None,
+    api: API = None,
+) -> None:
+    """Resume a paused plan."""
+    _steer("resume", locals(), experiment=experiment)
+
+
+@lab_app.command("stop")
+def lab_stop(
+    experiment: EXPERIMENT = None,
+    url: URL = None,
+    token: TOKEN = None,
+    local: LOCAL = False,
+    lab: LAB = None,
+    api: API = None,
+) -> None:
+    """End a running plan cleanly (it completes)."""
+    _steer("stop", locals(), experiment=experiment)
 
 
 @lab_app.command("abort")
 def lab_abort(
+    experiment: Annotated[
+        str | None,
+        typer.Argument(
+            help="The experiment meant; default: every running one.", show_default=False
+        ),
+    ] = None,
     reason: Annotated[str, typer.Option(help="Why.")] = "aborted from the command line",
     url: URL = None,
     token: TOKEN = None,
@@ -145,5 +188,6 @@ def lab_abort(
     lab: LAB = None,
     api: API = None,
 ) -> None:
-    """Abort the running plan; the lab's devices go safe (it ends cancelled)."""
-    _steer("abort", locals(), reason=reason)
+    """Abort a running plan (default: all of them); its own devices go safe, it ends
+    cancelled."""
+    _steer("abort", locals(), reason=reason, experiment=experiment)

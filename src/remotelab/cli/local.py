@@ -10,7 +10,7 @@ from typing import Any
 import typer
 
 from remotelab.cli.backend import Done
-from remotelab.errors import CommandLineError
+from remotelab.errors import CommandLineError, QueueError
 
 #: waiting on this machine for an experiment to end: at most this long (a day)
 WAIT_FOREVER = 86400.0
@@ -93,7 +93,7 @@ class LocalBackend:
         )
 
     def experiment(self, experiment_id: str) -> Any:
-        return self.queue.get(experiment_id)
+        return self.queue.annotate([self.queue.get(experiment_id)])[0]
 
     def wait(self, experiment_id: str) -> Any:
         return self.queue.wait_for(experiment_id, timeout=WAIT_FOREVER)
@@ -160,8 +160,8 @@ class LocalBackend:
         return self.queue.answer(experiment_id, value)
 
     # -- the lab --------------------------------------------------------------------------------
-    def _done(self, detail: Any) -> Done:
-        return Done(self.queue.name, detail)
+    def _done(self, detail: Any, experiment: str | None = None) -> Done:
+        return Done(self.queue.name, detail, experiment)
 
     def hold(self) -> Done:
         return self._done(self.queue.hold())
@@ -169,17 +169,17 @@ class LocalBackend:
     def release(self) -> Done:
         return self._done(self.queue.release())
 
-    def pause(self, *, immediate: bool = False) -> Done:
-        return self._done(self.queue.pause(immediate=immediate))
+    def pause(self, *, immediate: bool = False, experiment: str | None = None) -> Done:
+        return self._done(self.queue.pause(immediate=immediate, experiment=experiment), experiment)
 
-    def resume(self) -> Done:
-        return self._done(self.queue.resume())
+    def resume(self, *, experiment: str | None = None) -> Done:
+        return self._done(self.queue.resume(experiment=experiment), experiment)
 
-    def stop(self) -> Done:
-        return self._done(self.queue.stop())
+    def stop(self, *, experiment: str | None = None) -> Done:
+        return self._done(self.queue.stop(experiment=experiment), experiment)
 
-    def abort(self, reason: str = "") -> Done:
-        return self._done(self.queue.abort(reason))
+    def abort(self, reason: str = "", *, experiment: str | None = None) -> Done:
+        return self._done(self.queue.abort(reason, experiment=experiment), experiment)
 
     # -- what this side shows -----------------------------------------------------------------
     def watch(self, experiment_id: str | None, *, timeout: float | None, as_json: bool) -> None:
@@ -205,9 +205,22 @@ class LocalBackend:
         lab.devices(self.lab_file, as_json=as_json)
 
     def show_lab(self, *, as_json: bool) -> None:
+        """The lab file's devices and samples; with a queue (a Prefect API), what runs, the
+        reservations and why experiments wait."""
         from remotelab.cli import lab
 
-        lab.show(self.lab_file, as_json=as_json)
+        lab.show(self.lab_file, as_json=as_json, activity=self._activity)
+
+    def _activity(self) -> tuple[dict[str, Any], list[Any]] | str:
+        """The lab's reservations view and running experiments, or why there are none."""
+        import httpx
+
+        from remotelab.queue.workers import ACTIVE
+
+        try:
+            return self.queue.reservations(), self.queue.list(ACTIVE)
+        except (QueueError, httpx.HTTPError) as exc:  # no Prefect API, or it does not answer
+            return str(exc) or type(exc).__name__
 
     def runs(
         self,

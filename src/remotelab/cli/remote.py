@@ -23,6 +23,7 @@ import typer
 from remotelab.cli.app import app, console, err_console, user_errors
 from remotelab.cli.backend import Done
 from remotelab.cli.render import (
+    activity,
     devices_table,
     dump,
     experiments_table,
@@ -195,17 +196,21 @@ class RemoteBackend:
     def release(self) -> Done:
         return Done(self.client.release()["lab"])
 
-    def pause(self, *, immediate: bool = False) -> Done:
-        return Done(self.client.pause(immediate=immediate)["lab"])
+    def pause(self, *, immediate: bool = False, experiment: str | None = None) -> Done:
+        answer = self.client.pause(immediate=immediate, experiment=experiment)
+        return Done(answer["lab"], experiment=answer.get("experiment"))
 
-    def resume(self) -> Done:
-        return Done(self.client.resume()["lab"])
+    def resume(self, *, experiment: str | None = None) -> Done:
+        answer = self.client.resume(experiment=experiment)
+        return Done(answer["lab"], experiment=answer.get("experiment"))
 
-    def stop(self) -> Done:
-        return Done(self.client.stop()["lab"])
+    def stop(self, *, experiment: str | None = None) -> Done:
+        answer = self.client.stop(experiment=experiment)
+        return Done(answer["lab"], experiment=answer.get("experiment"))
 
-    def abort(self, reason: str = "") -> Done:
-        return Done(self.client.abort(reason)["lab"])
+    def abort(self, reason: str = "", *, experiment: str | None = None) -> Done:
+        answer = self.client.abort(reason, experiment=experiment)
+        return Done(answer["lab"], experiment=answer.get("experiment"))
 
     # -- what this side shows -----------------------------------------------------------------
     def watch(self, experiment_id: str | None, *, timeout: float | None, as_json: bool) -> None:
@@ -239,13 +244,17 @@ class RemoteBackend:
         console.print(devices_table(data, f"devices of lab {self.client.lab_name()}"))
 
     def show_lab(self, *, as_json: bool) -> None:
-        """The lab: held or not, workers, queue length, the running experiment, its devices."""
+        """The lab: held or not, workers, queue length, the running experiments, the devices
+        with their holders, the reservations and why experiments wait."""
         summary, data = self.client.lab(), self.client.devices()
+        view = self.client.reservations()
         if as_json:
-            dump({**summary, "devices": data})
+            dump({**summary, "devices": data, "reservations": view})
             return
         console.print(lab_summary(summary))
         console.print(devices_table(data, "devices"))
+        for table in activity(view, summary.get("running") or []):
+            console.print(table)
 
     def runs(
         self,

@@ -4,6 +4,7 @@ one-line summaries for people."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,14 +32,16 @@ def when(value: Any) -> str:
 
 
 def experiments_table(items: list, title: str) -> Table:
-    """Experiments, one a row."""
+    """Experiments, one a row (why one waits, in its own column, if any does)."""
     table = Table(title=title)
-    for column in ("id", "plan", "submitter", "priority", "state", "created", "message"):
+    waits = any(getattr(e, "waiting_for", None) for e in items)
+    columns = ["id", "plan", "submitter", "priority", "state", "devices", "created", "message"]
+    for column in columns + (["waiting for"] if waits else []):
         table.add_column(column, overflow="fold")
     for e in items:
-        table.add_row(
-            e.id, e.plan, e.submitter, e.priority.value, e.state.value, when(e.created), e.message
-        )
+        row = [e.id, e.plan, e.submitter, e.priority.value, e.state.value]
+        row += [", ".join(getattr(e, "devices", None) or []), when(e.created), e.message]
+        table.add_row(*row, *([e.waiting_for or ""] if waits else []))
     return table
 
 
@@ -59,6 +62,9 @@ def show_experiment(exp: Any) -> None:
         table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
     for key in ("created", "started", "ended"):
         table.add_row(key, when(getattr(exp, key)))
+    table.add_row("devices", ", ".join(getattr(exp, "devices", None) or []))
+    if getattr(exp, "waiting_for", None):
+        table.add_row("waiting for", exp.waiting_for)
     table.add_row("runs", ", ".join(exp.run_uids))
     for edit in getattr(exp, "edits", None) or []:
         table.add_row(
@@ -86,9 +92,59 @@ def submitted(exp: Any) -> None:
     console.print(f"submitted experiment [bold]{exp.id}[/] ({exp.state.value})")
 
 
-def done(action: str, lab: str, detail: Any = None) -> str:
+def done(action: str, lab: str, detail: Any = None, experiment: str | None = None) -> str:
     """The line that says a lab command (hold, pause…) was done, with any detail."""
-    return f"lab {lab}: {action} done" + (f" ({detail})" if detail else "")
+    what = f"{action} of {experiment}" if experiment else action
+    return f"lab {lab}: {what} done" + (f" ({detail})" if detail else "")
+
+
+def _since(value: Any) -> str:
+    """A reservation's ``since`` (ISO text or epoch seconds) as ``HH:MM:SS`` (UTC)."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    return when(value)[11:] if value is not None else ""
+
+
+def activity(view: dict[str, Any], experiments: Sequence[Any] = ()) -> list[Table]:
+    """Tables of what runs, the reservations (resource → holder, waiters since) and why
+    experiments wait, from a lab's reservations view; ``experiments`` (models or dicts) fill
+    in a running one's plan and submitter if its worker did not say them."""
+    known = {}
+    for e in experiments:
+        e = e.model_dump(mode="json") if hasattr(e, "model_dump") else dict(e)
+        known[e["id"]] = e
+    running = Table(title=f"running ({len(view.get('running', []))})")
+    for column in ("experiment", "plan", "submitter", "state", "devices", "since", "worker"):
+        running.add_column(column, overflow="fold")
+    for r in view.get("running", []):
+        exp = known.get(r["id"], {})
+        running.add_row(
+            r["id"],
+            r.get("plan") or exp.get("plan") or "",
+            r.get("submitter") or exp.get("submitter") or "",
+            r.get("re_state") or exp.get("state") or "",
+            ", ".join(r.get("devices") or exp.get("devices") or []),
+            _since(r.get("started") or exp.get("started")),
+            r.get("worker") or "",
+        )
+    book = Table(title="reservations")
+    for column in ("resource", "holder", "since", "waiters"):
+        book.add_column(column, overflow="fold")
+    for resource, held in sorted((view.get("reservations") or {}).items()):
+        waiters = ", ".join(
+            f"{w.get('experiment')} since {_since(w.get('since'))}" for w in held.get("waiters", [])
+        )
+        holder = (held.get("holder") or "free") + (" (block)" if held.get("block") else "")
+        book.add_row(resource, holder, _since(held.get("since")), waiters)
+    waiting = Table(title="waiting")
+    for column in ("experiment", "why"):
+        waiting.add_column(column, overflow="fold")
+    for exp_id, why in (view.get("waiting") or {}).items():
+        waiting.add_row(exp_id, why)
+    return [running, book, waiting]
 
 
 def print_event(event: Any) -> None:
@@ -130,13 +186,17 @@ def plans_table(data: list[dict[str, Any]], title: str) -> Table:
 def devices_table(data: list[dict[str, Any]], title: str) -> Table:
     """Devices with their live status (as a gateway describes them)."""
     table = Table(title=title)
-    for column in ("device", "class", "role", "online", "busy", "limits", "safe state"):
+    columns = ("device", "class", "role", "online", "busy", "holder", "limits", "safe state")
+    for column in columns:
         table.add_column(column, overflow="fold")
     for d in data:
         limits = ", ".join(f"{k} {lo:g}…{hi:g}" for k, (lo, hi) in d["limits"].items())
         safe = ", ".join(f"{k}={v}" for k, v in d.get("safe_state", {}).items())
+        holder = d.get("experiment") or ""
+        if d.get("waiters"):
+            holder += f" (+{len(d['waiters'])} waiting)"
         table.add_row(
-            d["name"], d["class"], d["role"], str(d["online"]), str(d["busy"]), limits, safe
+            d["name"], d["class"], d["role"], str(d["online"]), str(d["busy"]), holder, limits, safe
         )
     return table
 
@@ -144,12 +204,13 @@ def devices_table(data: list[dict[str, Any]], title: str) -> Table:
 def lab_summary(summary: dict[str, Any]) -> str:
     """One line on a lab as a gateway sums it up: held, workers, waiting, running."""
     current = summary.get("current")
+    running = summary.get("running") or ([current] if current else [])
     return (
         f"lab [bold]{summary['name']}[/]"
         + (" (simulated)" if summary["simulated"] else "")
         + (" [bold red]HELD[/]" if summary["held"] else "")
         + f": {summary['workers']} worker(s), {summary['queued']} waiting"
-        + (f", running {current['id']} ({current['plan']})" if current else "")
+        + (", running " + ", ".join(f"{e['id']} ({e['plan']})" for e in running) if running else "")
     )
 
 
@@ -172,6 +233,7 @@ def runs_table(data: list[dict[str, Any]]) -> Table:
 
 
 __all__ = [
+    "activity",
     "devices_table",
     "done",
     "dump",

@@ -64,6 +64,9 @@ class WorkerAnnouncement(BaseModel):
     current: str | None = Field(None, description="the experiment it runs")
     question: dict[str, Any] | None = Field(None, description="the question its plan asks")
     re_state: str = ""
+    running: list[dict[str, Any]] = Field(
+        default_factory=list, description="every experiment it runs (id, plan, devices…)"
+    )
     stopped: bool = False
     concurrency: int = Field(1, description="how many experiments it may run at once")
     running: list[dict[str, Any]] = Field(
@@ -78,6 +81,12 @@ class WorkerAnnouncement(BaseModel):
     leases: list[str] = Field(
         default_factory=list, description="its leases on the lab's device slots in Prefect"
     )
+
+    def runs(self, experiment_id: str) -> bool:
+        """Whether it says it runs ``experiment_id`` (``current`` or one of ``running``)."""
+        return self.current == experiment_id or any(
+            isinstance(r, dict) and r.get("id") == experiment_id for r in self.running
+        )
 
     @property
     def variable(self) -> str:

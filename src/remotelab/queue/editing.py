@@ -23,7 +23,13 @@ from remotelab.errors import ExperimentStateError, QueueError
 from remotelab.queue import transitions
 from remotelab.queue.edit_hold import EditHold, edit_mark, hold_state
 from remotelab.queue.messages import AWAITING_APPROVAL
-from remotelab.queue.models import WAITING, Experiment, ExperimentState, needs_approval
+from remotelab.queue.models import (
+    WAITING,
+    Experiment,
+    ExperimentState,
+    devices_of,
+    needs_approval,
+)
 from remotelab.queue.transitions import StateChanged
 
 if TYPE_CHECKING:
@@ -104,12 +110,17 @@ class Editing:
             json.dumps(merged)
         except TypeError as exc:
             raise QueueError(f"parameters must be JSON values: {exc}") from None
-        self.registry.validate(exp.plan, merged, lab=self.lab, role=role)
+        validated = self.registry.validate(exp.plan, merged, lab=self.lab, role=role)
         edits = [
             *exp.edits,
             {"by": by, "role": role, "at": datetime.now(UTC).isoformat(), "previous": exp.params},
         ]
-        parameters = {**(run.parameters or {}), "params": merged, "edits": edits}
+        parameters = {
+            **(run.parameters or {}),
+            "params": merged,
+            "edits": edits,
+            "devices": devices_of(validated),
+        }
         if exp.state == ExperimentState.waiting_for_approval:
             return self._edit_awaiting(run, exp, parameters, by=by)
         reapprove = needs_approval(self.lab, exp.plan, role)

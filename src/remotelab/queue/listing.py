@@ -3,7 +3,8 @@
 Filters on submitter, plan and priority go to Prefect as tags (the queue tags every
 experiment with them). Unfinished experiments come in queue order (running, then queued by
 priority and place, then awaiting approval); finished ones newest first, counted by Prefect.
-The queue's adapter on Prefect reads its answers page by page.
+The queue's adapter on Prefect reads its answers page by page. Each unfinished experiment of
+a page says why it waits (``waiting_for``), as the lab's workers tell.
 """
 
 from __future__ import annotations
@@ -36,8 +37,10 @@ def list_experiments(
     priority: Priority | None = None,
     limit: int = 100,
     offset: int = 0,
+    annotate: bool = True,
 ) -> tuple[list[Experiment], int]:
-    """One page of the lab's experiments in ``states`` and how many match in all."""
+    """One page of the lab's experiments in ``states`` and how many match in all
+    (``annotate``: with ``waiting_for`` from the workers)."""
     wanted = list(dict.fromkeys(ExperimentState(s) for s in states))
     tags = filter_tags(submitter, plan, priority) or None
     unfinished = [s for s in wanted if not s.finished]
@@ -51,7 +54,10 @@ def list_experiments(
         need = offset + limit - len(items)
         if need > 0:
             items += queue.read(finished, tags=tags, limit=need, sort=FlowRunSort.END_TIME_DESC)
-    return items[offset : offset + limit], total
+    page = items[offset : offset + limit]
+    if annotate and hasattr(queue, "annotate"):
+        page = queue.annotate(page)
+    return page, total
 
 
 __all__ = ["filter_tags", "list_experiments"]

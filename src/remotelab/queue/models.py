@@ -2,8 +2,9 @@
 
 An experiment *is* a flow run of the lab's deployment. remotelab keeps its fields on the run:
 
-- ``parameters``: ``plan``, ``params``, ``submitter``, ``role``, and ``edits`` (who changed
-  ``params`` while it waited, when, and what they were before);
+- ``parameters``: ``plan``, ``params``, ``submitter``, ``role``, ``devices`` (what the plan
+  will drive, as the registry computed it on submission or the last edit), and ``edits`` (who
+  changed ``params`` while it waited, when, and what they were before);
 - tags: ``lab:<lab>``, ``priority:<priority>``, ``plan:<plan>``, ``submitter:<name>``;
 - labels: ``remotelab.run_uids``, ``remotelab.exit_status``, ``remotelab.worker``;
 - state names and messages: ``AwaitingApproval``, ``AwaitingOperator`` (with the question), the
@@ -151,6 +152,15 @@ class Experiment(BaseModel):
         default_factory=list,
         description="edits of the parameters before it started: by, role, at, previous params",
     )
+    devices: list[str] = Field(
+        default_factory=list,
+        description="the devices its plan drives (computed by the lab's registry on submission)",
+    )
+    waiting_for: str | None = Field(
+        None,
+        description="why it waits, as the lab's worker says (e.g. 'waiting for heater, held by "
+        "<experiment> since 10:42:05'); filled in by listings",
+    )
     #: read from a flow run held by an edit (Pending ``[editing] …``; it reads as queued)
     _held_for_edit: bool = PrivateAttr(default=False)
 
@@ -198,6 +208,7 @@ class Experiment(BaseModel):
             error=message if estate in (ExperimentState.failed, ExperimentState.crashed) else None,
             worker=None if editing else recorded.worker,
             edits=list(params.get("edits") or []),
+            devices=[str(d) for d in params.get("devices") or []],
         )
         exp._held_for_edit = editing
         return exp
@@ -242,6 +253,7 @@ __all__ = [
     "ExperimentState",
     "Priority",
     "Question",
+    "devices_of",
     "held_for_edit",
     "lab_tag",
     "pool_name",
@@ -250,6 +262,12 @@ __all__ = [
     "queue_order",
     "state_of",
 ]
+
+
+def devices_of(validated: Any) -> list[str]:
+    """The devices a validated submission drives (``ValidatedPlan.devices``), sorted; none for
+    a registry whose validation says nothing of devices."""
+    return sorted({str(d) for d in getattr(validated, "devices", None) or ()})
 
 
 #: the states of an experiment that has not started

@@ -32,6 +32,7 @@ PARAMETER_SCHEMA: dict[str, Any] = {
         "submitter": {"title": "submitter", "type": "string", "position": 2},
         "role": {"title": "role", "type": "string", "position": 3},
         "edits": {"title": "edits", "type": "array", "position": 4},
+        "devices": {"title": "devices", "type": "array", "position": 5},
     },
     "required": ["plan"],
 }

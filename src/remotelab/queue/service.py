@@ -27,6 +27,7 @@ from remotelab.queue.models import (
     Experiment,
     ExperimentState,
     Priority,
+    devices_of,
     lab_tag,
     needs_approval,
     prefect_types,
@@ -83,6 +84,7 @@ class ExperimentQueue(Editing, Ordering, WorkerControl):
         self._registry = registry
         self.notify = notify
         self._workers_cache = (0.0, [])
+        self._status_cache: tuple[float, dict[str, str]] = (0.0, {})
 
     # -- plumbing ----------------------------------------------------------------------------
     @property
@@ -135,7 +137,7 @@ class ExperimentQueue(Editing, Ordering, WorkerControl):
             json.dumps(params)
         except TypeError as exc:
             raise QueueError(f"parameters must be JSON values: {exc}") from None
-        self.registry.validate(plan, params, lab=self.lab, role=role)
+        validated = self.registry.validate(plan, params, lab=self.lab, role=role)
         approval = needs_approval(self.lab, plan, role)
         if approval:
             state: State = Paused(
@@ -145,7 +147,13 @@ class ExperimentQueue(Editing, Ordering, WorkerControl):
         else:
             state = Scheduled(message=f"submitted by {submitter} ({role})")
         run = self.prefect.create_run(
-            {"plan": plan, "params": params, "submitter": submitter, "role": role},
+            {
+                "plan": plan,
+                "params": params,
+                "submitter": submitter,
+                "role": role,
+                "devices": devices_of(validated),
+            },
             state,
             tags=[lab_tag(self.name), priority_tag(prio), f"plan:{plan}", f"submitter:{submitter}"],
             work_queue=prio.value,

@@ -10,10 +10,11 @@ experiments; approving, reordering, prioritising, cancelling anyone's and lab co
 module             routes
 =================  ==========================================================
 ``users``          who am I, users, tokens
-``labs``           labs and their devices
+``labs``           labs, their devices and reservations
 ``plans``          the plans of a lab
 ``experiments``    the experiment queue: submit, edit, move, approve, answer…
-``control``        lab control: hold, release, pause, resume, stop, abort
+``control``        lab control: hold, release, pause, resume, stop, abort (lab-wide
+                   or of one experiment)
 ``live``           live updates (Server-Sent Events)
 ``runs``           stored runs, their data and plots
 ``audit``          the audit log

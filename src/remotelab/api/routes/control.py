@@ -1,5 +1,7 @@
-"""Lab control (managers): hold and release the queue; pause, resume, stop or abort the
-running plan. Each answers a :class:`~remotelab.api.models.Control`."""
+"""Lab control (managers): hold and release the queue; pause, resume, stop or abort a running
+plan: a named experiment's (``/labs/{lab}/experiments/{id}/pause`` …), or the lab's running one
+(``/labs/{lab}/pause`` …: 409 naming them when several run; ``abort`` aborts them all). Each
+answers a :class:`~remotelab.api.models.Control`."""
 
 from __future__ import annotations
 
@@ -48,7 +50,8 @@ def pause_lab(
     rec: Annotated[AuditRecord, audited("lab.pause")],
     body: Annotated[PauseRequest | None, Body()] = None,
 ) -> Control:
-    """Pause the running plan (at its next checkpoint, or now); 409 if nothing runs."""
+    """Pause the running plan (at its next checkpoint, or now); 409 if nothing runs, or if
+    several run (the answer lists them: pause one by its experiment's route)."""
     body = body or PauseRequest()
     q = controlled_queue(gw, rec, lab, "pause", body.model_dump())
     return Control(lab=lab, action="pause", worker=q.pause(immediate=body.immediate))
@@ -56,14 +59,14 @@ def pause_lab(
 
 @router.post("/labs/{lab}/resume", response_model=Control)
 def resume_lab(lab: str, gw: GW, rec: Annotated[AuditRecord, audited("lab.resume")]) -> Control:
-    """Resume the paused plan; 409 if nothing is paused."""
+    """Resume the paused plan; 409 if nothing is paused, or several run."""
     q = controlled_queue(gw, rec, lab, "resume")
     return Control(lab=lab, action="resume", worker=q.resume())
 
 
 @router.post("/labs/{lab}/stop", response_model=Control)
 def stop_lab(lab: str, gw: GW, rec: Annotated[AuditRecord, audited("lab.stop")]) -> Control:
-    """End the running plan cleanly (it completes, exit status success)."""
+    """End the running plan cleanly (it completes, exit status success); 409 if several run."""
     q = controlled_queue(gw, rec, lab, "stop")
     return Control(lab=lab, action="stop", worker=q.stop())
 
@@ -75,10 +78,66 @@ def abort_lab(
     rec: Annotated[AuditRecord, audited("lab.abort")],
     body: Annotated[AbortRequest | None, Body()] = None,
 ) -> Control:
-    """Abort the running plan; the lab's devices go to their safe state."""
+    """Abort every running plan; their devices go to their safe state."""
     body = body or AbortRequest()
     q = controlled_queue(gw, rec, lab, "abort", body.model_dump())
     return Control(lab=lab, action="abort", worker=q.abort(reason=body.reason))
+
+
+# -- one experiment --------------------------------------------------------------------------
+EXPERIMENT = "/labs/{lab}/experiments/{experiment_id}"
+
+
+@router.post(f"{EXPERIMENT}/pause", response_model=Control)
+def pause_experiment(
+    lab: str,
+    experiment_id: str,
+    gw: GW,
+    rec: Annotated[AuditRecord, audited("experiment.pause")],
+    body: Annotated[PauseRequest | None, Body()] = None,
+) -> Control:
+    """Pause this experiment's plan (at its next checkpoint, or now); the others keep
+    running. 409 unless it runs."""
+    body = body or PauseRequest()
+    q = controlled_queue(gw, rec, lab, "pause", body.model_dump())
+    answer = q.pause(immediate=body.immediate, experiment=experiment_id)
+    return Control(lab=lab, action="pause", experiment=experiment_id, worker=answer)
+
+
+@router.post(f"{EXPERIMENT}/resume", response_model=Control)
+def resume_experiment(
+    lab: str, experiment_id: str, gw: GW, rec: Annotated[AuditRecord, audited("experiment.resume")]
+) -> Control:
+    """Resume this experiment's paused plan; 409 unless it runs."""
+    q = controlled_queue(gw, rec, lab, "resume")
+    answer = q.resume(experiment=experiment_id)
+    return Control(lab=lab, action="resume", experiment=experiment_id, worker=answer)
+
+
+@router.post(f"{EXPERIMENT}/stop", response_model=Control)
+def stop_experiment(
+    lab: str, experiment_id: str, gw: GW, rec: Annotated[AuditRecord, audited("experiment.stop")]
+) -> Control:
+    """End this experiment's plan cleanly (it completes); 409 unless it runs."""
+    q = controlled_queue(gw, rec, lab, "stop")
+    answer = q.stop(experiment=experiment_id)
+    return Control(lab=lab, action="stop", experiment=experiment_id, worker=answer)
+
+
+@router.post(f"{EXPERIMENT}/abort", response_model=Control)
+def abort_experiment(
+    lab: str,
+    experiment_id: str,
+    gw: GW,
+    rec: Annotated[AuditRecord, audited("experiment.abort")],
+    body: Annotated[AbortRequest | None, Body()] = None,
+) -> Control:
+    """Abort this experiment's plan: its own devices go safe, the others' are left alone; it
+    ends cancelled. 409 unless it runs."""
+    body = body or AbortRequest()
+    q = controlled_queue(gw, rec, lab, "abort", body.model_dump())
+    answer = q.abort(reason=body.reason, experiment=experiment_id)
+    return Control(lab=lab, action="abort", experiment=experiment_id, worker=answer)
 
 
 __all__ = ["controlled_queue", "router"]

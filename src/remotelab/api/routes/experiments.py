@@ -103,8 +103,10 @@ def submit_experiment(
 
 @router.get("/labs/{lab}/experiments/{experiment_id}", response_model=Experiment)
 def show_experiment(lab: str, experiment_id: str, who: Who, gw: GW) -> Experiment:
-    """One experiment: plan, parameters, submitter, state, times, its runs' uids."""
-    return served_lab(gw, who, lab).queue.get(experiment_id)
+    """One experiment: plan, parameters, devices, submitter, state, times, its runs' uids, and
+    why it waits (``waiting_for``) if it does."""
+    queue = served_lab(gw, who, lab).queue
+    return queue.annotate([queue.get(experiment_id)])[0]
 
 
 @router.post("/labs/{lab}/experiments/{experiment_id}/cancel", response_model=Experiment)

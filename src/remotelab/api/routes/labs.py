@@ -1,4 +1,5 @@
-"""Labs and their devices: queue and worker status, device limits, safe states, live status."""
+"""Labs and their devices: queue and worker status, device limits, safe states, live status,
+and the device reservations of the experiments that run."""
 
 from __future__ import annotations
 
@@ -6,20 +7,22 @@ from fastapi import APIRouter
 
 from remotelab.api.deps import ERROR_RESPONSES, GW, Who, served_lab
 from remotelab.api.gateway import Gateway, LabService
-from remotelab.api.models import DeviceStatus, LabSummary
+from remotelab.api.models import DeviceStatus, LabReservations, LabSummary, Reservation
 from remotelab.errors import RemotelabError
 from remotelab.queue import listing
-from remotelab.queue.models import ExperimentState
+from remotelab.queue.models import Experiment, ExperimentState
+from remotelab.queue.workers import ACTIVE
 
 router = APIRouter(tags=["labs"], responses=ERROR_RESPONSES)
 
 
 def lab_summary(svc: LabService, gw: Gateway) -> LabSummary:
-    """A lab as the gateway shows it: held or not, live workers, queue length, current."""
+    """A lab as the gateway shows it: held or not, live workers, queue length, what runs."""
     q = svc.queue
     _, waiting = listing.list_experiments(
-        q, [ExperimentState.queued, ExperimentState.waiting_for_approval], limit=1
+        q, [ExperimentState.queued, ExperimentState.waiting_for_approval], limit=1, annotate=False
     )
+    running = q.list(ACTIVE)
     return LabSummary(
         name=svc.name,
         description=svc.lab.spec.description or "",
@@ -27,28 +30,36 @@ def lab_summary(svc: LabService, gw: Gateway) -> LabSummary:
         held=q.is_held(),
         workers=len(q.workers()),
         queued=waiting,
-        current=q.current(),
+        current=running[0] if running else None,
+        running=running,
         status=gw.live.lab_status(svc.name),
     )
 
 
+def _used_by(svc: LabService, exp: Experiment) -> set[str]:
+    """The devices a running experiment drives: stored with it, else its plan's (validated
+    again, for experiments submitted before the queue stored them)."""
+    if exp.devices:
+        return set(exp.devices)
+    try:
+        validated = svc.registry.validate(exp.plan, exp.params, lab=svc.lab, role="manager")
+    except RemotelabError:
+        return set()
+    return set(getattr(validated, "devices", None) or ())
+
+
 def device_statuses(svc: LabService) -> list[DeviceStatus]:
-    """The lab's devices, each online if a worker is, busy if the running experiment uses it."""
+    """The lab's devices, each online if a worker is, held by the experiment whose
+    reservation it is (else busy if a running experiment drives it), with its waiters."""
     online = bool(svc.queue.workers())
-    current = svc.queue.current()
-    used: set[str] = set()
-    if current is not None:
-        try:
-            used = set(
-                svc.registry.validate(
-                    current.plan, current.params, lab=svc.lab, role="manager"
-                ).devices
-            )
-        except RemotelabError:
-            used = set()
+    book = svc.queue.reservations()["reservations"] if online else {}
+    holders: dict[str, str] = {}
+    for exp in svc.queue.read(ACTIVE):
+        holders.update(dict.fromkeys(_used_by(svc, exp), exp.id))
     out = []
     for name, dev in svc.lab.describe()["devices"].items():
-        busy = name in used
+        held = Reservation.model_validate(book.get(name) or {})
+        holder = held.holder or holders.get(name)
         out.append(
             DeviceStatus(
                 name=name,
@@ -57,9 +68,11 @@ def device_statuses(svc: LabService) -> list[DeviceStatus]:
                 backend=dev["backend"],
                 limits=dev["limits"],
                 safe_state=dev["safe_state"],
+                shared=bool(dev.get("shared", False)),
                 online=online,
-                busy=busy,
-                experiment=current.id if busy and current is not None else None,
+                busy=holder is not None,
+                experiment=holder,
+                waiters=held.waiters,
             )
         )
     return out
@@ -73,7 +86,7 @@ def list_labs(who: Who, gw: GW) -> list[LabSummary]:
 
 @router.get("/labs/{lab}", response_model=LabSummary)
 def show_lab(lab: str, who: Who, gw: GW) -> LabSummary:
-    """One lab: held or not, live workers, queue length, the running experiment."""
+    """One lab: held or not, live workers, queue length, the running experiments."""
     return lab_summary(served_lab(gw, who, lab), gw)
 
 
@@ -83,4 +96,12 @@ def list_devices(lab: str, who: Who, gw: GW) -> list[DeviceStatus]:
     return device_statuses(served_lab(gw, who, lab))
 
 
-__all__ = ["device_statuses", "lab_summary", "router"]
+@router.get("/labs/{lab}/reservations", response_model=LabReservations)
+def lab_reservations(lab: str, who: Who, gw: GW) -> LabReservations:
+    """What each running experiment holds: resource (device, or ``sample:<id>``) → holder,
+    since when and who waits for it (first in line first); why each waiting experiment waits;
+    the running experiments. As the lab's live workers say (empty when none answers)."""
+    return LabReservations.model_validate(served_lab(gw, who, lab).queue.reservations())
+
+
+__all__ = ["device_statuses", "lab_reservations", "lab_summary", "router"]
