@@ -64,9 +64,6 @@ class WorkerAnnouncement(BaseModel):
     current: str | None = Field(None, description="the experiment it runs")
     question: dict[str, Any] | None = Field(None, description="the question its plan asks")
     re_state: str = ""
-    running: list[dict[str, Any]] = Field(
-        default_factory=list, description="every experiment it runs (id, plan, devices…)"
-    )
     stopped: bool = False
     concurrency: int = Field(1, description="how many experiments it may run at once")
     running: list[dict[str, Any]] = Field(
