@@ -240,6 +240,8 @@ def test_manager_watches_and_steers_the_queue(driver, site, manager, alice):
     assert scan.state == ExperimentState.waiting_for_approval
     text, actions = row(driver, "queue", scan.id, "waiting_for_approval")
     assert "scan" in text and "alice" in text and scan.id[:8] in text
+    assert set(scan.devices) == {"thermometer", "stirrer"}
+    assert all(device in text for device in scan.devices)  # what it will drive is shown
     assert actions == ["approve", "reject", "cancel"]
 
     # hold the lab with the button: the gateway says it is held

@@ -268,9 +268,12 @@ function renderQueue(page) {
   if (!changed("queue", page.items)) return;
   const rows = page.items.map((exp) => el("tr", { "data-id": exp.id, "data-state": exp.state },
     el("td", {}, badge(exp.state === "waiting_for_approval" ? "awaiting approval" : exp.state,
-      exp.state)),
+      exp.state),
+      exp.waiting_for ? el("div", { class: "note waiting" }, exp.waiting_for) : null),
     el("td", {}, exp.priority),
-    el("td", { title: JSON.stringify(exp.params) }, exp.plan),
+    el("td", { title: JSON.stringify(exp.params) }, exp.plan,
+      (exp.devices || []).length
+        ? el("div", { class: "note devices" }, exp.devices.join(", ")) : null),
     el("td", {}, exp.submitter),
     el("td", {}, el("code", { title: exp.id }, short(exp.id))),
     el("td", {}, when(exp.created)),
