@@ -14,6 +14,7 @@ class RecordingPublisher:
         self.experiment_id = experiment_id
         self.documents: list[str] = []
         self.states: list[str] = []
+        self.experiments: list[str | None] = []  # the experiment each state came with
         self.start_was_stored: list[bool] = []
 
     def __call__(self, name: str, doc: dict[str, Any]) -> None:
@@ -21,5 +22,8 @@ class RecordingPublisher:
         if name == "start":
             self.start_was_stored.append(bool(self.store.runs(experiment_id=self.experiment_id)))
 
-    def on_engine_state(self, new_state: Any, old_state: Any = None) -> None:
+    def on_engine_state(
+        self, new_state: Any, old_state: Any = None, experiment: str | None = None
+    ) -> None:
         self.states.append(str(new_state))
+        self.experiments.append(experiment)

@@ -22,7 +22,9 @@ class EngineStateFollower(Protocol):
 
     def __call__(self, name: str, doc: dict[str, Any]) -> None: ...
 
-    def on_engine_state(self, new_state: Any, old_state: Any = None) -> None: ...
+    def on_engine_state(
+        self, new_state: Any, old_state: Any = None, experiment: str | None = None
+    ) -> None: ...
 
 
 @dataclass
@@ -56,12 +58,15 @@ def attach(
     store: Callback | None = None,
     publisher: EngineStateFollower | None = None,
     follow_state: bool = True,
+    experiment: Callable[[], str | None] | None = None,
 ) -> Attachment:
     """Subscribe ``store`` (a :class:`~remotelab.data.RunStore`) and ``publisher`` (a
     :class:`~remotelab.stream.StreamPublisher`) to ``RE``, the store first.
 
     With ``follow_state`` the publisher publishes the RunEngine's pause/resume as they
-    happen (chained after any ``RE.state_hook`` already set). Closing the store and the
+    happen (chained after any ``RE.state_hook`` already set). With ``experiment`` (the id of
+    the experiment this RunEngine runs now, asked at each change: one RunEngine per lane),
+    each change is published as that experiment's own (``experiment=experiment()``). Closing the store and the
     publisher stays with the caller.
     """
     attachment = Attachment(RE)
@@ -76,7 +81,10 @@ def attach(
             def state_hook(new_state: Any, old_state: Any) -> None:
                 if previous is not None:
                     previous(new_state, old_state)
-                follow(new_state, old_state)
+                if experiment is None:
+                    follow(new_state, old_state)
+                else:
+                    follow(new_state, old_state, experiment=experiment())
 
             attachment.previous_state_hook = previous
             attachment.state_hook = state_hook

@@ -80,7 +80,12 @@ class StreamPublisher:
             "run_uid": None,
             "descriptors": [],
             "progress": {"done": 0, "total": None},
+            "running": {},
         }
+        self._runs: dict[str, str] = {}  # run uid -> its key in status["running"]
+        self._descriptors: dict[str, str] = {}  # descriptor uid -> run uid
+        self._engine: dict[str, str] = {}  # experiment -> its RunEngine's state, if not idle
+        self._named = False  # whether RunEngine states came with their experiment
         self._min_progress_gap = 1.0 / progress_rate if progress_rate > 0 else 0.0
         self._last_status = 0.0
         self._stop_heartbeat = threading.Event()
@@ -106,30 +111,90 @@ class StreamPublisher:
             self._follow(name, doc)
 
     def _follow(self, name: str, doc: dict[str, Any]) -> None:
-        s = self.status
         if name == "start":
-            total = doc.get("num_points")
-            s.update(
-                state="running" if s["state"] != "paused" else "paused",
-                experiment_id=doc.get("experiment_id"),
-                plan_name=doc.get("plan_name"),
-                run_uid=doc["uid"],
-                descriptors=[],
-                progress={"done": 0, "total": total if isinstance(total, int) else None},
-            )
-            self._send_status()
-        elif name == "descriptor" and doc.get("run_start") == s["run_uid"]:
-            s["descriptors"] = [*s["descriptors"], doc["uid"]]
-            self._send_status()
+            self._on_start(doc)
+        elif name == "descriptor":
+            run = doc.get("run_start")
+            if run in self._runs:
+                self._descriptors[doc["uid"]] = run
+                if run == self.status["run_uid"]:
+                    self.status["descriptors"] = [*self.status["descriptors"], doc["uid"]]
+                self._send_status()
         elif name in ("event", "event_page"):
-            if doc.get("descriptor") in s["descriptors"]:
-                n = 1 if name == "event" else len(doc.get("seq_num", []))
-                s["progress"] = {**s["progress"], "done": s["progress"]["done"] + n}
-                if time.monotonic() - self._last_status >= self._min_progress_gap:
-                    self._send_status()
-        elif name == "stop" and doc.get("run_start") == s["run_uid"]:
-            s.update(state="idle", run_uid=None, descriptors=[], exit_status=doc.get("exit_status"))
-            self._send_status()
+            run = self._descriptors.get(doc.get("descriptor", ""))
+            if run is None:
+                return
+            n = 1 if name == "event" else len(doc.get("seq_num", []))
+            key = self._runs[run]
+            running = self.status["running"]
+            entry = running[key]
+            progress = {**entry["progress"], "done": entry["progress"]["done"] + n}
+            self.status["running"] = {**running, key: {**entry, "progress": progress}}
+            if run == self.status["run_uid"]:
+                self.status["progress"] = progress
+            if time.monotonic() - self._last_status >= self._min_progress_gap:
+                self._send_status()
+        elif name == "stop" and doc.get("run_start") in self._runs:
+            self._on_stop(doc)
+
+    def _on_start(self, doc: dict[str, Any]) -> None:
+        s = self.status
+        total = doc.get("num_points")
+        progress = {"done": 0, "total": total if isinstance(total, int) else None}
+        exp_id = doc.get("experiment_id")
+        key = str(exp_id) if exp_id else doc["uid"]
+        # a lane's RunEngine names its experiment; a lone RunEngine's state is the top level's
+        fallback = "running" if self._named else (s.get("engine_state") or "running")
+        engine_state = self._engine.get(key, fallback)
+        entry = {
+            "state": _state_of(engine_state, running=True),
+            "plan_name": doc.get("plan_name"),
+            "run_uid": doc["uid"],
+            "progress": progress,
+            "engine_state": engine_state,
+        }
+        self._runs[doc["uid"]] = key
+        s["running"] = {**s["running"], key: entry}
+        s.update(
+            experiment_id=exp_id,
+            plan_name=doc.get("plan_name"),
+            run_uid=doc["uid"],
+            descriptors=[],
+            progress=progress,
+        )
+        s["state"] = self._overall(None)
+        self._send_status()
+
+    def _on_stop(self, doc: dict[str, Any]) -> None:
+        s = self.status
+        run = doc["run_start"]
+        key = self._runs.pop(run)
+        self._descriptors = {d: r for d, r in self._descriptors.items() if r != run}
+        s["running"] = {k: v for k, v in s["running"].items() if k != key}
+        s["exit_status"] = doc.get("exit_status")
+        if run == s["run_uid"]:
+            if s["running"]:  # the top level shows the latest run still going
+                latest_key, latest = list(s["running"].items())[-1]
+                s.update(
+                    experiment_id=latest_key if latest_key != latest["run_uid"] else None,
+                    plan_name=latest["plan_name"],
+                    run_uid=latest["run_uid"],
+                    descriptors=[d for d, r in self._descriptors.items() if r == latest["run_uid"]],
+                    progress=latest["progress"],
+                )
+            else:
+                s.update(run_uid=None, descriptors=[])
+        s["state"] = self._overall("idle")
+        self._send_status()
+
+    def _overall(self, fallback: State | None) -> State:
+        """running if any run goes on, paused if every running one is paused, else fallback."""
+        entries = self.status["running"].values()
+        if not entries:
+            return fallback or "idle"
+        if all(e["state"] == "paused" for e in entries):
+            return "paused"
+        return "running"
 
     # -- status ------------------------------------------------------------------------------
     def set_state(self, state: State, **fields: Any) -> None:
@@ -140,21 +205,39 @@ class StreamPublisher:
             self.status.update(fields, state=state)
             self._send_status()
 
-    def on_engine_state(self, new_state: Any, old_state: Any = None) -> None:
-        """Follow the RunEngine's state: ``RE.state_hook = publisher.on_engine_state``.
+    def on_engine_state(
+        self, new_state: Any, old_state: Any = None, experiment: str | None = None
+    ) -> None:
+        """Follow a RunEngine's state: ``RE.state_hook = publisher.on_engine_state``, or
+        through :func:`remotelab.data.wiring.attach`, which names the lane's experiment.
 
-        ``paused`` (and ``suspending``, a suspender's pause) publish ``paused``; ``idle``
-        publishes ``idle``; every other state (running, stopping, aborting…) ``running``.
-        The RunEngine's own state name is sent as ``engine_state``.
+        ``paused`` (and ``suspending``, a suspender's pause) mean ``paused``; ``idle``
+        ``idle``; every other state (running, stopping, aborting…) ``running``. With
+        ``experiment``, only that experiment's entry of ``status["running"]`` follows (one
+        RunEngine per experiment); without, every running entry does (one RunEngine). The
+        top-level ``state`` is ``running`` while any run goes on, ``paused`` if every running
+        one is paused; the RunEngine's own state name is sent as ``engine_state``.
         """
         engine_state = str(new_state)
-        if engine_state in ("paused", "suspending"):
-            state: State = "paused"
-        elif engine_state == "idle":
-            state = "idle"
-        else:
-            state = "running"
-        self.set_state(state, engine_state=engine_state)
+        with self._lock:
+            s = self.status
+            if experiment is not None:
+                self._named = True
+                if engine_state == "idle":
+                    self._engine.pop(experiment, None)
+                else:
+                    self._engine[experiment] = engine_state
+            running = s["running"]
+            keys = [k for k in running if experiment is None or k == experiment]
+            for key in keys:
+                state = _state_of(engine_state, running=True)
+                running = {**running, key: {**running[key], "state": state,
+                                            "engine_state": engine_state}}
+            s["running"] = running
+            if experiment is None or experiment == s["experiment_id"] or not running:
+                s["engine_state"] = engine_state
+            s["state"] = self._overall(_state_of(engine_state, running=False))
+            self._send_status()
 
     def publish_status(self) -> None:
         """Publish the current status now."""
@@ -201,6 +284,15 @@ class StreamPublisher:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _state_of(engine_state: str, *, running: bool) -> State:
+    """The status state a RunEngine state means (a run's own entry is never idle)."""
+    if engine_state in ("paused", "suspending"):
+        return "paused"
+    if engine_state == "idle" and not running:
+        return "idle"
+    return "running"
 
 
 __all__ = ["DOC_PREFIX", "STATUS_PREFIX", "State", "StreamPublisher"]
