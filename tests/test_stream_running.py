@@ -36,8 +36,12 @@ class Run:
         self.seq = 0
 
     def start(self) -> tuple[str, dict[str, Any]]:
-        doc: dict[str, Any] = {"uid": self.uid, "time": 0.0, "plan_name": self.plan,
-                               "experiment_id": self.experiment}
+        doc: dict[str, Any] = {
+            "uid": self.uid,
+            "time": 0.0,
+            "plan_name": self.plan,
+            "experiment_id": self.experiment,
+        }
         if self.points is not None:
             doc["num_points"] = self.points
         return "start", doc
@@ -49,18 +53,32 @@ class Run:
 
     def event(self, stream: int = 0) -> tuple[str, dict[str, Any]]:
         self.seq += 1
-        return "event", {"uid": f"{self.uid}-e{self.seq}", "descriptor": self.descriptors[stream],
-                         "seq_num": self.seq, "data": {}, "timestamps": {}, "time": 0.0}
+        return "event", {
+            "uid": f"{self.uid}-e{self.seq}",
+            "descriptor": self.descriptors[stream],
+            "seq_num": self.seq,
+            "data": {},
+            "timestamps": {},
+            "time": 0.0,
+        }
 
     def event_page(self, n: int) -> tuple[str, dict[str, Any]]:
         seq = list(range(self.seq + 1, self.seq + n + 1))
         self.seq += n
-        return "event_page", {"descriptor": self.descriptors[0], "seq_num": seq,
-                              "uid": [f"{self.uid}-p{i}" for i in seq], "data": {}}
+        return "event_page", {
+            "descriptor": self.descriptors[0],
+            "seq_num": seq,
+            "uid": [f"{self.uid}-p{i}" for i in seq],
+            "data": {},
+        }
 
     def stop(self, exit_status: str = "success") -> tuple[str, dict[str, Any]]:
-        return "stop", {"uid": f"{self.uid}-stop", "run_start": self.uid,
-                        "exit_status": exit_status, "time": 0.0}
+        return "stop", {
+            "uid": f"{self.uid}-stop",
+            "run_start": self.uid,
+            "exit_status": exit_status,
+            "time": 0.0,
+        }
 
 
 def feed(publisher: StreamPublisher, *documents: tuple[str, dict[str, Any]]) -> None:
@@ -69,8 +87,10 @@ def feed(publisher: StreamPublisher, *documents: tuple[str, dict[str, Any]]) -> 
 
 
 def progress(publisher: StreamPublisher) -> dict[str, tuple[int, int | None]]:
-    return {k: (v["progress"]["done"], v["progress"]["total"])
-            for k, v in publisher.status["running"].items()}
+    return {
+        k: (v["progress"]["done"], v["progress"]["total"])
+        for k, v in publisher.status["running"].items()
+    }
 
 
 def test_two_interleaved_runs_each_count_their_own_events(publisher):
@@ -87,7 +107,10 @@ def test_two_interleaved_runs_each_count_their_own_events(publisher):
     assert entry["state"] == "running"
     # the top level is the latest run's
     assert (s["experiment_id"], s["run_uid"], s["progress"]) == (
-        "E-b", b.uid, {"done": 6, "total": None})
+        "E-b",
+        b.uid,
+        {"done": 6, "total": None},
+    )
     assert s["descriptors"] == b.descriptors
 
     # the latest run stops: its entry goes, the top level shows the one still going
@@ -116,8 +139,10 @@ def test_each_experiment_pauses_on_its_own(publisher):
     feed(publisher, a.start(), a.descriptor())
     publisher.on_engine_state("running", "idle", experiment="E-b")
     feed(publisher, b.start(), b.descriptor())
-    running = lambda: {k: (v["state"], v["engine_state"])  # noqa: E731
-                       for k, v in publisher.status["running"].items()}
+    running = lambda: {
+        k: (v["state"], v["engine_state"])  # noqa: E731
+        for k, v in publisher.status["running"].items()
+    }
     publisher.on_engine_state("paused", "running", experiment="E-a")
     assert running() == {"E-a": ("paused", "paused"), "E-b": ("running", "running")}
     assert publisher.status["state"] == "running"  # one still runs
@@ -153,7 +178,10 @@ def test_two_run_engines_through_attach_each_pause_their_own():
     on, on the wire too."""
     proxy = StreamProxy(LOOPBACK, LOOPBACK).start()
     pub = StreamPublisher(proxy.in_address, heartbeat=None, lab="sim", progress_rate=0)
-    lanes = {"E-one": RunEngine({}, context_managers=[]), "E-two": RunEngine({}, context_managers=[])}
+    lanes = {
+        "E-one": RunEngine({}, context_managers=[]),
+        "E-two": RunEngine({}, context_managers=[]),
+    }
     for exp_id, RE in lanes.items():
         attach(RE, publisher=pub, experiment=lambda e=exp_id: e)
     go_on = threading.Event()

@@ -66,8 +66,8 @@ def attach(
     With ``follow_state`` the publisher publishes the RunEngine's pause/resume as they
     happen (chained after any ``RE.state_hook`` already set). With ``experiment`` (the id of
     the experiment this RunEngine runs now, asked at each change: one RunEngine per lane),
-    each change is published as that experiment's own (``experiment=experiment()``). Closing the store and the
-    publisher stays with the caller.
+    each change is published as that experiment's own (``experiment=experiment()``).
+    Closing the store and the publisher stays with the caller.
     """
     attachment = Attachment(RE)
     if store is not None:

@@ -231,8 +231,10 @@ class StreamPublisher:
             keys = [k for k in running if experiment is None or k == experiment]
             for key in keys:
                 state = _state_of(engine_state, running=True)
-                running = {**running, key: {**running[key], "state": state,
-                                            "engine_state": engine_state}}
+                running = {
+                    **running,
+                    key: {**running[key], "state": state, "engine_state": engine_state},
+                }
             s["running"] = running
             if experiment is None or experiment == s["experiment_id"] or not running:
                 s["engine_state"] = engine_state
