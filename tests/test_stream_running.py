@@ -139,10 +139,10 @@ def test_each_experiment_pauses_on_its_own(publisher):
     feed(publisher, a.start(), a.descriptor())
     publisher.on_engine_state("running", "idle", experiment="E-b")
     feed(publisher, b.start(), b.descriptor())
-    running = lambda: {
-        k: (v["state"], v["engine_state"])  # noqa: E731
-        for k, v in publisher.status["running"].items()
-    }
+
+    def running():
+        return {k: (v["state"], v["engine_state"]) for k, v in publisher.status["running"].items()}
+
     publisher.on_engine_state("paused", "running", experiment="E-a")
     assert running() == {"E-a": ("paused", "paused"), "E-b": ("running", "running")}
     assert publisher.status["state"] == "running"  # one still runs
