@@ -321,14 +321,16 @@ def test_buttons_follow_the_role_and_the_gateway_enforces_it(driver, site, manag
 LONG = {"detectors": ["thermometer"], "num": 10_000}
 
 
-def run_card(driver: WebDriver, experiment_id: str, state: str, what: str) -> dict[str, Any]:
-    """The card of a running experiment once it shows ``state`` and some progress: its text,
-    and which of its controls are enabled."""
+def run_card(
+    driver: WebDriver, experiment_id: str, state: str, what: str, text: str = ""
+) -> dict[str, Any]:
+    """The card of a running experiment once it shows ``state``, ``text`` and some progress:
+    its text, and which of its controls are enabled."""
     selector = f'#running .run-card[data-id="{experiment_id}"][data-state="{state}"]'
 
     def shown(d: WebDriver) -> dict[str, Any] | None:
         found = d.find_elements(By.CSS_SELECTOR, selector)
-        if not found or not found[0].is_displayed():
+        if not found or not found[0].is_displayed() or text not in found[0].text:
             return None
         count = found[0].find_element(By.CLASS_NAME, "run-count").text
         if not count or count.startswith("0/"):
@@ -348,7 +350,7 @@ def test_a_running_experiment_has_its_card(driver, site, manager):
     sign_in(driver, site, site.tokens["demo-manager"])
     signed_in_as(driver, "demo-manager · manager")
     exp = manager.submit("measure", LONG)
-    card = run_card(driver, exp.id, "running", "the running measurement's card, progressing")
+    card = run_card(driver, exp.id, "running", "the measurement's card", text="by demo-manager")
     assert "measure" in card["text"] and "by demo-manager" in card["text"]
     assert card["count"].endswith("/10000 points")
     assert card["shown"]

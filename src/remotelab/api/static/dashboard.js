@@ -201,7 +201,7 @@ async function refresh() {
     ]);
     if (lab !== state.lab) return;
     state.status = summary.status || state.status;
-    state.queue = queue.items;
+    state.queue = summary.current ? [summary.current, ...queue.items] : queue.items;
     state.book = book;
     renderStatus(summary);
     renderRunning();
