@@ -14,6 +14,7 @@ class RecordingPublisher:
         self.experiment_id = experiment_id
         self.documents: list[str] = []
         self.states: list[str] = []
+        self.experiments: list[str | None] = []  # the experiment each state came with
         self.start_was_stored: list[bool] = []
 
     def __call__(self, name: str, doc: dict[str, Any]) -> None:
@@ -25,3 +26,4 @@ class RecordingPublisher:
         self, new_state: Any, old_state: Any = None, experiment: str | None = None
     ) -> None:
         self.states.append(str(new_state))
+        self.experiments.append(experiment)

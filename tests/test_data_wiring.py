@@ -63,3 +63,15 @@ def test_attach_store_only_leaves_the_state_hook_alone(lab, store):
     assert store.run(uid).num_events == 2
     RE(count([lab["thermometer"]], num=1), experiment_id="E-detached")
     assert store.runs(experiment_id="E-detached") == []
+
+
+def test_attach_names_the_lanes_experiment_in_each_state(lab, store):
+    RE = RunEngine({}, context_managers=[])
+    publisher = RecordingPublisher(store, "E-lane")
+    now = {"id": "E-lane"}
+    attach(RE, store=store, publisher=publisher, experiment=lambda: now["id"])
+    RE(count([lab["thermometer"]], num=1), experiment_id="E-lane")
+    assert publisher.states and set(publisher.experiments) == {"E-lane"}
+    now["id"] = "E-next"  # asked at each change, not once
+    RE(count([lab["thermometer"]], num=1), experiment_id="E-next")
+    assert publisher.experiments[-1] == "E-next"

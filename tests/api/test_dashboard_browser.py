@@ -317,3 +317,95 @@ def test_buttons_follow_the_role_and_the_gateway_enforces_it(driver, site, manag
         "the scan cancelled by its submitter",
     )
     row(driver, "finished", scan.id, "cancelled")
+
+
+#: long enough to pause while it runs (it is aborted once seen)
+LONG = {"detectors": ["thermometer"], "num": 10_000}
+
+
+def run_card(
+    driver: WebDriver, experiment_id: str, state: str, what: str, text: str = ""
+) -> dict[str, Any]:
+    """The card of a running experiment once it shows ``state``, ``text`` and some progress:
+    its text, and which of its controls are enabled."""
+    selector = f'#running .run-card[data-id="{experiment_id}"][data-state="{state}"]'
+
+    def shown(d: WebDriver) -> dict[str, Any] | None:
+        found = d.find_elements(By.CSS_SELECTOR, selector)
+        if not found or not found[0].is_displayed() or text not in found[0].text:
+            return None
+        count = found[0].find_element(By.CLASS_NAME, "run-count").text
+        if not count or count.startswith("0/"):
+            return None
+        buttons = found[0].find_elements(By.CSS_SELECTOR, "button[data-run-control]")
+        return {
+            "text": found[0].text,
+            "count": count,
+            "enabled": {b.get_attribute("data-run-control"): b.is_enabled() for b in buttons},
+            "shown": all(b.is_displayed() for b in buttons),
+        }
+
+    return until(driver, shown, what)
+
+
+def test_a_running_experiment_has_its_card(driver, site, manager):
+    sign_in(driver, site, site.tokens["demo-manager"])
+    signed_in_as(driver, "demo-manager · manager")
+    exp = manager.submit("measure", LONG)
+    card = run_card(driver, exp.id, "running", "the measurement's card", text="by demo-manager")
+    assert "measure" in card["text"] and "by demo-manager" in card["text"]
+    assert card["count"].endswith("/10000 points")
+    assert card["shown"]
+    assert card["enabled"] == {"pause": True, "resume": False, "stop": True, "abort": True}
+    # the device it drives shows its holder
+    holder = f'#devices tr[data-device="thermometer"] td.holder code[title="{exp.id}"]'
+    until(driver, EC.visibility_of_element_located((By.CSS_SELECTOR, holder)), "its holder")
+
+    # paused (the lab's one running experiment): the card says so, only resume applies
+    control(driver, "pause")
+    card = run_card(driver, exp.id, "paused", "the card paused")
+    assert card["enabled"] == {"pause": False, "resume": True, "stop": True, "abort": True}
+    control(driver, "resume")
+    run_card(driver, exp.id, "running", "the card running again")
+
+    control(driver, "abort")
+    until(driver, EC.alert_is_present(), "the confirmation").accept()
+    assert exp.wait(timeout=TIMEOUT).state == ExperimentState.cancelled
+    gone = f'#running .run-card[data-id="{exp.id}"]'
+    until(driver, lambda d: not d.find_elements(By.CSS_SELECTOR, gone), "its card gone")
+
+
+def test_an_observer_sees_the_card_without_controls(driver, site, manager):
+    exp = manager.submit("measure", LONG)
+    try:
+        sign_in(driver, site, site.tokens["olga"])
+        signed_in_as(driver, "olga · observer")
+        card = run_card(driver, exp.id, "running", "the card, for an observer")
+        assert "measure" in card["text"] and not card["shown"]
+    finally:
+        manager.cancel(exp.id)
+    assert exp.wait(timeout=TIMEOUT).state == ExperimentState.cancelled
+
+
+@pytest.mark.xfail(reason="needs the multi-lane worker", strict=False)
+def test_two_experiments_on_disjoint_devices_each_have_a_card(driver, site, manager):
+    if getattr(site.lab, "concurrency", 1) < 2:
+        pytest.xfail("this lab runs one experiment at a time")
+    sign_in(driver, site, site.tokens["demo-manager"])
+    signed_in_as(driver, "demo-manager · manager")
+    one = manager.submit("measure", LONG)
+    two = manager.submit("measure", {"detectors": ["balance"], "num": 10_000})
+    try:
+        run_card(driver, one.id, "running", "the first card")
+        run_card(driver, two.id, "running", "the second card")
+        # pause one with its own button: the other runs on
+        click(driver, f'.run-card[data-id="{one.id}"] button[data-run-control="pause"]', "pause")
+        run_card(driver, one.id, "paused", "the first card paused")
+        assert run_card(driver, two.id, "running", "the second still running")["enabled"]["pause"]
+        click(driver, f'.run-card[data-id="{one.id}"] button[data-run-control="resume"]', "resume")
+        run_card(driver, one.id, "running", "the first card running again")
+    finally:
+        for exp in (one, two):
+            manager.cancel(exp.id)
+    for exp in (one, two):
+        assert exp.wait(timeout=TIMEOUT).state == ExperimentState.cancelled

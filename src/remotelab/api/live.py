@@ -1,7 +1,8 @@
 """Live updates in the gateway: one subscriber on the stream proxy, fanned out to listeners.
 
 :class:`LiveHub` keeps the last worker status of each lab (for live device and lab status)
-and hands each document to every listener whose filter (lab, experiment) it passes. The
+and hands each document to every listener whose filter (lab, experiment) it passes; a status
+reaches the listeners of every experiment in its ``running`` map (several run at once). The
 gateway's Server-Sent Events route is one such listener per connected client.
 """
 
@@ -73,7 +74,12 @@ class LiveHub:
             lab = str(doc.get("lab") or "")
             with self._lock:
                 self.status[lab] = doc
-            self._fan(lab, doc.get("experiment_id"), {"event": "status", "data": doc})
+            # a status concerns its latest run's experiment and every experiment running
+            running = doc.get("running")
+            concerns = {str(e) for e in running} if isinstance(running, dict) else set()
+            if doc.get("experiment_id"):
+                concerns.add(str(doc["experiment_id"]))
+            self._fan(lab, concerns, {"event": "status", "data": doc})
             return
         lab, experiment = self._owner(name, doc)
         self._fan(lab, experiment, {"event": "document", "data": {"name": name, "doc": doc}})
@@ -96,13 +102,14 @@ class LiveHub:
                 self._docs = {k: v for k, v in self._docs.items() if v != run}
             return owner
 
-    def _fan(self, lab: str, experiment: str | None, item: dict[str, Any]) -> None:
+    def _fan(self, lab: str, experiment: str | set[str] | None, item: dict[str, Any]) -> None:
+        concerns = experiment if isinstance(experiment, set) else {experiment}
         with self._lock:
             listeners = list(self._listeners)
         for li in listeners:
             if li.lab is not None and lab and li.lab != lab:
                 continue
-            if li.experiment is not None and li.experiment != experiment:
+            if li.experiment is not None and li.experiment not in concerns:
                 continue
             try:
                 li.box.put_nowait(item)

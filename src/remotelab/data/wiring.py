@@ -58,15 +58,16 @@ def attach(
     store: Callback | None = None,
     publisher: EngineStateFollower | None = None,
     follow_state: bool = True,
-    experiment: Callable[[], str] | None = None,
+    experiment: Callable[[], str | None] | None = None,
 ) -> Attachment:
     """Subscribe ``store`` (a :class:`~remotelab.data.RunStore`) and ``publisher`` (a
     :class:`~remotelab.stream.StreamPublisher`) to ``RE``, the store first.
 
     With ``follow_state`` the publisher publishes the RunEngine's pause/resume as they
-    happen (chained after any ``RE.state_hook`` already set), as the state of experiment
-    ``experiment()`` when given (a worker's lane). Closing the store and the
-    publisher stays with the caller.
+    happen (chained after any ``RE.state_hook`` already set). With ``experiment`` (the id of
+    the experiment this RunEngine runs now, asked at each change: one RunEngine per lane),
+    each change is published as that experiment's own (``experiment=experiment()``).
+    Closing the store and the publisher stays with the caller.
     """
     attachment = Attachment(RE)
     if store is not None:
@@ -82,7 +83,7 @@ def attach(
                     previous(new_state, old_state)
                 if experiment is None:
                     follow(new_state, old_state)
-                else:  # one of several RunEngines: whose experiment's state this is
+                else:
                     follow(new_state, old_state, experiment=experiment())
 
             attachment.previous_state_hook = previous

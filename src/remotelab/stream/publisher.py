@@ -82,7 +82,10 @@ class StreamPublisher:
             "progress": {"done": 0, "total": None},
             "running": {},
         }
-        self._run_of: dict[str, str] = {}  # run or descriptor uid → experiment id
+        self._runs: dict[str, str] = {}  # run uid -> its key in status["running"]
+        self._descriptors: dict[str, str] = {}  # descriptor uid -> run uid
+        self._engine: dict[str, str] = {}  # experiment -> its RunEngine's state, if not idle
+        self._named = False  # whether RunEngine states came with their experiment
         self._min_progress_gap = 1.0 / progress_rate if progress_rate > 0 else 0.0
         self._last_status = 0.0
         self._stop_heartbeat = threading.Event()
@@ -108,73 +111,90 @@ class StreamPublisher:
             self._follow(name, doc)
 
     def _follow(self, name: str, doc: dict[str, Any]) -> None:
-        s = self.status
-        self._follow_experiment(name, doc)
         if name == "start":
-            total = doc.get("num_points")
-            s.update(
-                state="running" if s["state"] != "paused" else "paused",
-                experiment_id=doc.get("experiment_id"),
-                plan_name=doc.get("plan_name"),
-                run_uid=doc["uid"],
-                descriptors=[],
-                progress={"done": 0, "total": total if isinstance(total, int) else None},
-            )
-            self._send_status()
-        elif name == "descriptor" and doc.get("run_start") == s["run_uid"]:
-            s["descriptors"] = [*s["descriptors"], doc["uid"]]
-            self._send_status()
-        elif name in ("event", "event_page"):
-            if doc.get("descriptor") in s["descriptors"]:
-                n = 1 if name == "event" else len(doc.get("seq_num", []))
-                s["progress"] = {**s["progress"], "done": s["progress"]["done"] + n}
-                if time.monotonic() - self._last_status >= self._min_progress_gap:
-                    self._send_status()
-        elif name == "stop":
-            if doc.get("run_start") == s["run_uid"]:
-                s.update(run_uid=None, descriptors=[], exit_status=doc.get("exit_status"))
-                s["state"] = self._overall()
-            self._send_status()
-
-    def _follow_experiment(self, name: str, doc: dict[str, Any]) -> None:
-        """Keep ``status["running"]``: each running experiment's run and progress (the
-        documents of runs running at once interleave; each is counted in its own run)."""
-        running: dict[str, dict[str, Any]] = self.status["running"]
-        if name == "start":
-            exp = str(doc.get("experiment_id") or doc["uid"])
-            total = doc.get("num_points")
-            self._run_of[doc["uid"]] = exp
-            previous = running.get(exp, {})
-            running[exp] = {
-                "state": previous.get("state", "running"),
-                "engine_state": previous.get("engine_state", "running"),
-                "plan_name": doc.get("plan_name"),
-                "run_uid": doc["uid"],
-                "progress": {"done": 0, "total": total if isinstance(total, int) else None},
-            }
+            self._on_start(doc)
         elif name == "descriptor":
-            exp_id = self._run_of.get(doc.get("run_start", ""))
-            if exp_id is not None:
-                self._run_of[doc["uid"]] = exp_id
+            run = doc.get("run_start")
+            if run in self._runs:
+                self._descriptors[doc["uid"]] = run
+                if run == self.status["run_uid"]:
+                    self.status["descriptors"] = [*self.status["descriptors"], doc["uid"]]
+                self._send_status()
         elif name in ("event", "event_page"):
-            entry = running.get(self._run_of.get(doc.get("descriptor", ""), ""))
-            if entry is not None:
-                n = 1 if name == "event" else len(doc.get("seq_num", []))
-                entry["progress"] = {**entry["progress"], "done": entry["progress"]["done"] + n}
-        elif name == "stop":
-            run = doc.get("run_start", "")
-            exp_id = self._run_of.pop(run, None)
-            for key in [k for k, v in self._run_of.items() if v == exp_id]:
-                self._run_of.pop(key)
-            if exp_id is not None and running.get(exp_id, {}).get("run_uid") == run:
-                running.pop(exp_id)
+            run = self._descriptors.get(doc.get("descriptor", ""))
+            if run is None:
+                return
+            n = 1 if name == "event" else len(doc.get("seq_num", []))
+            key = self._runs[run]
+            running = self.status["running"]
+            entry = running[key]
+            progress = {**entry["progress"], "done": entry["progress"]["done"] + n}
+            self.status["running"] = {**running, key: {**entry, "progress": progress}}
+            if run == self.status["run_uid"]:
+                self.status["progress"] = progress
+            if time.monotonic() - self._last_status >= self._min_progress_gap:
+                self._send_status()
+        elif name == "stop" and doc.get("run_start") in self._runs:
+            self._on_stop(doc)
 
-    def _overall(self) -> State:
-        """idle with nothing running; paused if every running experiment is; else running."""
-        running = self.status["running"].values()
-        if not running:
-            return "idle"
-        return "paused" if all(r["state"] == "paused" for r in running) else "running"
+    def _on_start(self, doc: dict[str, Any]) -> None:
+        s = self.status
+        total = doc.get("num_points")
+        progress = {"done": 0, "total": total if isinstance(total, int) else None}
+        exp_id = doc.get("experiment_id")
+        key = str(exp_id) if exp_id else doc["uid"]
+        # a lane's RunEngine names its experiment; a lone RunEngine's state is the top level's
+        fallback = "running" if self._named else (s.get("engine_state") or "running")
+        engine_state = self._engine.get(key, fallback)
+        entry = {
+            "state": _state_of(engine_state, running=True),
+            "plan_name": doc.get("plan_name"),
+            "run_uid": doc["uid"],
+            "progress": progress,
+            "engine_state": engine_state,
+        }
+        self._runs[doc["uid"]] = key
+        s["running"] = {**s["running"], key: entry}
+        s.update(
+            experiment_id=exp_id,
+            plan_name=doc.get("plan_name"),
+            run_uid=doc["uid"],
+            descriptors=[],
+            progress=progress,
+        )
+        s["state"] = self._overall(None)
+        self._send_status()
+
+    def _on_stop(self, doc: dict[str, Any]) -> None:
+        s = self.status
+        run = doc["run_start"]
+        key = self._runs.pop(run)
+        self._descriptors = {d: r for d, r in self._descriptors.items() if r != run}
+        s["running"] = {k: v for k, v in s["running"].items() if k != key}
+        s["exit_status"] = doc.get("exit_status")
+        if run == s["run_uid"]:
+            if s["running"]:  # the top level shows the latest run still going
+                latest_key, latest = list(s["running"].items())[-1]
+                s.update(
+                    experiment_id=latest_key if latest_key != latest["run_uid"] else None,
+                    plan_name=latest["plan_name"],
+                    run_uid=latest["run_uid"],
+                    descriptors=[d for d, r in self._descriptors.items() if r == latest["run_uid"]],
+                    progress=latest["progress"],
+                )
+            else:
+                s.update(run_uid=None, descriptors=[])
+        s["state"] = self._overall("idle")
+        self._send_status()
+
+    def _overall(self, fallback: State | None) -> State:
+        """running if any run goes on, paused if every running one is paused, else fallback."""
+        entries = self.status["running"].values()
+        if not entries:
+            return fallback or "idle"
+        if all(e["state"] == "paused" for e in entries):
+            return "paused"
+        return "running"
 
     # -- status ------------------------------------------------------------------------------
     def set_state(self, state: State, **fields: Any) -> None:
@@ -188,31 +208,38 @@ class StreamPublisher:
     def on_engine_state(
         self, new_state: Any, old_state: Any = None, experiment: str | None = None
     ) -> None:
-        """Follow the RunEngine's state: ``RE.state_hook = publisher.on_engine_state``.
+        """Follow a RunEngine's state: ``RE.state_hook = publisher.on_engine_state``, or
+        through :func:`remotelab.data.wiring.attach`, which names the lane's experiment.
 
-        ``paused`` (and ``suspending``, a suspender's pause) publish ``paused``; ``idle``
-        publishes ``idle``; every other state (running, stopping, aborting…) ``running``.
-        The RunEngine's own state name is sent as ``engine_state``. With several RunEngines
-        (one per running experiment), ``experiment`` says whose state it is: that
-        experiment's entry of ``running`` follows it, and the worker's state sums them up.
+        ``paused`` (and ``suspending``, a suspender's pause) mean ``paused``; ``idle``
+        ``idle``; every other state (running, stopping, aborting…) ``running``. With
+        ``experiment``, only that experiment's entry of ``status["running"]`` follows (one
+        RunEngine per experiment); without, every running entry does (one RunEngine). The
+        top-level ``state`` is ``running`` while any run goes on, ``paused`` if every running
+        one is paused; the RunEngine's own state name is sent as ``engine_state``.
         """
         engine_state = str(new_state)
-        if engine_state in ("paused", "suspending"):
-            state: State = "paused"
-        elif engine_state == "idle":
-            state = "idle"
-        else:
-            state = "running"
-        if experiment:
-            with self._lock:
-                running = self.status["running"]
-                entry = running.get(experiment)
-                if entry is not None:
-                    entry["state"] = "paused" if state == "paused" else "running"
-                    entry["engine_state"] = engine_state
-                if running:
-                    state = self._overall()
-        self.set_state(state, engine_state=engine_state)
+        with self._lock:
+            s = self.status
+            if experiment is not None:
+                self._named = True
+                if engine_state == "idle":
+                    self._engine.pop(experiment, None)
+                else:
+                    self._engine[experiment] = engine_state
+            running = s["running"]
+            keys = [k for k in running if experiment is None or k == experiment]
+            for key in keys:
+                state = _state_of(engine_state, running=True)
+                running = {
+                    **running,
+                    key: {**running[key], "state": state, "engine_state": engine_state},
+                }
+            s["running"] = running
+            if experiment is None or experiment == s["experiment_id"] or not running:
+                s["engine_state"] = engine_state
+            s["state"] = self._overall(_state_of(engine_state, running=False))
+            self._send_status()
 
     def publish_status(self) -> None:
         """Publish the current status now."""
@@ -259,6 +286,15 @@ class StreamPublisher:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _state_of(engine_state: str, *, running: bool) -> State:
+    """The status state a RunEngine state means (a run's own entry is never idle)."""
+    if engine_state in ("paused", "suspending"):
+        return "paused"
+    if engine_state == "idle" and not running:
+        return "idle"
+    return "running"
 
 
 __all__ = ["DOC_PREFIX", "STATUS_PREFIX", "State", "StreamPublisher"]

@@ -16,10 +16,13 @@ const CONFIRM = {
   reject: "Reject experiment {id}?",
   stop: "Stop the running plan? It ends now and counts as completed.",
   abort: "Abort the running plan? The lab's devices go to their safe state.",
+  "run-stop": "Stop experiment {id}? Its plan ends now and counts as completed.",
+  "run-abort": "Abort experiment {id}? Its devices go to their safe state.",
 };
+const ACTIVE = ["running", "paused"];
 
 const state = { token: null, me: null, lab: null, timer: null, live: null, busy: false,
-  again: false, soon: null, worker: null };
+  again: false, soon: null, worker: null, status: null, queue: [], book: null };
 const $ = (id) => document.getElementById(id);
 // what each table shows now: a table is rebuilt only when its data changed, so a button is
 // not replaced under the pointer while someone clicks it
@@ -163,6 +166,8 @@ function selectLab(name) {
   $("lab-name").textContent = name;
   $("live").replaceChildren();
   state.worker = null;
+  Object.assign(state, { status: null, queue: [], book: null });
+  $("running").replaceChildren();
   state.timer = setInterval(refresh, POLL_MS);
   follow(name);
   refresh();
@@ -187,14 +192,19 @@ async function refresh() {
   const base = `/labs/${enc(lab)}`;
   const finished = FINISHED.map((s) => `state=${s}`).join("&");
   try {
-    const [summary, queue, done, devices] = await Promise.all([
+    const [summary, queue, done, devices, book] = await Promise.all([
       api("GET", base),
       api("GET", `${base}/experiments?limit=200`),
       api("GET", `${base}/experiments?${finished}&limit=10`),
       api("GET", `${base}/devices`),
+      reservations(base),
     ]);
     if (lab !== state.lab) return;
+    state.status = summary.status || state.status;
+    state.queue = summary.current ? [summary.current, ...queue.items] : queue.items;
+    state.book = book;
     renderStatus(summary);
+    renderRunning();
     renderQueue(queue);
     renderFinished(done.items);
     renderDevices(devices);
@@ -208,6 +218,17 @@ async function refresh() {
       state.again = false;
       refresh();
     }
+  }
+}
+
+// The lab's reservations (device holders, why experiments wait, what runs); null where the
+// gateway has no such route yet.
+async function reservations(base) {
+  try {
+    return await api("GET", `${base}/reservations`);
+  } catch (e) {
+    if (e.status === 404 || e.status === 405) return null;
+    throw e;
   }
 }
 
@@ -248,6 +269,111 @@ function renderStatus(lab) {
   $("lab-controls").querySelector('[data-control="release"]').disabled = !lab.held;
 }
 
+// -- the running experiments: one card each ------------------------------------------------
+// Every experiment running now: from the reservations' "running", the queue's running and
+// paused ones, and the live status's "running" map (whichever the gateway has), in that order.
+function runningExperiments() {
+  const live = (state.status && state.status.running) || {};
+  const byId = new Map();
+  const add = (id, fields) => {
+    const known = byId.get(id) || { id, devices: [] };
+    for (const [k, v] of Object.entries(fields)) {
+      if (v !== undefined && v !== null && (known[k] === undefined || known[k] === null ||
+        (Array.isArray(known[k]) && !known[k].length))) known[k] = v;
+    }
+    byId.set(id, known);
+  };
+  for (const r of (state.book && state.book.running) || []) {
+    add(r.id, { plan: r.plan, submitter: r.submitter, devices: r.devices, question: r.question,
+      state: r.re_state === "paused" ? "paused" : undefined, started: r.started });
+  }
+  for (const exp of state.queue) {
+    if (ACTIVE.includes(exp.state)) {
+      add(exp.id, { plan: exp.plan, submitter: exp.submitter, devices: exp.devices,
+        state: exp.state, started: exp.started });
+    }
+  }
+  for (const [id, run] of Object.entries(live)) add(id, { plan: run.plan_name });
+  return [...byId.values()].map((exp) => {
+    const run = live[exp.id];
+    let progress = run && run.progress;
+    if (!progress && state.status && state.status.experiment_id === exp.id) {
+      progress = state.status.progress;
+    }
+    const paused = (run && run.state === "paused") || (!run && exp.state === "paused");
+    return { ...exp, progress, state: paused ? "paused" : "running" };
+  });
+}
+
+function runCard(id) {
+  const control = (action, label, danger) => el("button", { type: "button",
+    "data-run-control": action, class: danger ? "danger" : "" }, label);
+  const controls = el("div", { class: "run-controls manager" },
+    control("pause", "Pause"), control("resume", "Resume"), control("stop", "Stop"),
+    control("abort", "Abort", true));
+  controls.hidden = !atLeast("manager");
+  return el("div", { class: "run-card", "data-id": id },
+    el("div", { class: "run-head" }, el("span", { class: "run-state" }),
+      el("span", { class: "run-plan" }), el("span", { class: "run-by" }),
+      el("code", { title: id }, short(id))),
+    el("progress", { max: 1, value: 0 }), el("div", { class: "run-count" }),
+    el("div", { class: "run-devices" }), el("div", { class: "run-question" }), controls);
+}
+
+// Cards are updated in place (a card's buttons stay under the pointer while progress moves).
+function renderRunning() {
+  const box = $("running");
+  const runs = runningExperiments();
+  const ids = new Set(runs.map((r) => r.id));
+  for (const card of [...box.children]) if (!ids.has(card.dataset.id)) card.remove();
+  for (const run of runs) {
+    let card = box.querySelector(`.run-card[data-id="${CSS.escape(run.id)}"]`);
+    if (!card) {
+      card = runCard(run.id);
+      box.append(card);
+    }
+    card.dataset.state = run.state;
+    const q = (cls) => card.querySelector(cls);
+    if (q(".run-state").textContent !== run.state) q(".run-state").replaceChildren(badge(run.state));
+    q(".run-plan").textContent = run.plan || "?";
+    q(".run-by").textContent = run.submitter ? `by ${run.submitter}` : "";
+    const p = run.progress || {};
+    const bar = q("progress");
+    if (p.total) {
+      bar.max = p.total;
+      bar.value = Math.min(p.done || 0, p.total);
+    } else {
+      bar.removeAttribute("value"); // indeterminate: no num_points
+    }
+    q(".run-count").textContent = p.total ? `${p.done || 0}/${p.total} points`
+      : `${p.done || 0} events`;
+    q(".run-devices").textContent = run.devices && run.devices.length
+      ? `devices: ${run.devices.join(", ")}` : "";
+    q(".run-question").textContent = run.question ? `asks: ${run.question}` : "";
+    const paused = run.state === "paused";
+    q('[data-run-control="pause"]').disabled = paused;
+    q('[data-run-control="resume"]').disabled = !paused;
+  }
+  box.hidden = !runs.length;
+}
+
+function onRunControl(event) {
+  const button = event.target.closest("button[data-run-control]");
+  if (!button) return;
+  const id = button.closest(".run-card").dataset.id;
+  const action = button.dataset.runControl;
+  const ask = CONFIRM[`run-${action}`];
+  act(button, "POST", `/labs/${enc(state.lab)}/experiments/${enc(id)}/${action}`, undefined,
+    ask && ask.replace("{id}", short(id)));
+}
+
+// Why a queued experiment waits: its own waiting_for, else the reservations' "waiting" map.
+function waitingFor(exp) {
+  if (exp.waiting_for) return exp.waiting_for;
+  const waiting = state.book && state.book.waiting;
+  return (waiting && waiting[exp.id]) || "";
+}
+
 function rowActions(exp) {
   const mine = state.me && exp.submitter === state.me.user;
   const manager = atLeast("manager");
@@ -265,7 +391,7 @@ function rowActions(exp) {
 
 function renderQueue(page) {
   $("queue-count").textContent = page.total ? `(${page.total})` : "(empty)";
-  if (!changed("queue", page.items)) return;
+  if (!changed("queue", [page.items, state.book && state.book.waiting])) return;
   const rows = page.items.map((exp) => el("tr", { "data-id": exp.id, "data-state": exp.state },
     el("td", {}, badge(exp.state === "waiting_for_approval" ? "awaiting approval" : exp.state,
       exp.state),
@@ -277,6 +403,7 @@ function renderQueue(page) {
     el("td", {}, exp.submitter),
     el("td", {}, el("code", { title: exp.id }, short(exp.id))),
     el("td", {}, when(exp.created)),
+    el("td", { class: "waiting" }, waitingFor(exp)),
     rowActions(exp)));
   $("queue").tBodies[0].replaceChildren(...rows);
 }
@@ -293,8 +420,30 @@ function renderFinished(items) {
   $("finished").tBodies[0].replaceChildren(...rows);
 }
 
+// Who holds a device (and who waits for it), from the reservations; else the running one.
+function holderOf(device) {
+  const book = state.book && state.book.reservations && state.book.reservations[device.name];
+  if (!book) {
+    return device.busy && device.experiment ? el("code", { title: device.experiment },
+      short(device.experiment)) : "";
+  }
+  const parts = [];
+  if (book.holder) {
+    parts.push(el("code", { title: book.holder }, short(book.holder)));
+    if (book.since) parts.push(` since ${when(book.since)}`);
+    if (book.block) parts.push(" (block)");
+  }
+  const waiters = book.waiters || [];
+  if (waiters.length) {
+    parts.push(el("div", { class: "waiters" }, "waiting: " + waiters
+      .map((w) => `${short(w.experiment)}${w.since ? ` since ${when(w.since)}` : ""}`)
+      .join(", ")));
+  }
+  return el("span", {}, ...parts);
+}
+
 function renderDevices(devices) {
-  if (!changed("devices", devices)) return;
+  if (!changed("devices", [devices, state.book && state.book.reservations])) return;
   const rows = devices.map((d) => {
     let status = badge("offline", "failed");
     if (d.online) {
@@ -303,7 +452,8 @@ function renderDevices(devices) {
         : badge("idle", "ok");
     }
     return el("tr", { "data-device": d.name },
-      el("td", {}, d.name), el("td", {}, d.class), el("td", {}, d.role), el("td", {}, status));
+      el("td", {}, d.name), el("td", {}, d.class), el("td", {}, d.role),
+      el("td", { class: "holder" }, holderOf(d)), el("td", {}, status));
   });
   $("devices").tBodies[0].replaceChildren(...rows);
 }
@@ -412,6 +562,8 @@ function logLine(kind, text) {
 }
 
 function onStatus(status) {
+  state.status = status;
+  renderRunning();
   const key = `${status.state}|${status.experiment_id || ""}`;
   if (key !== state.worker) {
     state.worker = key;
@@ -454,6 +606,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("lab").addEventListener("change", (event) => selectLab(event.target.value));
   $("lab-controls").addEventListener("click", onControl);
   $("queue").addEventListener("click", onRowAction);
+  $("running").addEventListener("click", onRunControl);
   const saved = sessionStorage.getItem(TOKEN_KEY);
   if (saved) login(saved);
 });
