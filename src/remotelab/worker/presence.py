@@ -32,6 +32,9 @@ class Presence:
         self.worker_id = worker_id
         self.describe = describe
         self._soon = threading.Event()
+        # one write at a time, each of what is true when it is written: a heartbeat's older
+        # view never lands after a newer one
+        self._writing = threading.Lock()
         self._pusher: threading.Thread | None = None
 
     def announcement(self) -> WorkerAnnouncement:
@@ -49,7 +52,8 @@ class Presence:
 
     def announce(self, *, create: bool = False) -> None:
         """Write the announcement (``create``: afresh, at start)."""
-        self.prefect.announce(self.announcement(), create=create)
+        with self._writing:
+            self.prefect.announce(self.announcement(), create=create)
 
     def announce_quietly(self) -> None:
         """Announce; a failure is only logged (the next heartbeat tries again)."""
