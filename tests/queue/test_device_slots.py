@@ -34,3 +34,19 @@ def test_slots_are_taken_all_or_none_and_given_back(prefect_api):
     assert other and active(prefect, "heater") == 1
     slots.give_back(other)
     prefect.close()
+
+
+def test_a_worker_alone_on_its_lab_frees_slots_whose_lease_nobody_knows(prefect_api):
+    name = f"slots{uuid.uuid4().hex[:6]}"
+    prefect = PrefectLab(name, prefect_api)
+    slots = prefect.device_slots()
+    lost = slots.take(str(uuid.uuid4()), ["stirrer"])  # its worker died before saying so
+    assert lost and slots.take(str(uuid.uuid4()), ["stirrer"]) is None
+    slots.reset(["stirrer", "heater"])
+    fresh = slots.take(str(uuid.uuid4()), ["stirrer"])
+    assert fresh and active(prefect, "stirrer") == 1
+    slots.give_back(lost)  # the old lease frees nothing of the new limit
+    assert active(prefect, "stirrer") == 1
+    slots.give_back(fresh)
+    assert active(prefect, "stirrer") == 0
+    prefect.close()

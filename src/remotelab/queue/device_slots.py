@@ -13,6 +13,7 @@ rules in memory (for :class:`~remotelab.queue.fake.FakePrefectLab`).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 from collections.abc import Callable, Iterable
@@ -22,6 +23,7 @@ from uuid import UUID, uuid4
 from httpx import HTTPStatusError
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.objects import ConcurrencyLeaseHolder
+from prefect.exceptions import ObjectNotFound
 
 #: seconds a lease lasts unless renewed (the worker renews its leases on every heartbeat)
 LEASE_SECONDS = 60.0  # Prefect's shortest lease
@@ -42,6 +44,8 @@ class DeviceSlots(Protocol):
     def renew(self, lease: str) -> bool: ...
 
     def give_back(self, lease: str) -> None: ...
+
+    def reset(self, devices: Iterable[str]) -> None: ...
 
 
 class PrefectDeviceSlots:
@@ -105,6 +109,16 @@ class PrefectDeviceSlots:
             if exc.response.status_code not in (404, 410):
                 raise
 
+    def reset(self, devices: Iterable[str]) -> None:
+        """Free every slot of ``devices``, whoever holds it: each limit is deleted and made
+        afresh, so a lease nobody knows of any more (its worker was killed before it said it
+        had it) frees nothing when Prefect expires it later. Only for a worker alone on its
+        lab."""
+        for device in devices:
+            with contextlib.suppress(ObjectNotFound):
+                self._client().delete_global_concurrency_limit_by_name(slot_name(self.lab, device))
+            self._known.discard(device)
+
 
 class MemoryDeviceSlots:
     """Device slots in memory, with Prefect's all-or-none rule (leases never expire here)."""
@@ -140,6 +154,13 @@ class MemoryDeviceSlots:
     def give_back(self, lease: str) -> None:
         with self._lock:
             self.leases.pop(lease, None)
+
+    def reset(self, devices: Iterable[str]) -> None:
+        freed = set(devices)
+        with self._lock:
+            for lease, (_holder, held) in list(self.leases.items()):
+                if held & freed:
+                    del self.leases[lease]
 
 
 __all__ = [

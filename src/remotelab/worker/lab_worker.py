@@ -236,13 +236,19 @@ class LabWorker:
         self.presence.announce(create=True)
         crashed = self.recover()
         self.restore_stale_edits()
-        busy = [w for w in self.presence.peers() if w.current]
+        peers = self.presence.peers()
+        busy = [w for w in peers if w.current or w.running]
         if busy:  # another worker of this lab is mid-experiment: leave its devices alone
             log.info(
                 "worker %s runs %s now: not resetting the devices", busy[0].id, busy[0].current
             )
         else:
             make_safe(self.lab, self.prefect, "worker start")
+        if not peers:  # alone on the lab: no slot in Prefect is anyone's any more
+            try:
+                self.leases.slots.reset(self.lab.devices)
+            except Exception as exc:  # the leases of the dead expire by themselves
+                log.warning("could not free the lab's device slots in Prefect: %s", exc)
         self.recorder.start()
         for target, name in ((self._heartbeat_loop, "heartbeat"), (self._watch_loop, "watch")):
             thread = threading.Thread(target=target, name=f"remotelab-{name}", daemon=True)
