@@ -14,8 +14,8 @@ from typing import Any
 
 import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
-from remotelab.plans.holds import holding
 
+from remotelab.plans.holds import holding
 from remotelab.plans.params import DeviceParam, Param, PlanParams
 from remotelab.plans.registry import plan
 
