@@ -60,12 +60,13 @@ def connect(api_url: str | None = None) -> SyncPrefectClient:
 
 
 class ClientPerThread:
-    """One Prefect client per thread (a client is not shared across threads)."""
+    """One Prefect client per thread (a client is not shared across threads); the client of a
+    thread that has ended is closed when another thread opens one."""
 
     def __init__(self, api_url: str | None = None):
         self.api_url = resolve_api_url(api_url)
         self._local = threading.local()
-        self._all: list[SyncPrefectClient] = []
+        self._all: dict[threading.Thread, SyncPrefectClient] = {}
         self._lock = threading.Lock()
 
     def get(self) -> SyncPrefectClient:
@@ -74,17 +75,25 @@ class ClientPerThread:
             client = connect(self.api_url)
             self._local.client = client
             with self._lock:
-                self._all.append(client)
+                ended = [t for t in self._all if not t.is_alive()]
+                stale = [self._all.pop(t) for t in ended]
+                self._all[threading.current_thread()] = client
+            for old in stale:
+                _close(old)
         return client
 
     def close(self) -> None:
         with self._lock:
-            clients, self._all = self._all, []
+            clients, self._all = list(self._all.values()), {}
         for client in clients:
-            try:
-                client.__exit__(None, None, None)
-            except Exception:
-                continue
+            _close(client)
+
+
+def _close(client: SyncPrefectClient) -> None:
+    try:
+        client.__exit__(None, None, None)
+    except Exception:
+        return
 
 
 def ensure_lab(client: SyncPrefectClient, lab: str) -> UUID:

@@ -118,18 +118,23 @@ class Claimer:
         refused it (another worker took it, it was cancelled or edited meanwhile).
 
         With ``start=False`` the run is left Pending — ours: no other worker nor an edit can
-        take it — and :meth:`start` moves it to Running (while its plan starts).
+        take it — and :meth:`start` moves it to Running (while its plan starts). The run is
+        then not read again when the state the claim replaced is the one it was read in.
         """
         self.queue.value = [r for r in self.queue.value if r.id != run.id]
         if not self.prefect.set_state(run.id, Pending(message=f"{self.tag} claimed")).accepted:
             self.queue.invalidate()
             return None  # another worker took it, or it is not due yet
-        if not self._was_queued(run.id):
+        states = self._was_queued(run.id)
+        if states is None:
             self.queue.invalidate()
             return None
         if start and not self.start(run.id):
             return None
-        return self.prefect.read_run(run.id)
+        if start or run.state is None or states[-2].id != run.state.id:
+            return self.prefect.read_run(run.id)
+        # the state our claim replaced is the one read with the run: nothing changed it since
+        return run.model_copy(update={"state": states[-1]})
 
     def start(self, run_id: UUID) -> bool:
         """Move a run this worker claimed to Running; False if Prefect refused (it was
@@ -142,17 +147,17 @@ class Claimer:
             return False
         return True
 
-    def _was_queued(self, run_id: UUID) -> bool:
-        """Whether the run we just moved to Pending was still queued; if not (another worker
-        finished it meanwhile), its state goes back."""
+    def _was_queued(self, run_id: UUID) -> list[State] | None:
+        """The run's states if the run we just moved to Pending was still queued; if not
+        (another worker finished it meanwhile), its state goes back and None."""
         states = self.prefect.history(run_id)
         if len(states) < 2 or states[-1].type != StateType.PENDING:
-            return False
+            return None
         before = states[-2]
         if before.type == StateType.SCHEDULED:
-            return True
+            return states
         self.prefect.set_state(run_id, copy_of(before), force=True)
-        return False
+        return None
 
     def _settle_refused(self, run_id: UUID) -> None:
         """A claimed run Prefect would not let run (cancelled meanwhile): end it cleanly."""

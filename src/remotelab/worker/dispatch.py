@@ -24,6 +24,7 @@ from remotelab.lab.reservations import Reservations
 from remotelab.queue.device_slots import DeviceSlots
 from remotelab.worker.claiming import Claimer
 from remotelab.worker.lanes import Booking, Need
+from remotelab.worker.tasks import TaskThread
 
 log = logging.getLogger("remotelab.worker")
 
@@ -80,6 +81,7 @@ class DeviceLeases:
         self._holder = holder
         self._lock = threading.Lock()
         self.leases: dict[str, frozenset[str]] = {}  # lease → its devices
+        self._giving_back = TaskThread("remotelab-leases")
 
     def leased(self) -> set[str]:
         with self._lock:
@@ -110,9 +112,7 @@ class DeviceLeases:
             for lease in idle:
                 del self.leases[lease]
         if idle:
-            threading.Thread(
-                target=self._give_back, args=(idle,), name="remotelab-leases", daemon=True
-            ).start()
+            self._giving_back.submit(self._give_back, idle)
 
     def _give_back(self, leases: list[str]) -> None:
         for lease in leases:

@@ -29,6 +29,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, wait
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -107,7 +108,7 @@ class LabWorker:
         def set_state(run_id: str, state: State) -> object:
             started = self._starting.get(run_id)
             if started is not None:  # after the Running its claim proposes, never before
-                started.join()
+                wait([started])
             return self.prefect.set_state(run_id, state)
 
         self.presence = Presence(self.prefect, self.id, self._describe)
@@ -144,8 +145,8 @@ class LabWorker:
         self._closed = threading.Event()
         self._threads: list[threading.Thread] = []
         self._bookings: dict[str, Booking] = {}  # claimed by claim(), not yet executed
-        #: run id → the thread moving it from Pending to Running as its plan starts
-        self._starting: dict[str, threading.Thread] = {}
+        #: run id → the task moving it from Pending to Running as its plan starts
+        self._starting: dict[str, Future[None]] = {}
         self._lanes_lock = threading.Lock()
         self.book.on_release.append(lambda _freed: self._wake.set())
         self.commands = CommandTable(
@@ -265,6 +266,8 @@ class LabWorker:
         self._stopping.set()
         self._wake.set()
         self.recorder.close()
+        for lane in self.lanes:
+            lane.stop_threads()
         for thread in self._threads:
             thread.join(5)
         if self.control is not None:
@@ -292,9 +295,7 @@ class LabWorker:
             self._wake.clear()
             if self.start_next() is None and not self._stopping.is_set():
                 self._wake.wait(self.poll_interval)
-        for lane in self.lanes:
-            if lane.thread is not None:
-                lane.thread.join()
+        wait([lane.task for lane in self.lanes if lane.task is not None])
 
     def shutdown(self, reason: str = "shutdown") -> None:
         """Start no more experiments; abort the running ones (after ``grace`` seconds)."""
@@ -413,25 +414,15 @@ class LabWorker:
         run = self.claim(start=False)
         if run is None:
             return None
-        # Running is proposed while the plan starts: its devices are reserved and the run is
-        # ours (Pending), so nothing else can take either
-        starting = threading.Thread(
-            target=self._start_run, args=(run,), name="remotelab-start", daemon=True
-        )
-        self._starting[str(run.id)] = starting
-        starting.start()
         lane = self.free_lane()
         if lane is None:  # pragma: no cover - claim() found a free lane, only this thread takes one
             raise RuntimeError("no free lane for a claimed experiment")
+        # Running is proposed while the plan starts: its devices are reserved and the run is
+        # ours (Pending), so nothing else can take either
+        self._starting[str(run.id)] = lane.starts.submit(self._start_run, run)
         lane.booking = self._bookings.pop(str(run.id))
         lane.taken = True
-        lane.thread = threading.Thread(
-            target=self._execute_quietly,
-            args=(run, lane),
-            name=f"remotelab-lane-{lane.index}",
-            daemon=True,
-        )
-        lane.thread.start()
+        lane.task = lane.runs.submit(self._execute_quietly, run, lane)
         self.presence.announce_soon()  # its leases too, for whoever finds this worker dead
         return run
 
@@ -479,7 +470,7 @@ class LabWorker:
         lane.questions.clear()
         starting = self._starting.pop(exp_id, None)
         if starting is not None:
-            starting.join()
+            wait([starting])
         try:
             own = None
             if len(self.lanes) > 1:  # the others' devices stay as they are

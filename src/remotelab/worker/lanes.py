@@ -8,8 +8,8 @@ questions its plan asks (:class:`Questions`), and the holds of shared devices it
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +23,7 @@ from remotelab.queue.models import Experiment
 from remotelab.worker.operator import ASK_OPERATOR
 from remotelab.worker.questions import Questions
 from remotelab.worker.running import Runner
+from remotelab.worker.tasks import TaskThread
 
 
 @dataclass(frozen=True)
@@ -77,10 +78,19 @@ class Lane:
         self.RE.register_command(ASK_OPERATOR, self.questions.ask)
         install_holds(self.RE, book, self.experiment_id)
         self.booking = Booking()
-        self.thread: threading.Thread | None = None
-        #: given an experiment to run (set before its thread starts, cleared as it ends)
+        #: the lane's threads: its plans', and the one proposing Running as a plan starts
+        self.runs = TaskThread(f"remotelab-lane-{index}")
+        self.starts = TaskThread(f"remotelab-start-{index}")
+        #: the lane's current (or last) execution on ``runs``
+        self.task: Future[None] | None = None
+        #: given an experiment to run (set before its task starts, cleared as it ends)
         self.taken = False
         self.last: Experiment | None = None
+
+    def stop_threads(self) -> None:
+        """Let the lane's threads end (after what they were given)."""
+        self.runs.stop()
+        self.starts.stop()
 
     def allowed(self) -> set[str]:
         """The devices this lane's plan may drive now: its reserved devices, and the shared

@@ -11,12 +11,16 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 
 from remotelab.queue.announcement import HEARTBEAT_INTERVAL, WorkerAnnouncement, now_iso
 from remotelab.queue.prefect_lab import LabOnPrefect
 
 log = logging.getLogger("remotelab.worker")
+
+#: seconds between a change that calls for an announcement and its write
+ANNOUNCE_DELAY = 0.1
 
 
 class Presence:
@@ -75,6 +79,9 @@ class Presence:
     def _push(self) -> None:
         while True:
             self._soon.wait()
+            # a moment later, so the claim or state write that called for it goes first and
+            # the changes close together make one write
+            time.sleep(ANNOUNCE_DELAY)
             self._soon.clear()
             self.announce_quietly()
 

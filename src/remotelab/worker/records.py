@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +23,9 @@ from remotelab.queue.models import Experiment, state_of
 from remotelab.queue.prefect_lab import LabOnPrefect, log_entry
 from remotelab.worker.outcome import Outcome, decide, summary
 from remotelab.worker.running import Ended
+
+#: seconds a post-run record waits before it is written (see :meth:`Recorder._post_loop`)
+RECORD_DELAY = 0.2
 
 log = logging.getLogger("remotelab.worker")
 
@@ -59,8 +63,9 @@ class Recorder:
         self.worker_id = worker_id
         self.tag = tag
         self.data_url = data_url
-        self._jobs: queue.Queue[Callable[[], Any] | None] = queue.Queue()
+        self._jobs: queue.Queue[tuple[float, Callable[[], Any]] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
+        self._closing = False
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._post_loop, name="remotelab-post", daemon=True)
@@ -68,16 +73,22 @@ class Recorder:
 
     def close(self, timeout: float = 5.0) -> None:
         """Write what is still waiting (up to ``timeout`` s) and stop."""
+        self._closing = True
         self._jobs.put(None)
         if self._thread is not None:
             self._thread.join(timeout)
 
     def _post_loop(self) -> None:
-        """Writes that may lag behind the experiment (the artifact, logs), in order."""
+        """Writes that may lag behind the experiment (the artifact, logs), in order; each
+        waits :data:`RECORD_DELAY` after it was queued, so the next experiment's claim, made
+        as this one ends, does not queue behind them for Prefect's database."""
         while True:
-            job = self._jobs.get()
-            if job is None:
+            item = self._jobs.get()
+            if item is None:
                 return
+            queued_at, job = item
+            if not self._closing:
+                time.sleep(max(0.0, queued_at + RECORD_DELAY - time.monotonic()))
             try:
                 job()
             except Exception as exc:
@@ -127,8 +138,9 @@ class Recorder:
             unsafe=unsafe,
             data_url=self.data_url,
         )
-        self._jobs.put(lambda: self.prefect.update_labels(exp.id, labels))
-        self._jobs.put(lambda: self._record(exp, outcome, text, ended, unsafe))
+        queued_at = time.monotonic()
+        self._jobs.put((queued_at, lambda: self.prefect.update_labels(exp.id, labels)))
+        self._jobs.put((queued_at, lambda: self._record(exp, outcome, text, ended, unsafe)))
         return exp.model_copy(
             update={
                 "state": state_of(state.type.value, state.name),
