@@ -197,7 +197,9 @@ def test_run_json_names_the_stored_run_and_no_store_keeps_nothing(data_dir):
 
 
 def test_run_brings_the_lab_to_its_safe_state_unless_keep_state(labs):
-    args = ["run", "temperature_ramp", "--speed", "2000", "-p", "setpoints=[30]", "--json"]
+    # a scan leaves the heater where it ended (temperature_ramp ends at its safe setpoint)
+    args = ["run", "scan", "--speed", "2000", "--json", "-p", "motor=heater"]
+    args += ["-p", "start=30", "-p", "stop=30", "-p", "num=2"]
     for extra, setpoint in (([], 25), (["--keep-state"], 30)):
         result = runner.invoke(app, [*args, "-p", "detectors=thermometer", *extra])
         assert result.exit_code == 0, result.output

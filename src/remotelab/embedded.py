@@ -56,7 +56,8 @@ class Embedded:
     ``api_url``: use this Prefect API instead of starting a Prefect server.
     ``stream_in``/``stream_out``: the addresses the stream proxy binds; default
     ``REMOTELAB_STREAM_IN``/``REMOTELAB_STREAM_OUT`` if set, else free ports on ``host``.
-    Once started, :attr:`proxy` has the addresses actually bound.
+    Once started, :attr:`proxy` has the addresses actually bound. ``simulate``: serve the
+    lab file's simulated twin (``load_lab(simulate=True)``).
     """
 
     def __init__(
@@ -72,9 +73,11 @@ class Embedded:
         write_slots: int | None = None,
         stream_in: str | None = None,
         stream_out: str | None = None,
+        simulate: bool = False,
     ):
         self.data_dir = Path(data_dir)
         self.lab_file = lab_file
+        self.simulate = simulate
         self.host, self.port, self.prefect_port = host, port, prefect_port
         self.speed = speed
         self.api_url = api_url
@@ -115,7 +118,7 @@ class Embedded:
             ).start()
             self._stack.append(("Prefect server", self.prefect.stop))
             self.api_url = self.prefect.api_url
-        self.lab = load_lab(self.lab_file, speed=self.speed)
+        self.lab = load_lab(self.lab_file, speed=self.speed, simulate=self.simulate)
         self._stack.append(("lab", self.lab.close))
         self.proxy = StreamProxy(self.stream_in, self.stream_out).start()
         self._stack.append(("stream proxy", self.proxy.stop))

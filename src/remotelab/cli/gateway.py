@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from remotelab.cli.app import app, console, user_errors
+from remotelab.cli.target import SIMULATE
 
 HOST = Annotated[str, typer.Option(help="Address to listen on.")]
 
@@ -31,15 +32,19 @@ def gateway(
         str | None,
         typer.Option(help="The stream proxy's out address; default: REMOTELAB_STREAM_OUT."),
     ] = None,
+    simulate: SIMULATE = False,
 ) -> None:
     """Serve the remote gateway (HTTP API under /api/v1) for the labs' queues and data."""
     with user_errors():
-        app_, names = build_gateway(lab_files, api, stream)
+        app_, names = build_gateway(lab_files, api, stream, simulate=simulate)
     serve_gateway(app_, host, port, names)
 
 
-def build_gateway(lab_files: list[Path] | None, api: str | None, stream: str | None):
-    """The gateway app for these lab files on this Prefect API, and the labs' names."""
+def build_gateway(
+    lab_files: list[Path] | None, api: str | None, stream: str | None, *, simulate: bool = False
+):
+    """The gateway app for these lab files (their simulated twins if ``simulate``) on this
+    Prefect API, and the labs' names."""
     from remotelab.api import AuthStore, LabService, create_app
     from remotelab.data import RunStore
     from remotelab.lab import load_lab
@@ -48,7 +53,7 @@ def build_gateway(lab_files: list[Path] | None, api: str | None, stream: str | N
 
     settings = get_settings()
     files: list[Path | None] = list(lab_files) if lab_files else [None]
-    labs = [load_lab(f, connect=False) for f in files]  # the worker has the ports
+    labs = [load_lab(f, connect=False, simulate=simulate) for f in files]  # the worker's ports
     services = []
     for lab in labs:
         queue = ExperimentQueue(lab, api_url=api)
@@ -121,6 +126,7 @@ def demo(
             "RemoteDispatcher); default: REMOTELAB_STREAM_OUT if set, else a free port."
         ),
     ] = None,
+    simulate: SIMULATE = False,
 ) -> None:
     """Everything on this machine in one command, on loopback; Ctrl-C stops it all.
 
@@ -142,12 +148,14 @@ def demo(
             speed=speed,
             stream_in=stream_in,
             stream_out=stream_out,
+            simulate=simulate,
         )
         try:
             site.start()
             ids = site.submit_examples() if examples else []
             manager, researcher = site.tokens["demo-manager"], site.tokens["demo-researcher"]
-            console.print(f"lab:              {site.lab.name} (simulated, speed ×{speed:g})")
+            kind = "simulated twin" if site.lab.twin else "simulated"
+            console.print(f"lab:              {site.lab.name} ({kind}, speed ×{speed:g})")
             console.print(
                 f"dashboard:        {site.dashboard_url}   (sign in with the manager token)",
                 soft_wrap=True,

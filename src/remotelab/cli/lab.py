@@ -15,9 +15,9 @@ from remotelab.cli.app import console
 from remotelab.lab import load_lab
 
 
-def describe(lab_file: Path | None) -> dict[str, Any]:
-    """The lab file's description (``Lab.describe()``)."""
-    lab = load_lab(lab_file, connect=False)
+def describe(lab_file: Path | None, *, simulate: bool = False) -> dict[str, Any]:
+    """The lab file's description (``Lab.describe()``; of its simulated twin if ``simulate``)."""
+    lab = load_lab(lab_file, connect=False, simulate=simulate)
     try:
         return lab.describe()
     finally:
@@ -25,7 +25,8 @@ def describe(lab_file: Path | None) -> dict[str, Any]:
 
 
 def _devices_table(info: dict[str, Any]) -> Table:
-    table = Table(title=f"lab {info['name']}" + (" (simulated)" if info["simulated"] else ""))
+    kind = " (simulated twin)" if info.get("twin") else " (simulated)" if info["simulated"] else ""
+    table = Table(title=f"lab {info['name']}{kind}")
     for column in ("device", "class", "role", "backend", "limits", "safe state"):
         table.add_column(column)
     for name, dev in info["devices"].items():
@@ -39,10 +40,16 @@ def _devices_table(info: dict[str, Any]) -> Table:
 Activity = Callable[[], tuple[dict[str, Any], list[Any]] | str]
 
 
-def show(lab_file: Path | None, *, as_json: bool, activity: Activity | None = None) -> None:
+def show(
+    lab_file: Path | None,
+    *,
+    as_json: bool,
+    activity: Activity | None = None,
+    simulate: bool = False,
+) -> None:
     """The lab's devices (class, role, limits, safe state) and where each sample is; with
     ``activity``, what runs, the reservations and why experiments wait (under ``"queue"``)."""
-    info = describe(lab_file)
+    info = describe(lab_file, simulate=simulate)
     now = activity() if activity is not None else None
     if as_json:
         if isinstance(now, tuple):
@@ -64,9 +71,9 @@ def show(lab_file: Path | None, *, as_json: bool, activity: Activity | None = No
         console.print(f"[dim]no queue to show what runs: {now}[/]")
 
 
-def devices(lab_file: Path | None, *, as_json: bool) -> None:
+def devices(lab_file: Path | None, *, as_json: bool, simulate: bool = False) -> None:
     """The lab file's devices: class, role, backend, limits, safe state."""
-    info = describe(lab_file)
+    info = describe(lab_file, simulate=simulate)
     if as_json:
         console.print_json(
             json.dumps([{"name": name, **dev} for name, dev in info["devices"].items()])

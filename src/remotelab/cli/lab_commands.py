@@ -11,7 +11,7 @@ import typer
 from remotelab.cli import render
 from remotelab.cli.app import app, console, user_errors
 from remotelab.cli.backend import open_backend
-from remotelab.cli.target import API, JSON, LAB, LOCAL, TOKEN, URL
+from remotelab.cli.target import API, JSON, LAB, LOCAL, SIMULATE, TOKEN, URL
 from remotelab.errors import CommandLineError
 
 
@@ -28,9 +28,13 @@ def plans(
     local: LOCAL = False,
     lab: LAB = None,
     as_json: JSON = False,
+    simulate: SIMULATE = False,
 ) -> None:
     """The lab's plans (and whether you may submit them); one plan: its JSON Schema."""
-    with user_errors(), open_backend(url, token, lab, local=local, role=role) as side:
+    with (
+        user_errors(),
+        open_backend(url, token, lab, local=local, role=role, simulate=simulate) as side,
+    ):
         side.plans(name, as_json=as_json)
 
 
@@ -41,9 +45,10 @@ def devices(
     local: LOCAL = False,
     lab: LAB = None,
     as_json: JSON = False,
+    simulate: SIMULATE = False,
 ) -> None:
     """The lab's devices (through a gateway: with their live status)."""
-    with user_errors(), open_backend(url, token, lab, local=local) as side:
+    with user_errors(), open_backend(url, token, lab, local=local, simulate=simulate) as side:
         side.devices(as_json=as_json)
 
 
@@ -53,9 +58,14 @@ app.add_typer(lab_app, name="lab")
 
 
 def _lab_show(
-    url: str | None, token: str | None, local: bool, lab: str | None, as_json: bool
+    url: str | None,
+    token: str | None,
+    local: bool,
+    lab: str | None,
+    as_json: bool,
+    simulate: bool = False,
 ) -> None:
-    with user_errors(), open_backend(url, token, lab, local=local) as side:
+    with user_errors(), open_backend(url, token, lab, local=local, simulate=simulate) as side:
         side.show_lab(as_json=as_json)
 
 
@@ -67,11 +77,12 @@ def lab_default(
     local: LOCAL = False,
     lab: LAB = None,
     as_json: JSON = False,
+    simulate: SIMULATE = False,
 ) -> None:
     """The lab: show it (the default), or steer it (managers)."""
     if ctx.invoked_subcommand is None:
-        _lab_show(url, token, local, lab, as_json)
-    elif url or token or local or lab or as_json:
+        _lab_show(url, token, local, lab, as_json, simulate)
+    elif url or token or local or lab or as_json or simulate:
         with user_errors():
             raise CommandLineError(
                 f"give the options after the subcommand: lab {ctx.invoked_subcommand} …"
@@ -85,6 +96,7 @@ def lab_show(
     local: LOCAL = False,
     lab: LAB = None,
     as_json: JSON = False,
+    simulate: SIMULATE = False,
 ) -> None:
     """The lab: its devices and samples, or (through a gateway) its state and live devices.
 
@@ -92,7 +104,7 @@ def lab_show(
     sample is. Through a gateway: held or not, workers, queue, the devices' live status and
     holders. Both: the running experiments, the reservations (device → holder, waiters since
     when) and why waiting experiments wait."""
-    _lab_show(url, token, local, lab, as_json)
+    _lab_show(url, token, local, lab, as_json, simulate)
 
 
 EXPERIMENT = Annotated[

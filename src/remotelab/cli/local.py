@@ -48,8 +48,10 @@ class LocalBackend:
         rows: int | None = None,
         since: str | None = None,
         until: str | None = None,
+        simulate: bool = False,
     ):
         self.lab = lab
+        self.simulate = simulate
         self.lab_file = Path(lab) if lab else None
         self.api = api
         self.user = by or submitter or current_user()
@@ -66,7 +68,9 @@ class LocalBackend:
             from remotelab.lab import load_lab
             from remotelab.queue import ExperimentQueue
 
-            self._queue = ExperimentQueue(load_lab(self.lab_file, connect=False), api_url=self.api)
+            self._queue = ExperimentQueue(
+                load_lab(self.lab_file, connect=False, simulate=self.simulate), api_url=self.api
+            )
         return self._queue
 
     def close(self) -> None:
@@ -197,19 +201,21 @@ class LocalBackend:
     def plans(self, name: str | None, *, as_json: bool) -> None:
         from remotelab.cli import plans
 
-        plans.plans(self.lab_file, name, role=self.role_given, as_json=as_json)
+        plans.plans(
+            self.lab_file, name, role=self.role_given, as_json=as_json, simulate=self.simulate
+        )
 
     def devices(self, *, as_json: bool) -> None:
         from remotelab.cli import lab
 
-        lab.devices(self.lab_file, as_json=as_json)
+        lab.devices(self.lab_file, as_json=as_json, simulate=self.simulate)
 
     def show_lab(self, *, as_json: bool) -> None:
         """The lab file's devices and samples; with a queue (a Prefect API), what runs, the
         reservations and why experiments wait."""
         from remotelab.cli import lab
 
-        lab.show(self.lab_file, as_json=as_json, activity=self._activity)
+        lab.show(self.lab_file, as_json=as_json, activity=self._activity, simulate=self.simulate)
 
     def _activity(self) -> tuple[dict[str, Any], list[Any]] | str:
         """The lab's reservations view and running experiments, or why there are none."""

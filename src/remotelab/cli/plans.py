@@ -26,6 +26,7 @@ from rich.table import Table
 
 from remotelab.cli.app import app, console, err_console, user_errors
 from remotelab.cli.params import parse_params
+from remotelab.cli.target import SIMULATE
 from remotelab.data import attach
 from remotelab.errors import PlanValidationError, RemotelabError, SafeStateError
 from remotelab.lab import Lab, load_lab
@@ -195,9 +196,16 @@ def _describe_params(schema: dict) -> str:
     return "\n".join(lines)
 
 
-def plans(lab_file: Path | None, name: str | None, *, role: str | None, as_json: bool) -> None:
+def plans(
+    lab_file: Path | None,
+    name: str | None,
+    *,
+    role: str | None,
+    as_json: bool,
+    simulate: bool = False,
+) -> None:
     """The lab's plans with their parameters (one plan: its JSON Schema)."""
-    lab = load_lab(lab_file, connect=False)
+    lab = load_lab(lab_file, connect=False, simulate=simulate)
     try:
         registry = registry_for(lab)
     finally:
@@ -267,6 +275,7 @@ def run_plan(
         "--keep-state",
         help="Leave the devices as the plan left them (default: the lab's safe state).",
     ),
+    simulate: SIMULATE = False,
 ) -> None:
     """Validate PLAN and run it on this machine's lab (default: `measure`, simulated lab).
 
@@ -278,7 +287,7 @@ def run_plan(
     with user_errors():
         if not speed > 0:
             raise PlanValidationError(plan_name, [{"param": "--speed", "message": "must be > 0"}])
-        lab = load_lab(lab_file, seed=seed, speed=speed)
+        lab = load_lab(lab_file, seed=seed, speed=speed, simulate=simulate)
     store = None
     try:
         with user_errors():
@@ -320,7 +329,8 @@ def run_plan(
                 )
             )
         else:
-            title = f"{validated.name} on {lab.name}" + (" (simulated)" if lab.world else "")
+            kind = " (simulated twin)" if lab.twin else " (simulated)" if lab.world else ""
+            title = f"{validated.name} on {lab.name}{kind}"
             with Live(console=console, auto_refresh=False) as live:
                 view = LiveView(live, title)
                 live.update(view.render(), refresh=True)

@@ -15,6 +15,7 @@ from typing import Any
 import typer
 
 from remotelab.cli.app import app, console, user_errors
+from remotelab.cli.target import SIMULATE
 from remotelab.errors import QueueError
 
 LAB = typer.Option(None, "--lab", "-l", help="Lab file (YAML); default: the shipped simulated lab.")
@@ -41,10 +42,16 @@ SERVER_HOME = typer.Option(
 )
 
 
-def _load(lab_file: Path | None, speed: float | None = None, *, connect: bool = True):
+def _load(
+    lab_file: Path | None,
+    speed: float | None = None,
+    *,
+    connect: bool = True,
+    simulate: bool = False,
+):
     from remotelab.lab import load_lab
 
-    return load_lab(lab_file, speed=speed, connect=connect)
+    return load_lab(lab_file, speed=speed, connect=connect, simulate=simulate)
 
 
 def _import(spec: str) -> Any:
@@ -69,6 +76,7 @@ def server(
     ),
     gateway_host: str = typer.Option("127.0.0.1", help="Address the gateway listens on."),
     gateway_port: int = typer.Option(8000, help="Port the gateway listens on."),
+    simulate: SIMULATE = False,
 ) -> None:
     """The lab's server side: Prefect, the labs' queues and deployments, and the gateway.
 
@@ -80,7 +88,8 @@ def server(
     from remotelab.settings import data_dir
 
     with user_errors():
-        labs = [_load(f, connect=False) for f in lab_files] or [_load(None, connect=False)]
+        files: list[Path | None] = list(lab_files) or [None]
+        labs = [_load(f, connect=False, simulate=simulate) for f in files]
         embedded = None
         if api is None:
             embedded = PrefectServer(home or data_dir() / "prefect", host=host, port=port)
@@ -101,7 +110,7 @@ def server(
                 console.print(f"Prefect API {api}  (UI {embedded.ui_url})")
                 console.print(f"export REMOTELAB_PREFECT_API_URL={api}")
             if gateway:
-                app_, names = build_gateway(lab_files or None, api, None)
+                app_, names = build_gateway(lab_files or None, api, None, simulate=simulate)
                 serve_gateway(app_, gateway_host, gateway_port, names)  # until SIGINT/SIGTERM
                 return
             if embedded is None:
@@ -149,6 +158,7 @@ def worker(
         None,
         help="module:factory of the plan registry (factory(lab)); default: the lab's registry.",
     ),
+    simulate: SIMULATE = False,
 ) -> None:
     """Serve a lab: keep its devices and one RunEngine, run its experiments one at a time."""
     from remotelab.worker import build_worker
@@ -162,7 +172,7 @@ def worker(
 
     settings = get_settings()
     with user_errors():
-        lab = _load(lab_file, speed)
+        lab = _load(lab_file, speed, simulate=simulate)
         run_store = RunStore(settings.store_path) if store else None
         address = stream or settings.stream_in
         publisher = None if address == "none" else StreamPublisher(address, lab=lab.name)

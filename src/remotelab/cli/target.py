@@ -48,6 +48,14 @@ LAB = Annotated[
     ),
 ]
 JSON = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+SIMULATE = Annotated[
+    bool,
+    typer.Option(
+        "--simulate",
+        help="On this machine: the lab file's simulated twin (every device on its simulator; "
+        "no serial port opened).",
+    ),
+]
 API = Annotated[
     str | None,
     typer.Option(
@@ -130,4 +138,15 @@ def lab_file(lab: str | None) -> Path | None:
     return Path(lab) if lab else None
 
 
-__all__ = ["API", "JSON", "LAB", "LOCAL", "TOKEN", "URL", "gateway", "lab_file", "where"]
+__all__ = [
+    "API",
+    "JSON",
+    "LAB",
+    "LOCAL",
+    "SIMULATE",
+    "TOKEN",
+    "URL",
+    "gateway",
+    "lab_file",
+    "where",
+]

@@ -27,6 +27,15 @@ class Actuator(BackendDevice):
     def position(self) -> Any:
         return getattr(self, self.readback_name).get()
 
+    def setpoint_problem(self, unit: str, tolerance: float = 1e-6) -> str | None:
+        """The instrument's setpoint if it is not within ``tolerance`` of the safe one
+        (``safe_settings``), else None."""
+        target = float(self.safe_settings["setpoint"])
+        now = float(self.backend_read("setpoint"))
+        if abs(now - target) > tolerance:
+            return f"setpoint {now:g} {unit}, its safe state {target:g} {unit}"
+        return None
+
     def _wait_until(self, reached, poll: float) -> None:
         """Poll ``reached()`` every ``poll`` clock seconds until true; fail if stopped."""
         while not reached():
@@ -92,6 +101,11 @@ class TemperatureController(Actuator):
     def stop(self, *, success: bool = False) -> None:
         super().stop(success=success)
         self.setpoint.sync(float(self.backend_read("setpoint")))
+
+    def safe_problem(self) -> str | None:
+        """A setpoint off the safe one by more than the settle ``tolerance`` (a stopped
+        controller holds the present temperature, settled there or close)."""
+        return self.setpoint_problem("degC", float(self.tolerance.get()))
 
     def go_safe(self) -> Status:
         """Set the safe setpoint; the block then cools or warms on its own."""
@@ -187,6 +201,9 @@ class Stirrer(Actuator):
     def stop(self, *, success: bool = False) -> None:
         super().stop(success=success)
         self.setpoint.apply(0.0)
+
+    def safe_problem(self) -> str | None:
+        return self.setpoint_problem("rpm")
 
     def go_safe(self) -> Status:
         """Spin to the safe speed (0 rpm unless the lab says otherwise), limits or not."""

@@ -353,6 +353,11 @@ class BackendDevice(Device):
     def backend_stop(self) -> None:
         self._wrap("stop", self.backend.stop)
 
+    def safe_problem(self) -> str | None:
+        """Why the device is not at its safe state, read from the instrument without changing
+        anything; ``None`` when it is (a sensor always is)."""
+        return None
+
     def go_safe(self) -> Status:
         """Bring the device to its declared safe state (``safe_settings``)."""
         status = Status(obj=self)

@@ -134,6 +134,12 @@ class SampleArm(BackendDevice):
         elif tracked != GRIPPER and holding and self.tracker.at(GRIPPER) is None:
             self.tracker.move(sample, GRIPPER, note=f"{self.name} holds it after a failure")
 
+    def safe_problem(self) -> str | None:
+        """A sample left in the gripper (the arm may rest anywhere with an empty one)."""
+        if bool(self.backend_read("holding")):
+            return f"holds a sample in its gripper at {self.backend_read('location')}"
+        return None
+
     def go_safe(self) -> Status:
         """Park at ``home``, keeping hold of any sample in the gripper."""
         return self.operate("park", lambda: self.backend_run("goto", location=HOME))
@@ -221,6 +227,11 @@ class LiquidHandler(BackendDevice):
             raise
         self.wells[destination][0] += volume
         self.last_transfer.put(f"{volume:g} uL {source} -> {destination}")
+
+    def safe_problem(self) -> str | None:
+        """Liquid left in the tip."""
+        left = float(self.backend_read("tip_volume"))
+        return f"{left:g} uL left in its tip" if left > 1e-9 else None
 
     def go_safe(self) -> Status:
         return self.operate("eject tip to waste", lambda: self.backend_run("eject"))

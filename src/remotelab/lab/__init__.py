@@ -15,10 +15,10 @@ from typing import Any
 from ophyd.status import wait as wait_status
 
 from remotelab.devices import DEVICE_CLASSES, BackendDevice, LiquidHandler, SampleArm
-from remotelab.devices.backend import Clock, RealClock
+from remotelab.devices.backend import Backend, Clock, RealClock
 from remotelab.devices.samples import SampleTracker
 from remotelab.errors import DeviceError, LabFileError, SafeStateError, UnknownDeviceError
-from remotelab.lab.backends import build_backend, offline_backend
+from remotelab.lab.backends import build_backend, offline_backend, twin_backend
 from remotelab.lab.schema import DeviceSpec, LabSpec, parse_lab, read_lab_file
 
 #: the lab files shipped with remotelab, by short name
@@ -39,6 +39,11 @@ class Lab:
     opened (no serial port, no simulator), any I/O raises
     :class:`~remotelab.errors.NotConnectedError`, and the lab serves to validate
     submissions and describe itself exactly as the connected lab would.
+
+    With ``simulate=True`` the lab is the file's *simulated twin*: the same devices, limits,
+    samples and safe states, every device on the in-process simulator of its class over
+    the lab's simulated world, whatever backend the file names (no port, pty or simulator
+    server is opened); ``twin`` says so.
     """
 
     def __init__(
@@ -49,8 +54,11 @@ class Lab:
         speed: float | None = None,
         source: str = "",
         connect: bool = True,
+        simulate: bool = False,
     ):
         self.spec = spec
+        #: whether this is the lab file's simulated twin (every device on its simulator)
+        self.twin = simulate
         self.name = spec.name
         self.source = source
         self.connected = connect
@@ -113,18 +121,22 @@ class Lab:
 
     @property
     def simulated(self) -> bool:
-        """Whether the lab file describes a simulated lab (its devices, or some, simulated)."""
-        return any(
+        """Whether the lab is simulated: a twin, or a lab file whose devices (or some) are."""
+        return self.twin or any(
             d.backend == "sim" or bool(d.options.get("simulate"))
             for d in self.spec.devices.values()
         )
 
     def _build_device(self, name: str, spec: DeviceSpec) -> BackendDevice:
         cls = DEVICE_CLASSES[spec.class_]
-        if self.connected:
-            backend = build_backend(name, spec, self.world, self.simulators)
+        backend: Backend
+        if not self.connected:
+            backend = offline_backend(name, spec, twin=self.twin)
+        elif self.twin:
+            assert self.world is not None  # a twin is simulated: it has a world
+            backend = twin_backend(name, spec, self.world)
         else:
-            backend = offline_backend(name, spec)
+            backend = build_backend(name, spec, self.world, self.simulators)
         kwargs: dict[str, Any] = {
             "backend": backend,
             "limits": spec.limits,
@@ -171,6 +183,7 @@ class Lab:
             "name": self.name,
             "description": self.spec.description,
             "simulated": self.simulated,
+            "twin": self.twin,
             "concurrency": self.concurrency,
             "devices": {
                 n: {
@@ -243,6 +256,20 @@ class Lab:
             raise SafeStateError(failures)
         return dict.fromkeys(chosen, "safe")
 
+    def unsafe_devices(self, devices: Iterable[str] | None = None) -> dict[str, str]:
+        """Device → why it is not at its declared safe state, for every device (or only
+        ``devices``) that is not; read from the instruments, nothing changed (compare
+        :meth:`safe_state`, which brings them there)."""
+        found = {}
+        for name, device in self._chosen(devices).items():
+            try:
+                problem = device.safe_problem()
+            except Exception as exc:
+                problem = f"cannot tell: {exc or type(exc).__name__}"
+            if problem:
+                found[name] = problem
+        return found
+
     def close(self) -> None:
         for device in self.devices.values():
             try:
@@ -265,6 +292,7 @@ def load_lab(
     seed: int | None = None,
     speed: float | None = None,
     connect: bool = True,
+    simulate: bool = False,
 ) -> Lab:
     """Build the lab a lab file describes; with no path, the shipped simulated lab.
 
@@ -272,8 +300,17 @@ def load_lab(
     opens no instrument (nor simulator): the lab validates submissions and describes its
     devices, and any device I/O raises :class:`~remotelab.errors.NotConnectedError`. The
     gateway and the queue commands load labs so, leaving the ports to the lab's worker.
+    ``simulate=True`` builds the file's simulated twin (see :class:`Lab`); a device whose
+    class has no simulator is a :class:`~remotelab.errors.LabFileError` naming it.
     """
-    return Lab(lab_spec(path), seed=seed, speed=speed, source=_lab_source(path), connect=connect)
+    return Lab(
+        lab_spec(path),
+        seed=seed,
+        speed=speed,
+        source=_lab_source(path),
+        connect=connect,
+        simulate=simulate,
+    )
 
 
 def _lab_source(path: str | Path | None) -> str:

@@ -10,6 +10,7 @@ from remotelab.errors import LabFileError
 if TYPE_CHECKING:
     from remotelab.devices.serial import SerialBackend
     from remotelab.lab.schema import DeviceSpec
+    from remotelab.sim.instruments import SimInstrument
     from remotelab.sim.world import World
 
 
@@ -38,15 +39,50 @@ def build_backend(
     raise LabFileError(f"devices.{name}.backend: unknown backend {spec.backend!r}")
 
 
-def offline_backend(name: str, spec: DeviceSpec) -> OfflineBackend:
+def twin_backend(name: str, spec: DeviceSpec, world: World) -> Backend:
+    """Device ``name``'s simulator in the lab's simulated twin, whatever backend the file names.
+
+    The in-process simulator of its class over ``world``: no port, pty or server is opened.
+    Its options are :meth:`DeviceSpec.twin_options`; a serial device's driver options are
+    still checked as for the hardware.
+    """
+    if spec.backend == "serial":
+        _serial_options(name, spec)
+    simulator = _simulator_of(name, spec)
+    key, options = spec.twin_options()
+    try:
+        return simulator(world, name, **options)
+    except TypeError as exc:
+        raise LabFileError(f"devices.{name}.{key}: {exc}") from None
+
+
+def _simulator_of(name: str, spec: DeviceSpec) -> type[SimInstrument]:
+    """The simulator class of device ``name``'s class; :class:`LabFileError` if it has none."""
+    from remotelab.sim.instruments import SIM_INSTRUMENTS
+
+    simulator = SIM_INSTRUMENTS.get(spec.class_)
+    if simulator is None:
+        raise LabFileError(
+            f"devices.{name}: class {spec.class_} has no simulator; "
+            "the simulated twin cannot be built"
+        )
+    return simulator
+
+
+def offline_backend(name: str, spec: DeviceSpec, *, twin: bool = False) -> OfflineBackend:
     """A backend for device ``name`` that opens nothing (``load_lab(..., connect=False)``).
 
     The entry is checked as far as that can be done without the instrument: a serial
-    device's options and port. Any I/O through it raises
+    device's options and port; for a ``twin`` (a device of the lab's simulated twin), that
+    its class has a simulator. Any I/O through it raises
     :class:`~remotelab.errors.NotConnectedError`.
     """
     if spec.backend == "serial":
         _serial_options(name, spec)
+    if twin:
+        _simulator_of(name, spec)
+        where = "simulated twin"
+    elif spec.backend == "serial":
         where = "simulated serial" if spec.options.get("simulate") else f"serial {spec.port}"
     else:
         where = "simulated"

@@ -5,13 +5,28 @@ Validation errors name the key path and the line of the offending entry.
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from remotelab.errors import LabFileError
+
+
+def simulator_options(simulator: type) -> list[str]:
+    """The options a simulator class takes (its keyword parameters after world and name)."""
+    params = list(inspect.signature(simulator).parameters.values())[2:]
+    return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
 class _Strict(BaseModel):
@@ -35,6 +50,11 @@ class DeviceSpec(_Strict):
         description="stations share it for moments (a sample arm): plans hold it for blocks "
         "of their steps, never for a whole run",
     )
+    twin: dict[str, Any] | None = Field(
+        None,
+        description="options of the device's simulator in the lab's simulated twin "
+        "(load_lab(simulate=True)); default: the sim options or options.simulate",
+    )
     description: str = ""
 
     @field_validator("class_")
@@ -53,6 +73,43 @@ class DeviceSpec(_Strict):
             if lo > hi:
                 raise ValueError(f"limits of {key}: low {lo} is above high {hi}")
         return value
+
+    @field_validator("twin")
+    @classmethod
+    def _known_twin_options(
+        cls, value: dict[str, Any] | None, info: ValidationInfo
+    ) -> dict[str, Any] | None:
+        device_class = info.data.get("class_")
+        if value is None or device_class is None:
+            return value
+        from remotelab.sim.instruments import SIM_INSTRUMENTS
+
+        simulator = SIM_INSTRUMENTS.get(device_class)
+        if simulator is None:
+            raise ValueError(f"class {device_class} has no simulator to take twin options")
+        known = simulator_options(simulator)
+        unknown = sorted(set(value) - set(known))
+        if unknown:
+            raise ValueError(
+                f"unknown twin option(s) {', '.join(unknown)} for the simulated "
+                f"{device_class}; known: {', '.join(known) or 'none'}"
+            )
+        return value
+
+    def twin_options(self) -> tuple[str, dict[str, Any]]:
+        """(key, options) of this device's simulator in the lab's simulated twin.
+
+        ``twin:`` if given; else a sim device's ``options``, or a ``simulate`` serial
+        device's ``options.simulate`` mapping (its ``transport`` left out); else none.
+        """
+        if self.twin is not None:
+            return "twin", dict(self.twin)
+        if self.backend == "sim":
+            return "options", dict(self.options)
+        simulate = self.options.get("simulate")
+        if isinstance(simulate, dict):
+            return "options.simulate", {k: v for k, v in simulate.items() if k != "transport"}
+        return "twin", {}
 
     @model_validator(mode="after")
     def _port_for_serial(self) -> DeviceSpec:

@@ -49,6 +49,13 @@ def limit_problems(
             )
 
 
+def heater_to_safe(heater: Any):
+    """Bring a temperature controller back to its safe setpoint and wait until it has settled
+    there (the RunEngine stops it at the end of the plan, and a stopped controller holds the
+    present temperature)."""
+    yield from bps.mv(heater, float(heater.safe_settings["setpoint"]))
+
+
 # -- measure ------------------------------------------------------------------------------------
 class MeasureParams(PlanParams):
     detectors: list[str] | None = DeviceParam(
@@ -193,7 +200,7 @@ def temperature_ramp(
     md: dict | None = None,
 ):
     """Step a temperature controller through setpoints; at each, wait until it has settled,
-    then read the detectors."""
+    then read the detectors. It ends back at the controller's safe setpoint."""
     devices = [heater, *[d for d in detectors if d is not heater]]
     _md = {
         "setpoints": list(setpoints),
@@ -212,5 +219,6 @@ def temperature_ramp(
             yield from bps.mv(heater, setpoint)  # completes once settled
             for _ in range(readings):
                 yield from bps.trigger_and_read(devices)
+        yield from heater_to_safe(heater)
 
     return (yield from inner())

@@ -17,7 +17,7 @@ import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 from ophyd import Signal
 
-from remotelab.plans.basic import limit_problems
+from remotelab.plans.basic import heater_to_safe, limit_problems
 from remotelab.plans.params import DeviceParam, Param, PlanParams, WellParam
 from remotelab.plans.registry import plan
 
@@ -157,7 +157,8 @@ def optimize(
 ):
     """Closed-loop optimisation: choose the next reagent fraction and temperature from the
     results so far (Optuna ask/tell), make and measure the mix, until the budget or the
-    target is met. The best conditions are read into the ``best`` stream."""
+    target is met. The best conditions are read into the ``best`` stream; the heater is left
+    at its safe setpoint."""
     import optuna
     from optuna.distributions import FloatDistribution
     from optuna.trial import TrialState
@@ -238,5 +239,6 @@ def optimize(
                 top.value,
             )
             yield from bps.trigger_and_read([*best, best_value], name="best")
+        yield from heater_to_safe(heater)
 
     return (yield from loop())
