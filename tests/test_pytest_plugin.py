@@ -140,7 +140,7 @@ def test_the_role_rules_apply(run_plan):
 
 def test_a_failing_plan_raises_and_its_run_ends_failed(run_plan, remotelab_lab, monkeypatch):
     def broken(*args, **kwargs):
-        raise DeviceFault("the probe fell out")
+        raise DeviceFault("thermometer", "the probe fell out")
 
     monkeypatch.setattr(remotelab_lab["thermometer"], "trigger", broken)
     with pytest.raises(DeviceFault, match="probe fell out"):
