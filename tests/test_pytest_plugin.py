@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import re
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -43,6 +45,17 @@ def test_the_plugin_is_a_pytest11_entry_point():
     entries = importlib.metadata.entry_points(group="pytest11")
     (entry,) = [e for e in entries if e.name == "remotelab"]
     assert entry.value == "remotelab.testing.plugin"
+
+
+def test_loading_the_plugin_imports_no_lab_machinery():
+    """It loads in every pytest run where remotelab is installed: no bluesky, Prefect, ophyd."""
+    code = (
+        "import sys, pytest, remotelab.testing.plugin\n"
+        "heavy = {'bluesky', 'prefect', 'ophyd', 'numpy', 'httpx', 'pydantic'}\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_a_plan_test_passes_through_the_installed_plugin(pytester):
