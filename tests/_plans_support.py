@@ -1,4 +1,5 @@
-"""Helpers shared by the plan tests: a fast simulated lab, a RunEngine that keeps its documents."""
+"""Helpers shared by the plan tests: a fast simulated lab, a RunEngine that keeps its documents
+(``engine``, from remotelab.testing)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from pathlib import Path
 from bluesky import RunEngine
 
 from remotelab.lab import load_lab, shipped_lab_text
-from remotelab.plans.holds import install_local_holds
+from remotelab.testing import engine
+from remotelab.testing import events as events_in
 
 #: clock speed for plan tests: simulated minutes pass in tens of milliseconds
 FAST = 5000.0
@@ -17,18 +19,8 @@ def fast_lab(seed: int | None = None, path: str | Path | None = None):
     return load_lab(path, seed=seed, speed=FAST)
 
 
-def engine() -> RunEngine:
-    """A RunEngine with no signal handlers; ``.documents`` collects (name, doc)."""
-    re = RunEngine({}, context_managers=[])
-    install_local_holds(re)
-    re.documents = []
-    re.subscribe(lambda name, doc: re.documents.append((name, doc)))
-    return re
-
-
 def events(re: RunEngine, stream: str = "primary") -> list[dict]:
-    descriptors = {d["uid"] for n, d in re.documents if n == "descriptor" and d["name"] == stream}
-    return [d for n, d in re.documents if n == "event" and d["descriptor"] in descriptors]
+    return events_in(re.documents, stream)
 
 
 def start_doc(re: RunEngine) -> dict:
@@ -44,3 +36,6 @@ def lab_file(tmp_path: Path, extra: str) -> Path:
     path = tmp_path / "lab.yaml"
     path.write_text(shipped_lab_text("sim") + "\n" + extra)
     return path
+
+
+__all__ = ["FAST", "engine", "events", "fast_lab", "lab_file", "start_doc", "stop_doc"]

@@ -54,6 +54,7 @@ class Embedded:
     """Everything of a one-machine installation, started and stopped together.
 
     ``api_url``: use this Prefect API instead of starting a Prefect server.
+    ``lab_options``: more keywords of ``load_lab`` (``seed``…).
     ``stream_in``/``stream_out``: the addresses the stream proxy binds; default
     ``REMOTELAB_STREAM_IN``/``REMOTELAB_STREAM_OUT`` if set, else free ports on ``host``.
     Once started, :attr:`proxy` has the addresses actually bound. ``simulate``: serve the
@@ -74,12 +75,14 @@ class Embedded:
         stream_in: str | None = None,
         stream_out: str | None = None,
         simulate: bool = False,
+        lab_options: dict[str, Any] | None = None,
     ):
         self.data_dir = Path(data_dir)
         self.lab_file = lab_file
         self.simulate = simulate
         self.host, self.port, self.prefect_port = host, port, prefect_port
         self.speed = speed
+        self.lab_options = dict(lab_options or {})
         self.api_url = api_url
         self.write_slots = write_slots or int(os.environ.get("REMOTELAB_WRITE_SLOTS", "4"))
         self.stream_in, self.stream_out = stream_addresses(host, stream_in, stream_out)
@@ -118,7 +121,8 @@ class Embedded:
             ).start()
             self._stack.append(("Prefect server", self.prefect.stop))
             self.api_url = self.prefect.api_url
-        self.lab = load_lab(self.lab_file, speed=self.speed, simulate=self.simulate)
+        options = {"simulate": self.simulate, **self.lab_options}
+        self.lab = load_lab(self.lab_file, speed=self.speed, **options)
         self._stack.append(("lab", self.lab.close))
         self.proxy = StreamProxy(self.stream_in, self.stream_out).start()
         self._stack.append(("stream proxy", self.proxy.stop))

@@ -6,6 +6,7 @@ themselves, so ``bluesky.simulators.summarize_plan`` can walk them. The registry
 outside become a plan run on the lab's devices.
 """
 
+from remotelab.plans.basic import to_safe_setpoint
 from remotelab.plans.params import (
     DEVICE_KINDS,
     DeviceParam,
@@ -42,4 +43,5 @@ __all__ = [
     "check_role",
     "plan",
     "registry_for",
+    "to_safe_setpoint",
 ]

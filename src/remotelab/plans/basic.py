@@ -49,11 +49,13 @@ def limit_problems(
             )
 
 
-def heater_to_safe(heater: Any):
-    """Bring a temperature controller back to its safe setpoint and wait until it has settled
-    there (the RunEngine stops it at the end of the plan, and a stopped controller holds the
-    present temperature)."""
-    yield from bps.mv(heater, float(heater.safe_settings["setpoint"]))
+def to_safe_setpoint(*devices: Any):
+    """Plan stub: move each device (a temperature controller, a stirrer…) back to the setpoint
+    of its declared safe state and wait until it has settled there. A plan that changes a
+    setpoint ends with it, so the lab is left safe (``remotelab check`` checks this); the
+    RunEngine's stop at the end of a plan holds a controller where it is, not at safe."""
+    for device in devices:
+        yield from bps.mv(device, float(device.safe_settings["setpoint"]))
 
 
 # -- measure ------------------------------------------------------------------------------------
@@ -219,6 +221,6 @@ def temperature_ramp(
             yield from bps.mv(heater, setpoint)  # completes once settled
             for _ in range(readings):
                 yield from bps.trigger_and_read(devices)
-        yield from heater_to_safe(heater)
+        yield from to_safe_setpoint(heater)
 
     return (yield from inner())

@@ -17,7 +17,7 @@ import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 from ophyd import Signal
 
-from remotelab.plans.basic import heater_to_safe, limit_problems
+from remotelab.plans.basic import limit_problems, to_safe_setpoint
 from remotelab.plans.params import DeviceParam, Param, PlanParams, WellParam
 from remotelab.plans.registry import plan
 
@@ -239,6 +239,6 @@ def optimize(
                 top.value,
             )
             yield from bps.trigger_and_read([*best, best_value], name="best")
-        yield from heater_to_safe(heater)
+        yield from to_safe_setpoint(heater)
 
     return (yield from loop())
