@@ -48,13 +48,13 @@ STATIONS: dict[str, tuple[str, dict[str, Any]]] = {
             "samples": ["S001", "S002", "S003", "S004", "S005"],
             "station": "spectrometer",
             "detectors": ["spectrometer"],
-            "readings": 2,
+            "readings": 5,
         },
     ),
-    "titration": ("measure", {"detectors": ["ph_meter"], "num": 70}),
+    "titration": ("measure", {"detectors": ["ph_meter"], "num": 50}),
     "reactor": (
         "temperature_ramp",
-        {"setpoints": [30, 35], "detectors": ["thermometer"], "readings": 3},
+        {"setpoints": [27], "detectors": ["thermometer"], "readings": 3},
     ),
 }
 INSTRUMENTS = ["spectrometer", "arm", "ph_meter", "heater", "thermometer"]
@@ -80,7 +80,8 @@ class Watch:
             if name == "start":
                 exp = doc.get("experiment_id", "")
                 self.run_exp[doc["uid"]] = exp
-                devices = list(doc.get("devices", [])) + list(doc.get("shared_devices", []))
+                used = [*doc.get("devices", []), *doc.get("shared_devices", [])]
+                devices = list(dict.fromkeys(used))
                 self.start.setdefault(exp, (doc["time"], devices))
             elif name == "stop":
                 self.stop[self.run_exp.get(doc["run_start"], "")] = doc["time"]
@@ -144,6 +145,11 @@ def run_batch(
     gaps = [b[0] - a[1] for a, b in itertools.pairwise(spans) if b[0] > a[1]]
     return {
         "gaps": gaps,
+        "runs": [watch.stop[e] - watch.start[e][0] for e in ids],
+        "station_runs": {
+            station: sum(watch.stop[e] - watch.start[e][0] for st, e in batch if st == station)
+            for station in STATIONS
+        },
         "wall": wall,
         "completed": sum(s == ExperimentState.completed for s in states),
         "utilisation": {d: busy.get(d, 0.0) / (end - queued_at) for d in INSTRUMENTS},
@@ -183,7 +189,17 @@ def main() -> None:
     if one["gaps"]:
         print(
             "  between one experiment's end and the next one's start at concurrency 1: "
-            f"median {statistics.median(one['gaps']) * 1000:.0f} ms"
+            f"median {statistics.median(one['gaps']) * 1000:.0f} ms,"
+            f" p95 {pct(one['gaps'], 95) * 1000:.0f} ms, max {max(one['gaps']) * 1000:.0f} ms"
+        )
+    for c, r in results.items():
+        shown = ", ".join(f"{st} {t:.1f} s" for st, t in r["station_runs"].items())
+        print(f"  time the experiments of each station ran, at concurrency {c}: {shown}")
+    for c, r in results.items():
+        runs = r["runs"]
+        print(
+            f"  an experiment's run (start to stop document) at concurrency {c}: "
+            f"median {statistics.median(runs):.2f} s, max {max(runs):.2f} s"
         )
     delays = three["delays"]
     if delays:

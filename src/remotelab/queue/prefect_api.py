@@ -8,9 +8,11 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from typing import Any
 from uuid import UUID
 
+import httpx
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.exceptions import ObjectAlreadyExists
@@ -48,12 +50,57 @@ def resolve_api_url(api_url: str | None = None) -> str:
     return url.rstrip("/")
 
 
+#: seconds between quick retries of a request Prefect answered 503 (a busy database)
+BUSY_RETRY_DELAYS = (0.02, 0.05, 0.1, 0.2)
+#: environment variables that route HTTP through a proxy (httpx honours them)
+PROXY_VARIABLES = (
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+)
+
+
+class BusyRetryTransport(httpx.HTTPTransport):
+    """An HTTP transport that sends a request again, after a few milliseconds, while Prefect
+    answers 503 Service Unavailable.
+
+    Prefect's server answers 503 when its database was busy and nothing was written (on
+    SQLite, a write that met another one); its client then waits 2 s, 4 s… before trying
+    again, which is made for a remote service under load, not a lab's local server. This
+    transport tries :data:`BUSY_RETRY_DELAYS` first; a 503 that outlasts them reaches the
+    Prefect client, which backs off as before.
+    """
+
+    def __init__(self, delays: tuple[float, ...] = BUSY_RETRY_DELAYS, **kwargs: Any):
+        super().__init__(retries=3, **kwargs)
+        self.delays = delays
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        for delay in self.delays:
+            response = super().handle_request(request)
+            if response.status_code != httpx.codes.SERVICE_UNAVAILABLE:
+                return response
+            response.close()
+            time.sleep(delay)
+        return super().handle_request(request)
+
+
 def connect(api_url: str | None = None) -> SyncPrefectClient:
-    """An open synchronous Prefect client for ``api_url`` (default: from the environment)."""
+    """An open synchronous Prefect client for ``api_url`` (default: from the environment).
+
+    Requests go through :class:`BusyRetryTransport`, unless a proxy is configured in the
+    environment (then httpx's own transport, which honours it, is left in place)."""
+    settings: dict[str, Any] = {}
+    if not any(os.environ.get(name) for name in PROXY_VARIABLES):
+        settings["transport"] = BusyRetryTransport()
     client = SyncPrefectClient(
         resolve_api_url(api_url),
         auth_string=os.environ.get("PREFECT_API_AUTH_STRING") or None,
         api_key=os.environ.get("PREFECT_API_KEY") or None,
+        httpx_settings=settings,
     )
     client.__enter__()
     return client
