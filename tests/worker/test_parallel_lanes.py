@@ -333,3 +333,45 @@ def test_a_plan_driving_a_device_it_did_not_reserve_fails(setup):
     wait_for(lambda: ended(q, exp.id), "it ended")
     done = q.get(exp.id)
     assert done.state == ExperimentState.failed and "balance" in done.message
+
+
+def test_a_cancel_before_running_is_recorded_once_the_plan_stopped_safe(setup, plab):
+    """Running is proposed while the plan starts: a cancel that lands first (Prefect's UI sets
+    Cancelling on the Pending run) stops the plan, and the run ends Cancelled only once its
+    devices are safe, with the canceller's reason — never Cancelled while the plan still ran."""
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import State
+
+    q, worker, docs, fake = setup
+    let_running = threading.Event()
+    ends: list[tuple[str, bool]] = []  # each Cancelled written: its message, plan stopped yet?
+    real_set_state = fake.set_state
+    target: dict[str, str] = {}
+
+    def set_state(run_id, state, *, force=False):
+        if str(run_id) == target.get("id"):
+            if state.type == StateType.RUNNING:
+                assert let_running.wait(30)
+            if state.type == StateType.CANCELLED:
+                stopped = any(n == "stop" for n, _ in docs.of(str(run_id)))
+                ends.append((state.message or "", stopped))
+        return real_set_state(run_id, state, force=force)
+
+    fake.set_state = set_state
+    q.hold()
+    a, _gate = submit_gated(q, ["thermometer"], settables=["stirrer"], value=300)
+    target["id"] = a.id
+    q.release()
+    worker.claimer.invalidate(held=True)
+    wait_for(lambda: docs.events(a.id), "the plan reading while its run is still Pending")
+    assert plab["stirrer"].setpoint.get() == 300
+    cancelling = State(type=StateType.CANCELLING, message="cancelled by bob: wrong sample")
+    assert real_set_state(a.id, cancelling).accepted
+    let_running.set()
+    wait_for(lambda: ended(q, a.id), "the cancelled one ended")
+    done = q.get(a.id)
+    assert done.state == ExperimentState.cancelled
+    assert "wrong sample" in done.message and "safe" in done.message
+    assert ends and all(stopped for _, stopped in ends)
+    assert docs.of(a.id)[-1][1]["exit_status"] == "abort"
+    assert plab["stirrer"].setpoint.get() == 0

@@ -136,14 +136,16 @@ class Claimer:
         # the state our claim replaced is the one read with the run: nothing changed it since
         return run.model_copy(update={"state": states[-1]})
 
-    def start(self, run_id: UUID) -> bool:
+    def start(self, run_id: UUID, *, settle: bool = True) -> bool:
         """Move a run this worker claimed to Running; False if Prefect refused (it was
-        cancelled meanwhile: then it is ended Cancelled)."""
+        cancelled meanwhile: then, with ``settle``, it is ended Cancelled — without, the
+        caller ends it, e.g. once a plan already started has been stopped and made safe)."""
         running: State = Running(
             message=f"{self.tag} running (pid {os.getpid()} on {socket.gethostname()})"
         )
         if not self.prefect.set_state(run_id, running).accepted:
-            self._settle_refused(run_id)
+            if settle:
+                self._settle_refused(run_id)
             return False
         return True
 

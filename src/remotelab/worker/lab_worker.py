@@ -22,6 +22,7 @@ poll of Prefect backs it up. :class:`LabWorker` composes the parts that do each 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -427,15 +428,21 @@ class LabWorker:
         return run
 
     def _start_run(self, run: FlowRun) -> None:
-        """Move a claimed run to Running; if it was cancelled meanwhile, cancel its plan."""
+        """Move a claimed run to Running; if it was cancelled meanwhile, cancel its plan (its
+        lane records it Cancelled once the plan has stopped and its devices are safe)."""
         try:
-            started = self.claimer.start(run.id)
+            started = self.claimer.start(run.id, settle=False)
         except Exception as exc:
             log.warning("could not mark experiment %s running: %s", run.id, exc)
             return
         if started:
             return
-        cancel = Cancel(reason="cancelled before it started")
+        reason = "cancelled before it started"
+        with contextlib.suppress(Exception):
+            state = self.prefect.read_run(run.id).state
+            if state is not None and state.type == StateType.CANCELLING and state.message:
+                reason = state.message
+        cancel = Cancel(reason=reason)
         deadline = time.monotonic() + 10.0  # its lane is about to take it in hand
         while time.monotonic() < deadline:
             lane = next((x for x in self.lanes if x.experiment_id() == str(run.id)), None)
