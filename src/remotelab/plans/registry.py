@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import typing
 from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -25,16 +24,16 @@ from typing import TYPE_CHECKING, Any
 from bluesky.preprocessors import msg_mutator
 from pydantic import BaseModel, Field, ValidationError
 
-from remotelab.devices import LOST
 from remotelab.errors import (
     LabFileError,
     PlanNotAllowedError,
     PlanValidationError,
     UnknownRoleError,
 )
-from remotelab.plans.params import DEVICE_KINDS, PlanParams
+from remotelab.plans.params import PlanParams
 from remotelab.plans.provenance import provenance
-from remotelab.plans.uses import Uses, devices_used, names_in
+from remotelab.plans.references import check_references, marker_of, pydantic_errors
+from remotelab.plans.uses import Uses, devices_used
 
 if TYPE_CHECKING:
     from remotelab.lab import Lab
@@ -153,37 +152,6 @@ class ValidatedPlan(BaseModel):
     shared: list[str] = Field(
         default_factory=list, description="shared devices it drives, held for blocks of steps"
     )
-
-
-def _marker(info: Any) -> dict[str, Any]:
-    extra = info.json_schema_extra
-    return extra if isinstance(extra, dict) else {}
-
-
-def _is_list(annotation: Any) -> bool:
-    if typing.get_origin(annotation) in (list, tuple):
-        return True
-    return any(_is_list(arg) for arg in typing.get_args(annotation))
-
-
-def _pydantic_errors(exc: ValidationError, model: type[PlanParams]) -> list[dict[str, Any]]:
-    fields = model.model_fields
-    out = []
-    for err in exc.errors():
-        loc = [str(p) for p in err["loc"]]
-        param = ".".join(loc) if loc else None
-        top = fields.get(loc[0]) if loc else None
-        if err["type"] == "missing":
-            desc = f": {top.description}" if top is not None and top.description else ""
-            message = f"required parameter is missing (expected{desc})"
-        elif err["type"] == "extra_forbidden":
-            message = f"unknown parameter; this plan takes: {', '.join(fields)}"
-        else:
-            unit = _marker(top).get("unit") if top is not None else None
-            got = err.get("input")
-            message = f"{err['msg']}{' ' + unit if unit else ''} (got {got!r})"
-        out.append({"param": param, "message": message})
-    return out
 
 
 class PlanRegistry:
@@ -311,13 +279,11 @@ class PlanRegistry:
         try:
             model = model_cls.model_validate(submitted)
         except ValidationError as exc:
-            errors.extend(_pydantic_errors(exc, model_cls))
+            errors.extend(pydantic_errors(exc, model_cls))
             model = None
         bad = {e["param"].split(".")[0] for e in errors if e.get("param")}
         values = model.model_dump() if model is not None else submitted
-        filled, ref_errors, devices, samples = self._check_references(
-            model_cls, values, lab, skip=bad
-        )
+        filled, ref_errors, devices, samples = check_references(model_cls, values, lab, skip=bad)
         errors.extend(ref_errors)
         if model is not None and filled:
             model = model_cls.model_validate({**model.model_dump(), **filled})
@@ -339,94 +305,6 @@ class PlanRegistry:
             shared=shared,
         )
 
-    def _check_references(
-        self, model_cls: type[PlanParams], values: Mapping[str, Any], lab: Lab, *, skip: set[str]
-    ) -> tuple[dict[str, Any], list[dict[str, Any]], list[str], list[str]]:
-        """Devices, samples, wells and locations the parameters name, checked against the lab."""
-        filled: dict[str, Any] = {}
-        errors: list[dict[str, Any]] = []
-        devices: list[str] = []
-        samples: list[str] = []
-        wells = {w for n, lw in lab.spec.labware.items() for w in lw.well_names(n)}
-        for pname, info in model_cls.model_fields.items():
-            if pname in skip:
-                continue
-            marker = _marker(info)
-            value = values.get(pname, None if info.is_required() else info.get_default())
-            many = _is_list(info.annotation)
-            kind = marker.get("device_kind")
-            if kind is not None:
-                what, fits = DEVICE_KINDS[kind]
-                of_kind = [n for n, d in lab.devices.items() if fits(d)]
-                if value is None:
-                    if marker.get("optional"):
-                        continue
-                    if many and of_kind:
-                        value = filled[pname] = of_kind
-                    elif not many and len(of_kind) == 1:
-                        value = filled[pname] = of_kind[0]
-                    else:
-                        choice = f"name one of: {', '.join(of_kind)}" if of_kind else "none here"
-                        errors.append(
-                            {"param": pname, "message": f"expected {what} of this lab; {choice}"}
-                        )
-                        continue
-                for item in names_in(value):
-                    if item not in lab.devices:
-                        errors.append(
-                            {
-                                "param": pname,
-                                "message": f"unknown device {item!r}; expected {what}: "
-                                f"{', '.join(of_kind) or 'this lab has none'}",
-                            }
-                        )
-                    elif not fits(lab.devices[item]):
-                        cls = type(lab.devices[item]).__name__
-                        errors.append(
-                            {
-                                "param": pname,
-                                "message": f"device {item!r} is a {cls}, not {what}; "
-                                f"this lab's: {', '.join(of_kind) or 'none'}",
-                            }
-                        )
-                    elif item not in devices:
-                        devices.append(item)
-            if marker.get("sample"):
-                for item in names_in(value):
-                    if item not in lab.tracker.positions:
-                        errors.append(
-                            {
-                                "param": pname,
-                                "message": f"unknown sample {item!r}; this lab's samples: "
-                                f"{', '.join(lab.tracker.samples)}",
-                            }
-                        )
-                    elif lab.tracker.where(item) == LOST:
-                        errors.append({"param": pname, "message": f"sample {item!r} is lost"})
-                    elif item not in samples:
-                        samples.append(item)
-            if marker.get("well"):
-                for item in names_in(value):
-                    if item not in wells:
-                        errors.append(
-                            {
-                                "param": pname,
-                                "message": f"unknown well {item!r}; this lab's wells: "
-                                f"{', '.join(sorted(wells))}",
-                            }
-                        )
-            if marker.get("location"):
-                for item in names_in(value):
-                    if item not in lab.tracker.locations:
-                        errors.append(
-                            {
-                                "param": pname,
-                                "message": f"unknown location {item!r}; this lab's locations: "
-                                f"{', '.join(lab.tracker.locations)}",
-                            }
-                        )
-        return filled, errors, devices, samples
-
     # -- building ----------------------------------------------------------------------------
     def build(self, validated: ValidatedPlan, lab: Lab, *, md: dict | None = None) -> Generator:
         """The bluesky plan of a validated submission, with provenance in its start document.
@@ -441,7 +319,7 @@ class PlanRegistry:
         used = []
         for pname, info in definition.params.model_fields.items():
             value = getattr(model, pname)
-            if _marker(info).get("device_kind") and value is not None:
+            if marker_of(info).get("device_kind") and value is not None:
                 if isinstance(value, list | tuple):
                     value = [lab[n] for n in value]
                     used.extend(value)
