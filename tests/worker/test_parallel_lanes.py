@@ -22,7 +22,7 @@ from gated_plans import GATES
 from remotelab.lab import Lab, lab_spec
 from remotelab.plans.registry import registry_for
 from remotelab.queue import ExperimentQueue, ExperimentState
-from remotelab.queue.commands import Abort, Pause, Resume
+from remotelab.queue.commands import Abort, Cancel, Pause, Resume
 from remotelab.queue.fake import FakePrefectLab
 from remotelab.worker import LabWorker
 
@@ -264,6 +264,29 @@ def test_lab_wide_abort_aborts_every_running_experiment(setup):
     wait_for(lambda: ended(q, a.id) and ended(q, b.id), "both ended")
     assert q.get(a.id).state == q.get(b.id).state == ExperimentState.cancelled
     wait_for(lambda: not worker.book.snapshot(), "every reservation freed")
+
+
+def test_a_cancel_that_meets_an_abort_already_under_way_is_done_not_refused(setup, plab):
+    """A cancel reaches the worker twice (the control channel, and Cancelling in Prefect):
+    the second abort finds the RunEngine already aborting, and that is not an error."""
+    q, worker, docs, _ = setup
+    a, _ = submit_gated(q, ["thermometer"], settables=["stirrer"], value=300)
+    wait_for(lambda: running_ids(worker) == {a.id}, "it runs")
+    wait_for(lambda: docs.events(a.id), "it reads")
+    runner = next(lane.runner for lane in worker.lanes if lane.experiment_id() == a.id)
+    real_abort = runner.RE.abort
+
+    def another_abort_landed_first(reason: str = "") -> Any:
+        real_abort("cancel seen in Prefect")  # the other path, between state read and call
+        return real_abort(reason)  # the RunEngine is aborting now: TransitionError
+
+    runner.RE.abort = another_abort_landed_first
+    reply = worker.commands(Cancel(experiment=a.id, reason="wrong sample"))
+    assert reply.ok, reply.error
+    wait_for(lambda: ended(q, a.id), "it ended")
+    assert q.get(a.id).state == ExperimentState.cancelled
+    assert docs.of(a.id)[-1][1]["exit_status"] == "abort"
+    assert plab["stirrer"].setpoint.get() == 0
 
 
 def test_plans_waiting_for_the_shared_arm_get_it_in_order(setup):

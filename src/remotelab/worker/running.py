@@ -29,6 +29,9 @@ from remotelab.queue.models import Experiment
 
 log = logging.getLogger("remotelab.worker")
 
+ENDING = frozenset({"aborting", "stopping", "halting"})
+"""RunEngine states in which a plan is already on its way out."""
+
 
 @dataclass
 class Current:
@@ -206,9 +209,7 @@ class Runner:
             self._commands.put(command)
             return Reply.done()
         if state != "running":
-            if isinstance(command, Abort | Cancel):
-                return Reply.done("the plan had not started; it will not start")
-            return Reply.refused(f"the RunEngine is {state}")
+            return self._not_running(command, state)
         try:
             if isinstance(command, Pause):
                 self.RE.request_pause(defer=command.defer)
@@ -218,12 +219,28 @@ class Runner:
                 self.RE.stop()
             else:
                 self.RE.abort(current.cancel_reason or "")
-        except Exception as exc:  # the RunEngine changed state meanwhile: hand it over
-            if str(self.RE.state) == "paused" and not isinstance(command, Pause):
-                self._commands.put(command)
+        except Exception as exc:  # the RunEngine changed state meanwhile
+            now = str(self.RE.state)
+            if now == "paused" and not isinstance(command, Pause):
+                self._commands.put(command)  # hand it to the paused loop
                 return Reply.done()
+            if now != "running" and isinstance(command, Abort | Cancel | Stop):
+                return self._not_running(command, now)  # e.g. a cancel seen in Prefect too
             return Reply.refused(f"{type(exc).__name__}: {exc}")
         return Reply.done()
+
+    @staticmethod
+    def _not_running(command: Interrupt, state: str) -> Reply:
+        """The answer to ``command`` while the RunEngine is ``state`` (not running or paused).
+
+        A second abort, cancel or stop of a plan already ending is done, not an error: a
+        cancel reaches the worker both over the control channel and from Prefect's state.
+        """
+        if isinstance(command, Abort | Cancel | Stop) and state in ENDING:
+            return Reply.done(f"the plan is already {state}")
+        if isinstance(command, Abort | Cancel):
+            return Reply.done("the plan had not started; it will not start")
+        return Reply.refused(f"the RunEngine is {state}")
 
 
 __all__ = ["Current", "Ended", "Runner"]
