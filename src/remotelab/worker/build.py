@@ -45,6 +45,11 @@ def build_worker(
         )
         for callback in subscribers:
             lane.RE.subscribe(callback)
+    update_status = getattr(publisher, "update_status", None)
+    if update_status is not None:  # the worker's alerts in its live status
+        worker.alerts.on_change.append(
+            lambda alerts: update_status(alerts=[a.to_value() for a in alerts])
+        )
     return worker
 
 

@@ -49,9 +49,9 @@ class Cached(Generic[T]):
         fresh = not self.stale and time.monotonic() - self.read_at <= self.ttl
         if fresh and (self.value or self.keep_empty):
             return self.value
-        self.stale = False
-        self.read_at = time.monotonic()
-        self.value = self._read()
+        at = time.monotonic()
+        self.value = self._read()  # a failed read is tried again on next use
+        self.stale, self.read_at = False, at
         return self.value
 
     def invalidate(self) -> None:
@@ -147,6 +147,20 @@ class Claimer:
             if settle:
                 self._settle_refused(run_id)
             return False
+        return True
+
+    def let_go(self, run_id: str | UUID) -> bool:
+        """Undo a claim left half-made (Prefect was lost mid-claim): if the run is still
+        Pending as this worker claimed it, back to the state before; whether it was."""
+        states = self.prefect.history(UUID(str(run_id)))
+        last = states[-1] if states else None
+        mine = f"{self.tag} claimed"
+        if last is None or last.type != StateType.PENDING or (last.message or "") != mine:
+            return False
+        if len(states) < 2:
+            return False
+        self.prefect.set_state(run_id, copy_of(states[-2]), force=True)
+        self.queue.invalidate()
         return True
 
     def _was_queued(self, run_id: UUID) -> list[State] | None:
