@@ -33,6 +33,9 @@ def build_worker(
     ``control_bind``, ``poll_interval``, ``grace``, ``data_url``, ``worker_id``…). Starting
     the worker, and closing it, the store and the publisher, stay with the caller.
     """
+    path = getattr(store, "path", None)
+    if path is not None:  # its disk is watched
+        worker_options.setdefault("store_path", path)
     worker = LabWorker(lab, api_url=api_url, **worker_options)
     for lane in worker.lanes:
         # the store first: a document is durable before any other callback sees it

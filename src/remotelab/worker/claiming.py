@@ -76,9 +76,15 @@ class Claimer:
         self.worker_id = worker_id
         self.tag = worker_tag(worker_id)
         self.held: Cached[bool] = Cached(prefect.is_held, poll_interval, False)
+        #: why this worker holds the lab itself (a fault Prefect has not been told of yet)
+        self.fault: str | None = None
         self.queue: Cached[list[FlowRun]] = Cached(
             self._read_queue, poll_interval, [], keep_empty=False
         )
+
+    def is_held(self) -> bool:
+        """Whether the lab is held: in Prefect, or by this worker for a fault."""
+        return self.fault is not None or self.held.get()
 
     def invalidate(self, *, held: bool = False) -> None:
         """Read the queue (``held``: and the lab's hold) again before the next claim."""
@@ -105,7 +111,7 @@ class Claimer:
     def claim(self) -> FlowRun | None:
         """Claim the lab's next queued run (highest priority, then earliest), or None; the
         run as read after the claim (no edit can change it once it is ours)."""
-        if self.held.get():
+        if self.is_held():
             return None
         for run in self.candidates():
             claimed = self.claim_one(run)

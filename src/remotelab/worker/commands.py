@@ -109,8 +109,6 @@ class CommandTable:
         return Reply(ok=True, info=self.status())
 
 
-
-
 def watch_prefect_cancels(
     lanes: list[Lane], prefect: LabOnPrefect, poll_interval: float, stopping: threading.Event
 ) -> None:

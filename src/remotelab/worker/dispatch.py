@@ -193,7 +193,7 @@ class Dispatcher:
         """Reserve and claim the first queued experiment whose resources are free (only when
         ``lanes_free``); note why the others wait. The claimed run and its booking, or None.
         ``start=False``: the run is left Pending (see :meth:`Claimer.claim_one`)."""
-        if self.claimer.held.get():
+        if self.claimer.is_held():
             self.waiting = {}
             return None
         protect: set[str] = set()

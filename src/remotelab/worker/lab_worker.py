@@ -52,6 +52,7 @@ from remotelab.worker.alerts import Alerts
 from remotelab.worker.claiming import Claimer
 from remotelab.worker.commands import CommandTable, watch_prefect_cancels
 from remotelab.worker.dispatch import DeviceLeases, Dispatcher, block_waits, reservations_view
+from remotelab.worker.faults import FaultGuard
 from remotelab.worker.lanes import Booking, Lane
 from remotelab.worker.link import Link, Watched
 from remotelab.worker.presence import Presence
@@ -94,6 +95,7 @@ class LabWorker:
         edit_check_interval: float = EDIT_CHECK_INTERVAL,
         prefect: LabOnPrefect | None = None,
         outbox: str | Path | None = None,
+        store_path: str | Path | None = None,
     ):
         self.lab = lab
         self.name: str = lab.name
@@ -159,6 +161,10 @@ class LabWorker:
             data_url=data_url,
             outbox_path=outbox,
         )
+        self.faults = FaultGuard.for_lab(
+            lab, self.prefect, self.claimer, self.recorder.outbox, self.alerts, store_path
+        )
+        self.recorder.on_unsafe.append(self.faults.hold)
         # a claim Prefect was lost in the middle of is undone once it is back
         self.recorder.outbox.handlers["unclaim"] = lambda p: self.claimer.let_go(p["run"])
         self.dispatcher.on_claim_lost = lambda run: self.recorder.outbox.put(
@@ -372,6 +378,7 @@ class LabWorker:
             # here, not between experiments: a long experiment must not keep a hold waiting
             if self.stale_holds.check():
                 self.claimer.invalidate()
+            self.faults.check()
 
     def _renew_leases(self) -> None:
         self.leases.renew()
@@ -402,7 +409,7 @@ class LabWorker:
     def held(self) -> bool:
         """Whether the lab is held (re-read at most every poll interval, and at once after a
         wake-up or hold message)."""
-        return self.claimer.held.get()
+        return self.claimer.is_held()
 
     def candidates(self) -> list[FlowRun]:
         """The next few queued flow runs of the lab, in the order they should run."""
@@ -502,6 +509,7 @@ class LabWorker:
                 held = {d for d in need.shared if self.book.holder_of(d) in (None, exp_id)}
                 own = need.devices | held
             lane.last = self.recorder.finish(ended, own)
+            self.faults.after(lane.last, ended.error)
             return lane.last
         finally:
             lane.runner.done()

@@ -11,7 +11,7 @@ and all of it when Prefect is back after an outage, or by the next worker after 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -70,6 +70,8 @@ class Recorder:
         self.worker_id = worker_id
         self.tag = tag
         self.data_url = data_url
+        #: called with the reason when an experiment left devices that failed their safe state
+        self.on_unsafe: list[Callable[[str], Any]] = []
         self.outbox = Outbox(
             outbox_path,
             owner=worker_id,
@@ -129,6 +131,8 @@ class Recorder:
             except SafeStateError as exc:
                 unsafe = exc
                 suffix = f"; devices NOT safe, lab held: {exc}"
+                for listener in self.on_unsafe:
+                    listener(f"devices failed their safe state after experiment {exp.id}: {exc}")
         state = outcome.state(self.tag, suffix + outcome_tail(current.uids, outcome.exit_status))
         labels = run_labels(self.worker_id, current.uids, outcome.exit_status)
         # on disk first: the outcome is Prefect's as soon as it can be, whatever happens
