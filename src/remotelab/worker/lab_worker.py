@@ -60,6 +60,7 @@ from remotelab.worker.questions import Questions
 from remotelab.worker.records import Recorder, make_safe
 from remotelab.worker.recovery import StaleHolds, forget_dead_workers, recover
 from remotelab.worker.running import Runner
+from remotelab.worker.watchdogs import Watchdogs
 
 log = logging.getLogger("remotelab.worker")
 
@@ -165,6 +166,7 @@ class LabWorker:
             lab, self.prefect, self.claimer, self.recorder.outbox, self.alerts, store_path
         )
         self.recorder.on_unsafe.append(self.faults.hold)
+        self.watchdogs = Watchdogs.for_worker(self)
         # a claim Prefect was lost in the middle of is undone once it is back
         self.recorder.outbox.handlers["unclaim"] = lambda p: self.claimer.let_go(p["run"])
         self.dispatcher.on_claim_lost = lambda run: self.recorder.outbox.put(
@@ -374,14 +376,12 @@ class LabWorker:
                 self.presence.beat()
             except Exception as exc:
                 log.warning("heartbeat failed: %s", exc)
-            self._renew_leases()
+            self.leases.renew()
             # here, not between experiments: a long experiment must not keep a hold waiting
             if self.stale_holds.check():
                 self.claimer.invalidate()
             self.faults.check()
-
-    def _renew_leases(self) -> None:
-        self.leases.renew()
+            self.watchdogs.check()
 
     def _watch_loop(self) -> None:
         watch_prefect_cancels(self.lanes, self.prefect, self.poll_interval, self._stopping)
