@@ -12,7 +12,9 @@ import subprocess
 
 import pytest
 from queue_helpers import WorkerThread, wait_until, write_lab
+from rich.text import Text
 
+from remotelab.cli import render
 from remotelab.data import RunStore
 from remotelab.lab import load_lab
 from remotelab.queue import ExperimentQueue, ExperimentState
@@ -78,6 +80,22 @@ def test_a_full_disk_under_the_store_holds_the_lab_and_burns_nothing(
             lambda: any("nearly full" in a["message"] for a in w.worker._describe()["alerts"]),
             what="the disk reported nearly full",
         )
+        # what the gateway's lab summary, `remotelab lab` and the dashboard show
+        shown = wait_until(
+            lambda: [a for a in queue.alerts() if a["kind"] == "lab held"], what="it announced"
+        )
+        assert shown[0]["worker"] == w.worker.id and "disk" in shown[0]["message"]
+        line = render.lab_summary(
+            {
+                "name": lab.name,
+                "simulated": True,
+                "held": True,
+                "workers": 1,
+                "queued": 3,
+                "alerts": queue.alerts(),
+            }
+        )
+        assert "HELD" in line and "! lab " in Text.from_markup(line).plain
         assert lab["stirrer"].setpoint.get() == 0  # left safe
         assert [queue.get(q.id).state for q in queued] == [ExperimentState.queued] * 3
         # room again, the manager releases the lab: the queue goes on

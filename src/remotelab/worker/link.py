@@ -77,8 +77,8 @@ class Link:
         down = self.down_since
         return {
             "reachable": down is None,
-            "down_since": datetime.fromtimestamp(down, UTC).isoformat() if down else None,
-            "last_error": self.last_error if down else "",
+            "down_since": None if down is None else datetime.fromtimestamp(down, UTC).isoformat(),
+            "last_error": "" if down is None else self.last_error,
             "outages": self.outages,
             "retry_in": self.retry_in,
         }
