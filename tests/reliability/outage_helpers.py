@@ -55,7 +55,35 @@ def read_docs(path: Path) -> list[tuple[str, dict]]:
     return out
 
 
-def start_worker(lab_file: Path, api_url: str, data_dir: Path, docs: Path, log: Path):
+def start_proxy(in_port: int, out_port: int, log: Path) -> subprocess.Popen:
+    """``remotelab stream-proxy`` on loopback."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "remotelab",
+                "stream-proxy",
+                "--in",
+                f"tcp://127.0.0.1:{in_port}",
+                "--out",
+                f"tcp://127.0.0.1:{out_port}",
+            ],
+            env=subprocess_env("", log.parent),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def start_worker(
+    lab_file: Path,
+    api_url: str,
+    data_dir: Path,
+    docs: Path,
+    log: Path,
+    stream: str = "none",
+):
     """``remotelab worker`` on the lab, with its outages shortened (see the conftest)."""
     env = {
         **subprocess_env(api_url, data_dir),
@@ -79,7 +107,7 @@ def start_worker(lab_file: Path, api_url: str, data_dir: Path, docs: Path, log: 
                 "--subscriber",
                 "queue_test_plans:jsonl_documents",
                 "--stream",
-                "none",
+                stream,
             ],
             env=env,
             stdout=out,
