@@ -17,7 +17,8 @@ poll of Prefect backs it up. :class:`LabWorker` composes the parts that do each 
 - :mod:`~remotelab.worker.questions` — the plan's questions to the operator;
 - :mod:`~remotelab.worker.commands` — the control commands, in a table;
 - :mod:`~remotelab.worker.presence` — the announcement, the heartbeat, the peers;
-- :mod:`~remotelab.worker.recovery` — experiments of dead workers, stale edit holds.
+- :mod:`~remotelab.worker.recovery` — experiments of dead workers, stale edit holds;
+- :mod:`~remotelab.queue.lost` — peers whose heartbeat stopped, marked lost.
 """
 
 from __future__ import annotations
@@ -42,10 +43,12 @@ from remotelab.lab.reservations import Reservations
 from remotelab.queue import control
 from remotelab.queue.announcement import HEARTBEAT_INTERVAL
 from remotelab.queue.commands import Abort, Cancel
+from remotelab.queue.lost import LostWorkers, OnLost, RunUids
 from remotelab.queue.messages import worker_tag
 from remotelab.queue.models import Experiment, Question
 from remotelab.queue.prefect_lab import LabOnPrefect, PrefectLab
 from remotelab.queue.service import PlanRegistryLike, default_registry
+from remotelab.settings import worker_lost_after
 from remotelab.worker.claiming import Claimer
 from remotelab.worker.commands import CommandTable
 from remotelab.worker.dispatch import DeviceLeases, Dispatcher, block_waits, reservations_view
@@ -91,6 +94,9 @@ class LabWorker:
         edit_grace: float = EDIT_GRACE,
         edit_check_interval: float = EDIT_CHECK_INTERVAL,
         prefect: LabOnPrefect | None = None,
+        lost_after: float | None = None,
+        on_lost: OnLost | None = None,
+        run_uids: RunUids | None = None,
     ):
         self.lab = lab
         self.name: str = lab.name
@@ -128,6 +134,7 @@ class LabWorker:
             for index in range(max(1, int(getattr(lab, "concurrency", 1))))
         ]
         for lane in self.lanes:
+            lane.RE.subscribe(lambda _n, _d: self.presence.announce_soon(), "start")  # its uid
             for callback in subscribers:
                 lane.RE.subscribe(callback)
         self.claimer = Claimer(self.prefect, self.id, poll_interval)
@@ -138,6 +145,16 @@ class LabWorker:
             lab, lambda: self.registry, self.claimer, self.book, self.leases
         )
         self.stale_holds = StaleHolds(self.prefect, edit_grace, edit_check_interval)
+        #: peers whose heartbeat stopped for ``lost_after`` s (default: the setting) are lost
+        self.lost_workers = LostWorkers(
+            self.prefect,
+            f"worker {self.id}",
+            lost_after=lost_after or worker_lost_after(),
+            own_id=self.id,
+            run_uids=run_uids,
+            on_lost=on_lost,
+            interval=HEARTBEAT_INTERVAL,
+        )
         self.recorder = Recorder(
             self.prefect, lab, worker_id=self.id, tag=self.tag, data_url=data_url
         )
@@ -235,7 +252,7 @@ class LabWorker:
         safe. Returns the experiments it marked crashed."""
         self.prefect.ensure()
         self.control = control.ControlServer(self.commands, self.control_bind).start()
-        self.presence.announce(create=True)
+        self.presence.arrive()
         crashed = self.recover()
         self.restore_stale_edits()
         peers = self.presence.peers()
@@ -340,6 +357,7 @@ class LabWorker:
             except Exception as exc:
                 log.warning("heartbeat failed: %s", exc)
             self._renew_leases()
+            self.lost_workers.check_quietly()
             # here, not between experiments: a long experiment must not keep a hold waiting
             if self.stale_holds.check():
                 self.claimer.invalidate()
@@ -370,7 +388,8 @@ class LabWorker:
     def recover(self) -> list[Experiment]:
         """Mark Crashed the lab's experiments still active whose worker is gone, and give
         back the device leases of the lab's dead workers."""
-        crashed = recover(self.prefect, self.id)
+        lost = self.lost_workers
+        crashed = recover(self.prefect, self.id, run_uids=lost.run_uids, on_lost=lost.on_lost)
         forget_dead_workers(self.prefect, self.id)
         return crashed
 

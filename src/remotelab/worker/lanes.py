@@ -124,6 +124,7 @@ class Lane:
             "question": question.model_dump() if question else None,
             "started": datetime.fromtimestamp(started, UTC).isoformat(),
             "lane": self.index,
+            "runs": list(current.uids),  # for whoever finds this worker lost
         }
 
 
