@@ -57,15 +57,17 @@ def create_app(
     notification hook; see :mod:`remotelab.queue.lost`).
     """
     gateway = Gateway(auth=auth, labs={s.name: s for s in labs}, store=store, live=LiveHub(stream))
-    watchers = (
-        lost_worker_watchers(gateway.labs.values(), store, lost_after=lost_after, on_lost=on_lost)
-        if watch_workers
-        else []
-    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         gateway.live.start()
+        watchers = (  # afresh each time the app is served
+            lost_worker_watchers(
+                gateway.labs.values(), store, lost_after=lost_after, on_lost=on_lost
+            )
+            if watch_workers
+            else []
+        )
         for watcher in watchers:
             watcher.start()
         try:

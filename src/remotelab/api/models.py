@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from remotelab.api.auth import Role
+from remotelab.queue.announcement import LostRecord
 from remotelab.queue.models import Experiment, Priority
 
 
@@ -143,6 +144,11 @@ class LabSummary(BaseModel):
         default_factory=list, description="every running (or paused) experiment"
     )
     status: dict[str, Any] | None = Field(None, description="the worker's last live status")
+    lost: list[LostRecord] = Field(
+        default_factory=list,
+        description="workers found lost (heartbeat stopped): who marked them, when, and the "
+        "experiments marked crashed; kept until the worker comes back, or for a day",
+    )
 
 
 class DeviceStatus(BaseModel):

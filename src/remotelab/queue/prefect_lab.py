@@ -348,12 +348,9 @@ class PrefectLab:
 
     def workers(self, *, live: bool = True) -> list[WorkerAnnouncement]:
         """The announcements of the lab's workers (``live``: only of those still running)."""
-        prefix = lab_prefix(self.name)
         found = []
-        for var in self.client.read_variables():
-            if not var.name.startswith(prefix):
-                continue
-            info = WorkerAnnouncement.parse(var.value)
+        for value in self._variables(lab_prefix(self.name)):
+            info = WorkerAnnouncement.parse(value)
             if info is not None and (not live or info.is_alive()):
                 found.append(info)
         return found
@@ -381,13 +378,24 @@ class PrefectLab:
 
     def lost_workers(self) -> list[LostRecord]:
         """The records of the lab's lost workers."""
-        prefix = lost_prefix(self.name)
-        found = (
-            LostRecord.parse(var.value)
-            for var in self.client.read_variables()
-            if var.name.startswith(prefix)
-        )
+        found = (LostRecord.parse(v) for v in self._variables(lost_prefix(self.name)))
         return [r for r in found if r is not None and r.lab == self.name]
+
+    def _variables(self, prefix: str) -> list[Any]:
+        """The values of the variables whose name starts with ``prefix`` (Prefect selects
+        by substring, page by page; the prefix is checked here)."""
+        values: list[Any] = []
+        offset = 0
+        while True:
+            page = self.client.request(
+                "POST",
+                "/variables/filter",
+                json={"variables": {"name": {"like_": prefix}}, "limit": PAGE, "offset": offset},
+            ).json()
+            offset += len(page)
+            values += [v.get("value") for v in page if str(v.get("name", "")).startswith(prefix)]
+            if len(page) < PAGE:
+                return values
 
     def forget_lost(self, worker_id: str) -> None:
         """Remove a worker's lost record (it came back, or the record is old)."""
