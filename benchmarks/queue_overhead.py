@@ -7,7 +7,8 @@ Prints:
 - submission-to-start latency on an idle lab (submit call to Prefect's start time);
 - the same plan on a bare RunEngine, for reference;
 - submission p50/p99 while an experiment runs (100 submissions; the lab busy with a long
-  ``measure`` of the same thermometer, so they wait);
+  ``measure`` of the same thermometer, so they wait), and the same with a killed worker's
+  announcement left in Prefect (its control port silent);
 - with 1,000 experiments waiting: submission p50/p99, time to list the queue, server errors;
 - bluesky-queueserver's per-item overhead beside ours, if given the anchor script
   (``--anchor PATH`` or ``$REMOTELAB_QUEUESERVER_ANCHOR``).
@@ -31,6 +32,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import yaml
@@ -43,6 +45,8 @@ from bluesky import RunEngine  # noqa: E402
 from remotelab.lab import load_lab, shipped_lab_text  # noqa: E402
 from remotelab.plans.registry import registry_for  # noqa: E402
 from remotelab.queue import ExperimentQueue, ExperimentState, PrefectServer  # noqa: E402
+from remotelab.queue.announcement import WorkerAnnouncement  # noqa: E402
+from remotelab.queue.server import free_port  # noqa: E402
 
 PLAN, PARAMS = "measure", {"detectors": ["thermometer"], "num": 1}
 SPEED = 1000
@@ -75,6 +79,21 @@ def bare_runengine(lab, n: int) -> list[float]:
         re(plan)
         times.append(time.perf_counter() - t0)
     return times
+
+
+def dead_worker(q: ExperimentQueue) -> WorkerAnnouncement:
+    """The announcement of a worker of another host that was just killed (its heartbeat
+    still fresh, nothing listening on its control port), as the queue would find it."""
+    info = WorkerAnnouncement(
+        id="killed-elsewhere",
+        lab=q.name,
+        host="another-host",
+        pid=1,
+        control=f"tcp://127.0.0.1:{free_port()}",
+        heartbeat=(datetime.now(UTC) + timedelta(hours=1)).isoformat(),  # fresh throughout
+    )
+    q.prefect.announce(info, create=True)
+    return info
 
 
 def submit_while_busy(q: ExperimentQueue, n: int) -> tuple[list[float], bool]:
@@ -190,8 +209,14 @@ def main() -> None:
             wait_done(q, exp.id)
             latencies.append(q.get(exp.id).started.timestamp() - before)
 
-        # 3. submissions while an experiment runs (they wait for its thermometer)
+        # 3. submissions while an experiment runs (they wait for its thermometer), then
+        # the same with a killed worker's announcement left in Prefect
         busy_times, ran_throughout = submit_while_busy(q, args.busy)
+        dead = dead_worker(q)
+        try:
+            dead_times, dead_ran = submit_while_busy(q, args.busy)
+        finally:
+            q.prefect.withdraw(dead.id)
 
         # 4. backlog
         q.hold()
@@ -232,6 +257,11 @@ def main() -> None:
             f"p99 {ms(pct(busy_times, 99))} ({args.busy} submissions"
             + ("" if ran_throughout else "; the experiment ended before the last one")
             + ")"
+        )
+        print(
+            f"  the same with a killed worker's announcement left: "
+            f"p50 {ms(statistics.median(dead_times))}, p99 {ms(pct(dead_times, 99))}"
+            + ("" if dead_ran else " (the experiment ended before the last one)")
         )
         print(f"with {len(listed)} experiments waiting:")
         print(

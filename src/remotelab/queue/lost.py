@@ -222,6 +222,7 @@ class LostWorkers:
             lost_after, max_gap=max(lost_after / 2, 3 * self.interval), clock=clock
         )
         self._lock = threading.Lock()
+        self._failing = False
 
     def check(self) -> list[LostRecord]:
         """One look at the lab's workers: those found lost and marked by this watcher."""
@@ -235,12 +236,19 @@ class LostWorkers:
             return marked
 
     def check_quietly(self) -> list[LostRecord]:
-        """:meth:`check`; a failure (Prefect unreachable) is only logged."""
+        """:meth:`check`; a failure (Prefect unreachable) is only logged, once until a look
+        succeeds again."""
         try:
-            return self.check()
+            marked = self.check()
         except Exception as exc:
-            log.warning("lab %s: could not look for lost workers: %s", self.prefect.name, exc)
+            if not self._failing:
+                log.warning("lab %s: could not look for lost workers: %s", self.prefect.name, exc)
+            self._failing = True
             return []
+        if self._failing:
+            log.info("lab %s: looking for lost workers again", self.prefect.name)
+        self._failing = False
+        return marked
 
     def mark(self, info: WorkerAnnouncement, silent_for: float) -> LostRecord | None:
         """Mark worker ``info`` lost, unless another watcher does (then None)."""
