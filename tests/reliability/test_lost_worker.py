@@ -7,6 +7,7 @@ Real processes on a real Prefect server; every wait is on a condition.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 from typing import Any
 from uuid import UUID
@@ -192,3 +193,45 @@ def test_gateway_and_peer_both_watching_mark_once(
     nxt = exq.submit("steps", {"n": 2}, submitter="ada")
     assert exq.wait_for(nxt.id, timeout=120).state == ExperimentState.completed
     assert len(calls) == 1 and calls[0][1:] == (info["id"], [victim.id])
+
+
+def test_a_worker_marked_lost_that_comes_back_announces_again_and_records_its_outcome(
+    exq, worker_process, gateway, tmp_path
+):
+    """Frozen (SIGSTOP) past the lost time, then thawed: the gateway marked it lost meanwhile;
+    back, it says so, announces itself again, removes its record, and the outcome it records
+    replaces the lost mark."""
+    docs = tmp_path / "docs.jsonl"
+    proc = worker_process(docs)
+    exp = exq.submit("steps", {"n": 1000, "step_s": 0.01, "stir": 400}, submitter="ada")
+    wait_until(lambda: len(docs_of(read_docs(docs), "event", exp.id)) >= 3, what="events")
+    (info,) = [w for w in exq.workers(fresh=True) if w["pid"] == proc.pid]
+    calls: Calls = []
+    gateway(hook(calls, "gateway"))
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        wait_until(
+            lambda: (r := exq.prefect.lost(info["id"])) is not None and r.done,
+            timeout=120,
+            what="the frozen worker to be marked lost",
+        )
+        assert is_lost_message(exq.get(exp.id).message)
+    finally:
+        proc.send_signal(signal.SIGCONT)
+    wait_until(
+        lambda: (
+            exq.prefect.announcement(info["id"]) is not None
+            and exq.prefect.lost(info["id"]) is None
+        ),
+        timeout=120,
+        what="the worker to announce itself again",
+    )
+    done = wait_until(
+        lambda: (e := exq.get(exp.id)).state != ExperimentState.crashed and e.state.finished and e,
+        timeout=300,
+        what="the worker's own outcome",
+    )
+    assert done.state == ExperimentState.completed and not is_lost_message(done.message)
+    assert calls == [("gateway", info["id"], [exp.id])]
+    log = (tmp_path / "worker0.log").read_text()
+    assert "was marked lost by the gateway" in log
