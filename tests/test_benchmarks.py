@@ -39,11 +39,12 @@ TINY: dict[str, tuple[list[str], list[str]]] = {
         ],
     ),
     "queue_overhead.py": (
-        ["--n", "2", "--latency", "1", "--backlog", "1"],
+        ["--n", "2", "--latency", "1", "--busy", "2", "--backlog", "1"],
         [
             "per-experiment overhead",
             "submission-to-start",
             "bare RunEngine",
+            "submission while an experiment runs",
             "listing the queue",
             "bluesky-queueserver not measured",
         ],

@@ -45,6 +45,12 @@ class Settings(BaseSettings):
         gt=0,
         description="Longest wait (s) of a worker between two tries while Prefect is unreachable.",
     )
+    worker_lost_after: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds a worker's heartbeat may stay silent before the gateway or a peer "
+        "worker marks it lost (its experiments Crashed, its devices freed).",
+    )
 
     @property
     def store_path(self) -> Path:
@@ -66,9 +72,15 @@ def data_dir() -> Path:
     return get_settings().data_dir.expanduser()
 
 
+def worker_lost_after() -> float:
+    """Seconds of silent heartbeat after which a worker is lost: ``$REMOTELAB_WORKER_LOST_AFTER``
+    (default 60)."""
+    return get_settings().worker_lost_after
+
+
 def prefect_api_url() -> str | None:
     """The Prefect API remotelab uses: ``$REMOTELAB_PREFECT_API_URL``, else ``$PREFECT_API_URL``."""
     return get_settings().prefect_api_url or os.environ.get("PREFECT_API_URL") or None
 
 
-__all__ = ["Settings", "data_dir", "get_settings", "prefect_api_url"]
+__all__ = ["Settings", "data_dir", "get_settings", "prefect_api_url", "worker_lost_after"]

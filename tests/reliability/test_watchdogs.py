@@ -31,8 +31,7 @@ class Clock:
 @pytest.fixture
 def setup(lab):
     fake = FakePrefectLab(lab.name)
-    registry = default_registry(lab)
-    registry.add_module("queue_test_plans")
+    registry = default_registry(lab)  # the lab file adds the queue tests' plans
     q = ExperimentQueue(lab, prefect=fake, registry=registry, notify=False)
     worker = LabWorker(lab, prefect=fake, registry=registry, worker_id="w1", poll_interval=0.05)
     clock = Clock()  # the worker's watchdogs, on the test's clock

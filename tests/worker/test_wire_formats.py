@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,7 +15,14 @@ from prefect.states import Pending, Scheduled
 
 from remotelab.errors import WorkerUnavailable
 from remotelab.queue import commands, control
-from remotelab.queue.announcement import WorkerAnnouncement, lab_prefix, variable_name
+from remotelab.queue.announcement import (
+    LostRecord,
+    WorkerAnnouncement,
+    lab_prefix,
+    lost_prefix,
+    pid_alive,
+    variable_name,
+)
 from remotelab.queue.edit_hold import (
     edit_mark,
     held_for_edit,
@@ -151,6 +161,28 @@ def test_an_announcement_round_trips_and_tells_a_live_worker_from_a_dead_one():
     assert elsewhere.model_copy(update={"heartbeat": now}).is_alive()
     assert WorkerAnnouncement.parse("not a dict") is None
     assert WorkerAnnouncement.parse({"id": "w1"}) is None  # no lab
+
+
+def test_a_lost_record_round_trips_apart_from_the_announcements():
+    record = LostRecord(id="w1", lab="sim", by="the gateway on h (pid 1)", experiments=["e1"])
+    assert LostRecord.parse(record.to_value()) == record
+    assert record.variable.startswith(lost_prefix("sim"))
+    assert not record.variable.startswith(lab_prefix("sim"))  # never read as an announcement
+    assert LostRecord.parse({"id": "w1"}) is None
+
+
+def test_a_killed_process_not_yet_reaped_is_not_alive():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert pid_alive(child.pid)
+        child.kill()
+        # a zombie until waited for: os.kill(pid, 0) still succeeds, the worker is gone
+        deadline = datetime.now(UTC) + timedelta(seconds=30)
+        while pid_alive(child.pid) and datetime.now(UTC) < deadline:
+            time.sleep(0.01)
+        assert not pid_alive(child.pid)
+    finally:
+        child.wait(10)
 
 
 def test_an_edit_hold_is_recognised_and_says_whether_it_needs_approval_again():

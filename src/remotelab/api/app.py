@@ -24,10 +24,12 @@ from remotelab.api.errors import install_handlers
 from remotelab.api.gateway import Gateway, LabService
 from remotelab.api.live import LiveHub
 from remotelab.api.routes import router
+from remotelab.api.watchers import lost_worker_watchers
 from remotelab.version import __version__
 
 if TYPE_CHECKING:
     from remotelab.data import RunStore
+    from remotelab.queue.lost import OnLost
 
 API_PREFIX = "/api/v1"
 
@@ -39,22 +41,41 @@ def create_app(
     store: RunStore | None = None,
     stream: str | None = None,
     title: str = "remotelab",
+    lost_after: float | None = None,
+    on_lost: OnLost | None = None,
+    watch_workers: bool = True,
 ) -> FastAPI:
     """The gateway as a FastAPI app.
 
     ``auth`` holds users, tokens and the audit log; ``labs`` the labs served (each with its
     queue); ``store`` the run store data is read from; ``stream`` the stream proxy's out
     address, relayed to live-update clients (none: no live documents).
+
+    While it serves, the gateway watches each lab's workers (``watch_workers``): one whose
+    heartbeat stopped for ``lost_after`` s (default ``REMOTELAB_WORKER_LOST_AFTER``) is
+    marked lost, and ``on_lost(announcement, crashed_experiments)`` is called (the
+    notification hook; see :mod:`remotelab.queue.lost`).
     """
     gateway = Gateway(auth=auth, labs={s.name: s for s in labs}, store=store, live=LiveHub(stream))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         gateway.live.start()
+        watchers = (  # afresh each time the app is served
+            lost_worker_watchers(
+                gateway.labs.values(), store, lost_after=lost_after, on_lost=on_lost
+            )
+            if watch_workers
+            else []
+        )
+        for watcher in watchers:
+            watcher.start()
         try:
             yield
         finally:
             gateway.closing.set()
+            for watcher in watchers:
+                watcher.stop()
             gateway.live.close()
 
     app = FastAPI(

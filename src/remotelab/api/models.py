@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from remotelab.api.auth import Role
+from remotelab.queue.announcement import LostRecord
 from remotelab.queue.models import Experiment, Priority
 
 
@@ -147,6 +148,11 @@ class LabSummary(BaseModel):
         default_factory=list,
         description="the open alerts of the lab's workers (outages, faults, stalls), each "
         "with its worker",
+    )
+    lost: list[LostRecord] = Field(
+        default_factory=list,
+        description="workers found lost (heartbeat stopped): who marked them, when, and the "
+        "experiments marked crashed; kept until the worker comes back, or for a day",
     )
 
 

@@ -33,18 +33,34 @@ def gateway(
         typer.Option(help="The stream proxy's out address; default: REMOTELAB_STREAM_OUT."),
     ] = None,
     simulate: SIMULATE = False,
+    lost_after: Annotated[
+        float | None,
+        typer.Option(
+            help="Mark a worker lost after its heartbeat stopped this many seconds; "
+            "default: REMOTELAB_WORKER_LOST_AFTER (60).",
+            min=0.1,
+        ),
+    ] = None,
 ) -> None:
     """Serve the remote gateway (HTTP API under /api/v1) for the labs' queues and data."""
     with user_errors():
-        app_, names = build_gateway(lab_files, api, stream, simulate=simulate)
+        app_, names = build_gateway(
+            lab_files, api, stream, simulate=simulate, lost_after=lost_after
+        )
     serve_gateway(app_, host, port, names)
 
 
 def build_gateway(
-    lab_files: list[Path] | None, api: str | None, stream: str | None, *, simulate: bool = False
+    lab_files: list[Path] | None,
+    api: str | None,
+    stream: str | None,
+    *,
+    simulate: bool = False,
+    lost_after: float | None = None,
 ):
     """The gateway app for these lab files (their simulated twins if ``simulate``) on this
-    Prefect API, and the labs' names."""
+    Prefect API, and the labs' names; it marks workers lost after ``lost_after`` s of
+    silence (default: the setting)."""
     from remotelab.api import AuthStore, LabService, create_app
     from remotelab.data import RunStore
     from remotelab.lab import load_lab
@@ -61,7 +77,11 @@ def build_gateway(
         services.append(LabService(lab, queue))
     store = RunStore(settings.store_path, plots=False)
     app_ = create_app(
-        auth=AuthStore(), labs=services, store=store, stream=stream or settings.stream_out
+        auth=AuthStore(),
+        labs=services,
+        store=store,
+        stream=stream or settings.stream_out,
+        lost_after=lost_after,
     )
     return app_, [s.name for s in services]
 

@@ -159,6 +159,12 @@ def worker(
         help="module:factory of the plan registry (factory(lab)); default: the lab's registry.",
     ),
     simulate: SIMULATE = False,
+    lost_after: float | None = typer.Option(
+        None,
+        min=0.1,
+        help="Mark a peer worker of the lab lost after its heartbeat stopped this many "
+        "seconds; default: REMOTELAB_WORKER_LOST_AFTER (60).",
+    ),
 ) -> None:
     """Serve a lab: keep its devices and one RunEngine, run its experiments one at a time."""
     from remotelab.worker import build_worker
@@ -188,6 +194,7 @@ def worker(
             grace=grace,
             data_url=data_url,
             outbox=settings.outbox_path(lab.name),
+            lost_after=lost_after,
         )
         if publisher is not None:
             console.print(f"publishing documents and status to {address}")

@@ -204,16 +204,28 @@ def devices_table(data: list[dict[str, Any]], title: str) -> Table:
 
 def lab_summary(summary: dict[str, Any]) -> str:
     """One line on a lab as a gateway sums it up: held, workers, waiting, running; then a
-    line for each open alert."""
+    line for each open alert and each worker found lost."""
     current = summary.get("current")
     running = summary.get("running") or ([current] if current else [])
-    return (
+    lines = [
         f"lab [bold]{summary['name']}[/]"
         + (" (simulated)" if summary["simulated"] else "")
         + (" [bold red]HELD[/]" if summary["held"] else "")
         + f": {summary['workers']} worker(s), {summary['queued']} waiting"
         + (", running " + ", ".join(f"{e['id']} ({e['plan']})" for e in running) if running else "")
-        + "".join("\n" + alert_line(a) for a in summary.get("alerts") or [])
+    ]
+    lines += [alert_line(a) for a in summary.get("alerts") or []]
+    lines += [lost_line(r) for r in summary.get("lost") or []]
+    return "\n".join(lines)
+
+
+def lost_line(record: dict[str, Any]) -> str:
+    """One worker found lost: since when, by whom, what was marked crashed."""
+    crashed = ", ".join(record.get("experiments") or []) or "none"
+    return (
+        f"  [bold red]worker {escape(str(record['id']))} lost[/] at {record.get('at', '?')[:19]} "
+        f"(no heartbeat for {record.get('silent_for', 0):.0f} s; host {record.get('host') or '?'})"
+        f", marked by {escape(str(record.get('by', '?')))}; crashed: {crashed}"
     )
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import socket
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 
 import zmq
 
@@ -40,6 +41,43 @@ def request(endpoint: str, command: Command, timeout: float = 5.0) -> Reply:
         ) from None
     finally:
         sock.close()
+
+
+def request_many(
+    endpoints: Sequence[str], command: Command, timeout: float = 1.0
+) -> dict[str, Reply]:
+    """Send one command to several workers at once; the replies of those that answered
+    within ``timeout`` s (all wait together: a silent worker costs the others nothing)."""
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
+    payload = command.model_dump_json(exclude_defaults=False).encode()
+    sockets: dict[zmq.Socket[bytes], str] = {}
+    poller = zmq.Poller()
+    replies: dict[str, Reply] = {}
+    try:
+        for endpoint in dict.fromkeys(endpoints):
+            sock = ctx.socket(zmq.REQ)
+            sock.setsockopt(zmq.LINGER, 0)
+            sockets[sock] = endpoint
+            try:
+                sock.connect(endpoint)
+                sock.send(payload, zmq.NOBLOCK)
+            except zmq.ZMQError:
+                continue
+            poller.register(sock, zmq.POLLIN)
+        waiting = len(poller.sockets)
+        deadline = time.monotonic() + timeout
+        while waiting and (left := deadline - time.monotonic()) > 0:
+            for sock, _event in poller.poll(max(1, int(left * 1000))):
+                poller.unregister(sock)
+                waiting -= 1
+                try:
+                    replies[sockets[sock]] = Reply.model_validate_json(sock.recv())
+                except ValueError:
+                    continue
+        return replies
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def answer(raw: bytes, handler: Callable[[Command], Reply]) -> Reply:
@@ -94,4 +132,4 @@ class ControlServer:
             self._thread.join(5)
 
 
-__all__ = ["ControlServer", "answer", "request"]
+__all__ = ["ControlServer", "answer", "request", "request_many"]

@@ -29,7 +29,14 @@ from prefect.client.schemas.sorting import FlowRunSort
 from prefect.states import State
 
 from remotelab.errors import ExperimentNotFound
-from remotelab.queue.announcement import WorkerAnnouncement
+from remotelab.queue.announcement import (
+    AnnouncementMissing,
+    LostRecord,
+    WorkerAnnouncement,
+    lab_prefix,
+    lost_prefix,
+    lost_variable,
+)
 from remotelab.queue.device_slots import MemoryDeviceSlots
 from remotelab.queue.prefect_lab import StateResult
 
@@ -49,7 +56,7 @@ _REFUSED_FROM: dict[StateType, set[StateType]] = {
     StateType.CANCELLED: set(_FINISHED),
     StateType.COMPLETED: set(_FINISHED),
     StateType.FAILED: set(_FINISHED),
-    StateType.CRASHED: set(_FINISHED),
+    StateType.CRASHED: {StateType.CANCELLING, *_FINISHED},
 }
 
 
@@ -227,25 +234,29 @@ class FakePrefectLab:
     def announce(self, announcement: WorkerAnnouncement, *, create: bool = False) -> None:
         with self._lock:
             if not create and announcement.variable not in self.variables:
-                raise ExperimentNotFound(f"no variable {announcement.variable}")
+                raise AnnouncementMissing(f"no variable {announcement.variable}")
             self.variables[announcement.variable] = announcement.to_value()
+
+    def _announcements(self) -> dict[str, dict[str, Any]]:
+        prefix = lab_prefix(self.name)
+        return {k: v for k, v in self.variables.items() if k.startswith(prefix)}
 
     def withdraw(self, worker_id: str) -> None:
         with self._lock:
-            for name, value in list(self.variables.items()):
+            for name, value in self._announcements().items():
                 if value.get("id") == worker_id and value.get("lab") == self.name:
                     del self.variables[name]
 
     def announcement(self, worker_id: str) -> WorkerAnnouncement | None:
         with self._lock:
-            for value in self.variables.values():
+            for value in self._announcements().values():
                 if value.get("id") == worker_id and value.get("lab") == self.name:
                     return WorkerAnnouncement.parse(value)
         return None
 
     def workers(self, *, live: bool = True) -> list[WorkerAnnouncement]:
         with self._lock:
-            found = [WorkerAnnouncement.parse(v) for v in self.variables.values()]
+            found = [WorkerAnnouncement.parse(v) for v in self._announcements().values()]
         return [
             w for w in found if w is not None and w.lab == self.name and (not live or w.is_alive())
         ]
@@ -255,6 +266,33 @@ class FakePrefectLab:
 
     def device_slots(self) -> MemoryDeviceSlots:
         return self.slots
+
+    # -- lost workers ------------------------------------------------------------------------
+    def mark_lost(self, record: LostRecord) -> bool:
+        with self._lock:
+            if record.variable in self.variables:
+                return False
+            self.variables[record.variable] = record.to_value()
+            return True
+
+    def update_lost(self, record: LostRecord) -> None:
+        with self._lock:
+            self.variables[record.variable] = record.to_value()
+
+    def lost(self, worker_id: str) -> LostRecord | None:
+        with self._lock:
+            value = self.variables.get(lost_variable(self.name, worker_id))
+        return LostRecord.parse(value) if value is not None else None
+
+    def lost_workers(self) -> list[LostRecord]:
+        prefix = lost_prefix(self.name)
+        with self._lock:
+            values = [v for k, v in self.variables.items() if k.startswith(prefix)]
+        return [r for r in map(LostRecord.parse, values) if r is not None]
+
+    def forget_lost(self, worker_id: str) -> None:
+        with self._lock:
+            self.variables.pop(lost_variable(self.name, worker_id), None)
 
 
 __all__ = ["FakePrefectLab", "refusal"]

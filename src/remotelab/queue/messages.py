@@ -31,6 +31,10 @@ RUN_UIDS_LABEL = "remotelab.run_uids"
 EXIT_STATUS_LABEL = "remotelab.exit_status"
 
 _WORKER_RE = re.compile(r"\[worker ([^\]\s]+)\]")
+#: the mark of a Crashed state set because its worker was lost (see :func:`lost_message`)
+LOST_MARK = "[lost]"
+_LOST_RE = re.compile(r"^\[worker [^\]\s]+\] \[lost\] ")
+_LOST_BY_RE = re.compile(r"; marked lost by ([^;]+); ")
 _TAIL_RE = re.compile(r" \[runs ([^\]\s]*)\] \[exit ([^\]\s]*)\]$")
 
 
@@ -50,6 +54,33 @@ def worker_in_message(message: str | None) -> str | None:
 def outcome_tail(run_uids: list[str], exit_status: str | None) -> str:
     """The end of a finished experiment's state message: its runs and its exit status."""
     return f" [runs {','.join(run_uids) or '-'}] [exit {exit_status or '-'}]"
+
+
+def lost_message(worker_id: str, by: str, run_uids: list[str], silent_for: float) -> str:
+    """The message of the Crashed state an experiment gets when its worker is lost: the
+    worker's tag, :data:`LOST_MARK`, who noticed, and the outcome tail with the run uids the
+    worker had emitted (its exit status unknown)."""
+    if ";" in by:
+        raise ValueError(f"a marker's name has no ';': {by!r}")
+    return (
+        f"{worker_tag(worker_id)} {LOST_MARK} crashed: worker {worker_id} was lost "
+        f"(no heartbeat for {silent_for:.0f} s); marked lost by {by}; documents it emitted "
+        "are kept; not re-run" + outcome_tail(run_uids, None)
+    )
+
+
+def is_lost_message(message: str | None) -> bool:
+    """Whether a state message is a lost worker's Crashed mark (:func:`lost_message`), which
+    the worker's own recorded outcome may replace if it comes back."""
+    return bool(_LOST_RE.match(message or ""))
+
+
+def lost_marker(message: str | None) -> str | None:
+    """Who marked the experiment's worker lost, from a :func:`lost_message`; else None."""
+    if not is_lost_message(message):
+        return None
+    m = _LOST_BY_RE.search(message or "")
+    return m.group(1) if m else None
 
 
 @dataclass(frozen=True)
@@ -106,10 +137,14 @@ __all__ = [
     "AWAITING_APPROVAL",
     "AWAITING_OPERATOR",
     "EXIT_STATUS_LABEL",
+    "LOST_MARK",
     "PAUSED_NAME",
     "RUN_UIDS_LABEL",
     "WORKER_LABEL",
     "RunLabels",
+    "is_lost_message",
+    "lost_marker",
+    "lost_message",
     "outcome_tail",
     "read_message",
     "read_record",

@@ -35,11 +35,19 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound, PrefectHTTPStatusError
 from prefect.states import State
 
 from remotelab.errors import ExperimentNotFound
-from remotelab.queue.announcement import WorkerAnnouncement, lab_prefix, variable_name
+from remotelab.queue.announcement import (
+    AnnouncementMissing,
+    LostRecord,
+    WorkerAnnouncement,
+    lab_prefix,
+    lost_prefix,
+    lost_variable,
+    variable_name,
+)
 from remotelab.queue.device_slots import DeviceSlots, PrefectDeviceSlots
 from remotelab.queue.models import pool_name
 from remotelab.queue.prefect_api import ClientPerThread, ensure_lab
@@ -129,6 +137,16 @@ class LabOnPrefect(Protocol):
     def pool_heartbeat(self, worker_name: str, interval: float) -> None: ...
 
     def device_slots(self) -> DeviceSlots: ...
+
+    def mark_lost(self, record: LostRecord) -> bool: ...
+
+    def update_lost(self, record: LostRecord) -> None: ...
+
+    def lost(self, worker_id: str) -> LostRecord | None: ...
+
+    def lost_workers(self) -> list[LostRecord]: ...
+
+    def forget_lost(self, worker_id: str) -> None: ...
 
 
 def state_filter(types: Iterable[StateType] | None, tags: Sequence[str] | None) -> FlowRunFilter:
@@ -308,7 +326,15 @@ class PrefectLab:
                 VariableCreate(name=name, value=announcement.to_value(), tags=["remotelab"])
             )
         else:
-            self.client.update_variable(VariableUpdate(name=name, value=announcement.to_value()))
+            try:
+                self.client.update_variable(
+                    VariableUpdate(name=name, value=announcement.to_value())
+                )
+            except (ObjectNotFound, PrefectHTTPStatusError) as exc:
+                status = getattr(getattr(exc, "response", None), "status_code", 404)
+                if status != 404:
+                    raise
+                raise AnnouncementMissing(f"no announcement {name} in Prefect") from None
 
     def withdraw(self, worker_id: str) -> None:
         """Remove a worker's announcement (it is gone)."""
@@ -322,15 +348,59 @@ class PrefectLab:
 
     def workers(self, *, live: bool = True) -> list[WorkerAnnouncement]:
         """The announcements of the lab's workers (``live``: only of those still running)."""
-        prefix = lab_prefix(self.name)
         found = []
-        for var in self.client.read_variables():
-            if not var.name.startswith(prefix):
-                continue
-            info = WorkerAnnouncement.parse(var.value)
+        for value in self._variables(lab_prefix(self.name)):
+            info = WorkerAnnouncement.parse(value)
             if info is not None and (not live or info.is_alive()):
                 found.append(info)
         return found
+
+    # -- lost workers ------------------------------------------------------------------------
+    def mark_lost(self, record: LostRecord) -> bool:
+        """Record a worker as lost, unless another marker did first (then False): the variable
+        is created, and Prefect refuses a second one of the same name."""
+        try:
+            self.client.create_variable(
+                VariableCreate(name=record.variable, value=record.to_value(), tags=["remotelab"])
+            )
+        except ObjectAlreadyExists:
+            return False
+        return True
+
+    def update_lost(self, record: LostRecord) -> None:
+        """Rewrite a lost worker's record (what its marker did)."""
+        self.client.update_variable(VariableUpdate(name=record.variable, value=record.to_value()))
+
+    def lost(self, worker_id: str) -> LostRecord | None:
+        """The record of worker ``worker_id`` as lost, if it is recorded so."""
+        var = self.client.read_variable_by_name(lost_variable(self.name, worker_id))
+        return LostRecord.parse(var.value) if var is not None else None
+
+    def lost_workers(self) -> list[LostRecord]:
+        """The records of the lab's lost workers."""
+        found = (LostRecord.parse(v) for v in self._variables(lost_prefix(self.name)))
+        return [r for r in found if r is not None and r.lab == self.name]
+
+    def _variables(self, prefix: str) -> list[Any]:
+        """The values of the variables whose name starts with ``prefix`` (Prefect selects
+        by substring, page by page; the prefix is checked here)."""
+        values: list[Any] = []
+        offset = 0
+        while True:
+            page = self.client.request(
+                "POST",
+                "/variables/filter",
+                json={"variables": {"name": {"like_": prefix}}, "limit": PAGE, "offset": offset},
+            ).json()
+            offset += len(page)
+            values += [v.get("value") for v in page if str(v.get("name", "")).startswith(prefix)]
+            if len(page) < PAGE:
+                return values
+
+    def forget_lost(self, worker_id: str) -> None:
+        """Remove a worker's lost record (it came back, or the record is old)."""
+        with contextlib.suppress(ObjectNotFound):
+            self.client.delete_variable_by_name(lost_variable(self.name, worker_id))
 
     def pool_heartbeat(self, worker_name: str, interval: float) -> None:
         """Tell Prefect a worker serves the lab's pool (Prefect's UI lists it)."""

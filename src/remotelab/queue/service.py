@@ -36,6 +36,7 @@ from remotelab.queue.models import (
 )
 from remotelab.queue.ordering import Ordering
 from remotelab.queue.prefect_lab import LabOnPrefect, PrefectLab
+from remotelab.queue.waking import Waker
 from remotelab.queue.workers import ACTIVE, WorkerControl
 
 UNFINISHED = (*ACTIVE, ExperimentState.queued, ExperimentState.waiting_for_approval)
@@ -85,6 +86,7 @@ class ExperimentQueue(Editing, Ordering, WorkerControl):
         self.notify = notify
         self._workers_cache = (0.0, [])
         self._status_cache: tuple[float, dict[str, str]] = (0.0, {})
+        self._waker = Waker(self._live_workers)
 
     # -- plumbing ----------------------------------------------------------------------------
     @property
@@ -107,6 +109,7 @@ class ExperimentQueue(Editing, Ordering, WorkerControl):
         return self.prefect.ensure()
 
     def close(self) -> None:
+        self._waker.close()
         self.prefect.close()
 
     def __enter__(self) -> ExperimentQueue:

@@ -27,9 +27,9 @@ from remotelab.queue.commands import (
     Resume,
     Status,
     Stop,
-    Wake,
 )
 from remotelab.queue.models import Experiment, ExperimentState, Question
+from remotelab.queue.waking import Waker
 
 if TYPE_CHECKING:
     from remotelab.queue.prefect_lab import LabOnPrefect
@@ -58,6 +58,7 @@ class WorkerControl:
     notify: bool
     _workers_cache: tuple[float, list[WorkerAnnouncement]]
     _status_cache: tuple[float, dict[str, str]]
+    _waker: Waker
 
     if TYPE_CHECKING:  # provided by ExperimentQueue
 
@@ -175,14 +176,13 @@ class WorkerControl:
         return experiments
 
     def _statuses(self) -> list[tuple[WorkerAnnouncement, dict[str, Any]]]:
-        """Each live worker that answers ``Status``, with its status info."""
+        """Each live worker that answers ``Status`` (all asked at once), with its status."""
+        workers = self._live_workers(fresh=True)
+        replies = control.request_many([w.control for w in workers], Status(), STATUS_TIMEOUT)
         out = []
-        for worker in self._live_workers(fresh=True):
-            try:
-                reply = control.request(worker.control, Status(), timeout=STATUS_TIMEOUT)
-            except WorkerUnavailable:
-                continue
-            if reply.ok:
+        for worker in workers:
+            reply = replies.get(worker.control)
+            if reply is not None and reply.ok:
                 out.append((worker, reply.info or {}))
         return out
 
@@ -235,25 +235,21 @@ class WorkerControl:
         return reply
 
     def broadcast(self, command: Command, timeout: float = 1.0) -> int:
-        """Send a command to every live worker of the lab; how many answered."""
+        """Send a command to every live worker of the lab (all at once); how many answered."""
         if not self.notify:
             return 0
-        n = 0
-        for worker in self._live_workers():
-            try:
-                control.request(worker.control, command, timeout=timeout)
-                n += 1
-            except WorkerUnavailable:
-                continue
-        return n
+        endpoints = [w.control for w in self._live_workers()]
+        return len(control.request_many(endpoints, command, timeout))
 
     def notify_held(self, held: bool) -> int:
         """Tell the lab's workers the lab was held or released."""
         return self.broadcast(Hold() if held else Release())
 
-    def wake(self) -> int:
-        """Tell the lab's workers there is work (they also poll, more slowly)."""
-        return self.broadcast(Wake())
+    def wake(self) -> None:
+        """Tell the lab's workers there is work (they also poll, more slowly), in the
+        background: the caller never waits on a worker (see :mod:`remotelab.queue.waking`)."""
+        if self.notify:
+            self._waker.wake()
 
 
 __all__ = ["ACTIVE", "STATUS_TIMEOUT", "STATUS_TTL", "WorkerControl"]

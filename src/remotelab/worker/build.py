@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from remotelab.data.wiring import Callback, EngineStateFollower, attach
+from remotelab.queue.lost import store_run_uids
 from remotelab.worker.lab_worker import LabWorker
 
 
@@ -36,6 +37,8 @@ def build_worker(
     path = getattr(store, "path", None)
     if path is not None:  # its disk is watched
         worker_options.setdefault("store_path", path)
+    if store is not None and hasattr(store, "runs"):  # peers marked lost: their run uids
+        worker_options.setdefault("run_uids", store_run_uids(store))
     worker = LabWorker(lab, api_url=api_url, **worker_options)
     for lane in worker.lanes:
         # the store first: a document is durable before any other callback sees it

@@ -17,7 +17,8 @@ poll of Prefect backs it up. :class:`LabWorker` composes the parts that do each 
 - :mod:`~remotelab.worker.questions` — the plan's questions to the operator;
 - :mod:`~remotelab.worker.commands` — the control commands, in a table;
 - :mod:`~remotelab.worker.presence` — the announcement, the heartbeat, the peers;
-- :mod:`~remotelab.worker.recovery` — experiments of dead workers, stale edit holds.
+- :mod:`~remotelab.worker.recovery` — experiments of dead workers, stale edit holds;
+- :mod:`~remotelab.queue.lost` — peers whose heartbeat stopped, marked lost.
 """
 
 from __future__ import annotations
@@ -43,11 +44,12 @@ from remotelab.lab.reservations import Reservations
 from remotelab.queue import control
 from remotelab.queue.announcement import HEARTBEAT_INTERVAL
 from remotelab.queue.commands import Cancel
+from remotelab.queue.lost import LostWorkers, OnLost, RunUids
 from remotelab.queue.messages import worker_tag
 from remotelab.queue.models import Experiment, Question
 from remotelab.queue.prefect_lab import LabOnPrefect, PrefectLab
 from remotelab.queue.service import PlanRegistryLike, default_registry
-from remotelab.settings import get_settings
+from remotelab.settings import get_settings, worker_lost_after
 from remotelab.worker.alerts import Alerts
 from remotelab.worker.claiming import Claimer
 from remotelab.worker.commands import CommandTable, watch_prefect_cancels
@@ -97,6 +99,9 @@ class LabWorker:
         prefect: LabOnPrefect | None = None,
         outbox: str | Path | None = None,
         store_path: str | Path | None = None,
+        lost_after: float | None = None,
+        on_lost: OnLost | None = None,
+        run_uids: RunUids | None = None,
     ):
         self.lab = lab
         self.name: str = lab.name
@@ -143,6 +148,7 @@ class LabWorker:
             for index in range(max(1, int(getattr(lab, "concurrency", 1))))
         ]
         for lane in self.lanes:
+            lane.RE.subscribe(lambda _n, _d: self.presence.announce_soon(), "start")  # its uid
             for callback in subscribers:
                 lane.RE.subscribe(callback)
         self.claimer = Claimer(self.prefect, self.id, poll_interval)
@@ -153,6 +159,16 @@ class LabWorker:
             lab, lambda: self.registry, self.claimer, self.book, self.leases
         )
         self.stale_holds = StaleHolds(self.prefect, edit_grace, edit_check_interval)
+        #: peers whose heartbeat stopped for ``lost_after`` s (default: the setting) are lost
+        self.lost_workers = LostWorkers(
+            self.prefect,
+            f"worker {self.id}",
+            lost_after=lost_after or worker_lost_after(),
+            own_id=self.id,
+            run_uids=run_uids,
+            on_lost=on_lost,
+            interval=HEARTBEAT_INTERVAL,
+        )
         self.recorder = Recorder(
             self.prefect,
             lab,
@@ -281,7 +297,7 @@ class LabWorker:
     def _take_over(self) -> list[Experiment]:
         """Announce this worker; deliver the outbox, then mark crashed what dead workers left
         running, and leave the devices safe (unless a peer runs an experiment)."""
-        self.presence.announce(create=True)
+        self.presence.arrive()
         if not self.recorder.outbox.flush(timeout=30.0):  # ended, not crashed: say so first
             raise ConnectionError("Prefect unreachable: the outbox could not be delivered")
         crashed = self.recover()
@@ -377,6 +393,7 @@ class LabWorker:
             except Exception as exc:
                 log.warning("heartbeat failed: %s", exc)
             self.leases.renew()
+            self.lost_workers.check_quietly()
             # here, not between experiments: a long experiment must not keep a hold waiting
             if self.stale_holds.check():
                 self.claimer.invalidate()
@@ -394,7 +411,8 @@ class LabWorker:
     def recover(self) -> list[Experiment]:
         """Mark Crashed the lab's experiments still active whose worker is gone, and give
         back the device leases of the lab's dead workers."""
-        crashed = recover(self.prefect, self.id)
+        lost = self.lost_workers
+        crashed = recover(self.prefect, self.id, run_uids=lost.run_uids, on_lost=lost.on_lost)
         forget_dead_workers(self.prefect, self.id)
         return crashed
 

@@ -132,6 +132,7 @@ class Lane:
             "question": question.model_dump() if question else None,
             "started": datetime.fromtimestamp(started, UTC).isoformat(),
             "lane": self.index,
+            "runs": list(current.uids),  # for whoever finds this worker lost
         }
 
     def abort_until_ended(self, reason: str, grace: float = 0.0) -> None:

@@ -14,7 +14,13 @@ import threading
 import time
 from collections.abc import Callable
 
-from remotelab.queue.announcement import HEARTBEAT_INTERVAL, WorkerAnnouncement, now_iso
+from remotelab.queue.announcement import (
+    HEARTBEAT_INTERVAL,
+    AnnouncementMissing,
+    LostRecord,
+    WorkerAnnouncement,
+    now_iso,
+)
 from remotelab.queue.prefect_lab import LabOnPrefect
 
 log = logging.getLogger("remotelab.worker")
@@ -85,9 +91,33 @@ class Presence:
             self._soon.clear()
             self.announce_quietly()
 
+    def arrive(self) -> LostRecord | None:
+        """Announce afresh (at start, or back after being found lost); a record of this
+        worker as lost is read, said in the log and removed (its experiments stay as the
+        marker left them). That record, if any."""
+        record = self.prefect.lost(self.worker_id)
+        if record is not None:
+            log.warning(
+                "worker %s was marked lost by %s at %s (no heartbeat for %.0f s); experiments "
+                "it had marked crashed: %s",
+                self.worker_id,
+                record.by,
+                record.at,
+                record.silent_for,
+                ", ".join(record.experiments) or "none",
+            )
+            self.prefect.forget_lost(self.worker_id)
+        self.announce(create=True)
+        return record
+
     def beat(self) -> None:
-        """One heartbeat: the announcement and Prefect's work pool worker heartbeat."""
-        self.announce()
+        """One heartbeat: the announcement and Prefect's work pool worker heartbeat. An
+        announcement someone removed (they found this worker lost while it could not
+        heartbeat) is made again (:meth:`arrive`)."""
+        try:
+            self.announce()
+        except AnnouncementMissing:
+            self.arrive()
         self.prefect.pool_heartbeat(f"remotelab {self.worker_id}", HEARTBEAT_INTERVAL)
 
     def peers(self) -> list[WorkerAnnouncement]:

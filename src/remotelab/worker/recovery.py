@@ -11,15 +11,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from prefect.client.schemas.objects import StateType
-from prefect.states import Crashed
 
 from remotelab.queue import transitions
 from remotelab.queue.announcement import WorkerAnnouncement
 from remotelab.queue.device_slots import LEASE_SECONDS
 from remotelab.queue.edit_hold import held_for_edit, stale_hold_successor
+from remotelab.queue.lost import ACTIVE_TYPES, LostWorkers, OnLost, RunUids, crash, release
 from remotelab.queue.messages import AWAITING_APPROVAL, worker_tag
 from remotelab.queue.models import Experiment
 from remotelab.queue.prefect_lab import LabOnPrefect
@@ -27,13 +28,27 @@ from remotelab.queue.transitions import StateChanged
 
 log = logging.getLogger("remotelab.worker")
 
-#: the Prefect states of a run some worker has (or had) in hand
-ACTIVE_TYPES = (StateType.PENDING, StateType.RUNNING, StateType.PAUSED, StateType.CANCELLING)
 
+def recover(
+    prefect: LabOnPrefect,
+    worker_id: str,
+    *,
+    run_uids: RunUids | None = None,
+    on_lost: OnLost | None = None,
+) -> list[Experiment]:
+    """Mark Crashed the lab's experiments still active whose worker is gone; those marked.
 
-def recover(prefect: LabOnPrefect, worker_id: str) -> list[Experiment]:
-    """Mark Crashed the lab's experiments still active whose worker is gone; those marked."""
-    crashed = []
+    A gone worker that still has an announcement is marked lost as a watcher would
+    (:class:`~remotelab.queue.lost.LostWorkers`: once, whoever else notices it too). Every
+    mark is a compare-and-set: an experiment another watcher marked, or that ended, is left
+    as it is.
+    """
+    crashed: list[Experiment] = []
+    by = f"worker {worker_id} at start-up"
+    marker = LostWorkers(
+        prefect, by, lost_after=0.0, own_id=worker_id, run_uids=run_uids, on_lost=on_lost
+    )
+    marked: dict[str, bool] = {}  # gone worker → whether this call marked it lost
     for run in prefect.runs(ACTIVE_TYPES):
         state = run.state
         if state is None or (state.type == StateType.PAUSED and state.name == AWAITING_APPROVAL):
@@ -41,35 +56,45 @@ def recover(prefect: LabOnPrefect, worker_id: str) -> list[Experiment]:
         if held_for_edit(state):
             continue  # held by an edit: it never started (see StaleHolds)
         owner = Experiment.from_flow_run(run).worker
-        if owner == worker_id:
+        if owner == worker_id or marked.get(owner or ""):
             continue
-        if owner is not None:
+        if owner is not None and owner not in marked:
             info = prefect.announcement(owner)
             if info is not None and info.is_alive():
                 continue
             if info is not None:
-                forget(prefect, info)
+                record = marker.mark(info, heartbeat_age(info))
+                marked[owner] = record is not None
+                if record is not None:
+                    crashed += [
+                        Experiment.from_flow_run(prefect.read_run(e)) for e in record.experiments
+                    ]
+                    continue
+        if owner is not None and marked.get(owner) is False:
+            other = prefect.lost(owner)
+            if other is not None and not other.done:
+                continue  # another watcher is marking it now
         message = (
             f"{worker_tag(owner or 'unknown')} crashed: its worker ended without finishing it "
-            f"(found by worker {worker_id} at start-up); documents it emitted are kept; "
-            "not re-run"
+            f"(found by {by}); documents it emitted are kept; not re-run"
         )
-        if prefect.set_state(run.id, Crashed(message=message), force=True).accepted:
+        if crash(prefect, run.id, state, message):
             crashed.append(Experiment.from_flow_run(prefect.read_run(run.id)))
             log.warning("experiment %s was left %s by a dead worker: crashed", run.id, state.name)
     return crashed
 
 
-def forget(prefect: LabOnPrefect, info: WorkerAnnouncement) -> None:
-    """A dead worker: give back its leases on the lab's device slots, remove its
-    announcement."""
-    slots = prefect.device_slots()
-    for lease in info.leases:
-        try:
-            slots.give_back(lease)
-        except Exception as exc:  # Prefect expires it by itself
-            log.warning("could not give back lease %s of worker %s: %s", lease, info.id, exc)
-    prefect.withdraw(info.id)
+def heartbeat_age(info: WorkerAnnouncement) -> float:
+    """Seconds since a worker's last heartbeat, by this host's clock (0 if unknown)."""
+    try:
+        beat = datetime.fromisoformat(info.heartbeat)
+    except ValueError:
+        return 0.0
+    return max(0.0, (datetime.now(UTC) - beat).total_seconds())
+
+
+#: a dead worker: its leases given back, its announcement removed
+forget = release
 
 
 def forget_dead_workers(prefect: LabOnPrefect, worker_id: str) -> list[str]:

@@ -17,7 +17,8 @@ router = APIRouter(tags=["labs"], responses=ERROR_RESPONSES)
 
 
 def lab_summary(svc: LabService, gw: Gateway) -> LabSummary:
-    """A lab as the gateway shows it: held or not, live workers, queue length, what runs."""
+    """A lab as the gateway shows it: held or not, live workers, queue length, what runs,
+    the workers found lost."""
     q = svc.queue
     _, waiting = listing.list_experiments(
         q, [ExperimentState.queued, ExperimentState.waiting_for_approval], limit=1, annotate=False
@@ -35,6 +36,7 @@ def lab_summary(svc: LabService, gw: Gateway) -> LabSummary:
         running=running,
         status=gw.live.lab_status(svc.name),
         alerts=q.alerts(),
+        lost=sorted(q.prefect.lost_workers(), key=lambda r: r.at, reverse=True),
     )
 
 

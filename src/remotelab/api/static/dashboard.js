@@ -249,10 +249,17 @@ function renderStatus(lab) {
   );
   const worker = lab.status;
   const live = lab.workers ? `${lab.workers} live` : "none live: nothing will run";
+  const lost = (lab.lost || []).map((r) => {
+    const b = badge(`${r.id} lost`, "crashed");
+    b.title = `no heartbeat for ${Math.round(r.silent_for)} s; marked at ${r.at} by ${r.by}; ` +
+      `crashed: ${(r.experiments || []).join(", ") || "none"}`;
+    return b;
+  });
   $("lab-workers").replaceChildren(
     badge(live, lab.workers ? "ok" : "failed"),
     worker ? " " : "",
     worker ? badge(worker.state, worker.state) : "",
+    ...lost.flatMap((b) => [" ", b]),
   );
   const current = lab.current;
   if (!current) {
