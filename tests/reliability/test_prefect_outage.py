@@ -160,3 +160,30 @@ def test_records_of_a_worker_killed_during_the_outage_are_delivered_by_the_next(
     assert len(summaries(queue, exp.id)) == 1  # delivered once
     nxt = queue.submit("steps", {"n": 2}, submitter="ada")
     assert queue.wait_for(nxt.id, timeout=60).state == ExperimentState.completed
+
+
+def test_a_burst_ending_across_an_outage_keeps_every_record(setup, outage):
+    """Twenty short experiments; Prefect killed while they pour out: after it is back, each
+    is completed with its run uids, labels and exactly one summary."""
+    queue, worker, tmp = setup
+    proc, endpoint = worker()
+    burst = [queue.submit("steps", {"n": 2}, submitter="ada") for _ in range(20)]
+    docs = tmp / "docs.jsonl"
+    wait_until(lambda: len(docs_of(read_docs(docs), "stop")) >= 3, what="the burst under way")
+    outage.kill()
+    wait_until(lambda: status(endpoint)["prefect"]["retry_in"] >= CAP, what="the back-off")
+    outage.start()
+    for exp in burst:
+        done = queue.wait_for(exp.id, timeout=120)
+        assert done.state == ExperimentState.completed, done.message
+        (start,) = docs_of(read_docs(docs), "start", exp.id)
+        assert done.run_uids == [start["uid"]]
+    for exp in burst:
+        wait_until(lambda e=exp: len(summaries(queue, e.id)) == 1, what="one summary each")
+        assert start_uid_in_labels(queue, exp.id, docs)
+    assert proc.poll() is None
+
+
+def start_uid_in_labels(queue, experiment_id: str, docs) -> bool:
+    (start,) = docs_of(read_docs(docs), "start", experiment_id)
+    return start["uid"] in str(labels(queue, experiment_id))
