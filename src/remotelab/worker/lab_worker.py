@@ -39,6 +39,7 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.states import State
 
 from remotelab.lab.reservations import Reservations
+from remotelab.notify import Notifier, attach
 from remotelab.queue import control
 from remotelab.queue.announcement import HEARTBEAT_INTERVAL
 from remotelab.queue.commands import Abort, Cancel
@@ -46,10 +47,12 @@ from remotelab.queue.messages import worker_tag
 from remotelab.queue.models import Experiment, Question
 from remotelab.queue.prefect_lab import LabOnPrefect, PrefectLab
 from remotelab.queue.service import PlanRegistryLike, default_registry
+from remotelab.queue.subscriptions import lab_notifier
 from remotelab.worker.claiming import Claimer
 from remotelab.worker.commands import CommandTable
 from remotelab.worker.dispatch import DeviceLeases, Dispatcher, block_waits, reservations_view
 from remotelab.worker.lanes import Booking, Lane
+from remotelab.worker.notices import Notices
 from remotelab.worker.presence import Presence
 from remotelab.worker.questions import Questions
 from remotelab.worker.records import Recorder, make_safe
@@ -73,7 +76,9 @@ class LabWorker:
 
     ``subscribers`` receive every ``(name, doc)`` the RunEngines emit (the run store and the
     document stream plug in here). ``registry`` defaults to the lab's plan registry;
-    ``prefect`` to a :class:`~remotelab.queue.prefect_lab.PrefectLab` on ``api_url``.
+    ``prefect`` to a :class:`~remotelab.queue.prefect_lab.PrefectLab` on ``api_url``;
+    ``notifier`` (:mod:`remotelab.notify`) to the lab's, its file's targets and its users'
+    subscriptions (:func:`~remotelab.queue.subscriptions.lab_notifier`).
     """
 
     def __init__(
@@ -91,6 +96,7 @@ class LabWorker:
         edit_grace: float = EDIT_GRACE,
         edit_check_interval: float = EDIT_CHECK_INTERVAL,
         prefect: LabOnPrefect | None = None,
+        notifier: Notifier | None = None,
     ):
         self.lab = lab
         self.name: str = lab.name
@@ -105,6 +111,9 @@ class LabWorker:
         self.control: control.ControlServer | None = None
         self.completed = 0
         self._registry = registry
+        self.notifier = notifier or lab_notifier(lab, self.prefect)
+        attach(lab, self.notifier)  # for the parts that get only the lab (make_safe)
+        self.notices = Notices(self.notifier, self.name, self.id)
 
         def set_state(run_id: str, state: State) -> object:
             started = self._starting.get(run_id)
@@ -128,6 +137,7 @@ class LabWorker:
             for index in range(max(1, int(getattr(lab, "concurrency", 1))))
         ]
         for lane in self.lanes:
+            self.notices.watch(lane)
             for callback in subscribers:
                 lane.RE.subscribe(callback)
         self.claimer = Claimer(self.prefect, self.id, poll_interval)
@@ -277,6 +287,7 @@ class LabWorker:
             self.presence.withdraw()
         except Exception as exc:
             log.warning("could not withdraw worker %s's announcement: %s", self.id, exc)
+        self.notifier.close()
         self.prefect.close()
 
     def __enter__(self) -> LabWorker:
@@ -371,6 +382,7 @@ class LabWorker:
         """Mark Crashed the lab's experiments still active whose worker is gone, and give
         back the device leases of the lab's dead workers."""
         crashed = recover(self.prefect, self.id)
+        self.notices.crashed(crashed)
         forget_dead_workers(self.prefect, self.id)
         return crashed
 
@@ -485,6 +497,7 @@ class LabWorker:
                 held = {d for d in need.shared if self.book.holder_of(d) in (None, exp_id)}
                 own = need.devices | held
             lane.last = self.recorder.finish(ended, own)
+            self.notices.ended(lane.last)
             return lane.last
         finally:
             lane.runner.done()

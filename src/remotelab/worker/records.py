@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -18,9 +19,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from remotelab.errors import SafeStateError
+from remotelab.notify import notifier_of
 from remotelab.queue.messages import outcome_tail, run_labels
 from remotelab.queue.models import Experiment, state_of
 from remotelab.queue.prefect_lab import LabOnPrefect, log_entry
+from remotelab.worker.notices import held_event
 from remotelab.worker.outcome import Outcome, decide, summary
 from remotelab.worker.running import Ended
 
@@ -43,6 +46,7 @@ def make_safe(
             prefect.set_held(True)
         except Exception as exc:
             log.error("could not hold lab %s: %s", prefect.name, exc)
+        notifier_of(lab).send(held_event(prefect.name, why, sys.exc_info()[1]))
         raise
 
 
