@@ -48,9 +48,7 @@ def test_every_event_kind_is_posted_to_a_webhook(webhook):
     watchdog alert), reaches a target that wants it."""
     notifier = Notifier("lab1", targets=[Subscription(lab="lab1", url=webhook.url())])
     for kind in SUBSCRIBABLE:
-        notifier.send(
-            Event(kind=kind, lab="lab1", worker="w7", message=f"this is {kind.value}")
-        )
+        notifier.send(Event(kind=kind, lab="lab1", worker="w7", message=f"this is {kind.value}"))
     assert notifier.flush(30)
     for kind in SUBSCRIBABLE:
         post = webhook.wait_for("/hook", f"this is {kind.value}")
