@@ -147,7 +147,7 @@ class Silent:
             self.accepted.set()
 
     def url(self) -> str:
-        return f"json://127.0.0.1:{self.port}/hung"
+        return f"json://127.0.0.1:{self.port}/hung?cto=300&rto=300"  # it waits, not apprise
 
     def close(self) -> None:
         for conn in self.held:
