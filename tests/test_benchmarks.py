@@ -52,6 +52,17 @@ TINY: dict[str, tuple[list[str], list[str]]] = {
         ["--queries", "20"],
         ["pty: 20 queries", "tcp: 20 queries", "bench plan on 'sim'", "bench plan on 'serial-sim'"],
     ),
+    "soak.py": (
+        ["--n", "6", "--faults", "3", "--outage", "1"],
+        [
+            "soak: 6 experiments",
+            "lost        0",
+            "mislabelled 0",
+            "documents",
+            "outbox lag",
+            "worker RSS",
+        ],
+    ),
     "stream.py": (
         ["--events", "20", "--rounds", "1", "--paced", "20"],
         [

@@ -136,6 +136,7 @@ class Embedded:
             store=self.store,
             publisher=self.publisher,
             poll_interval=0.5,
+            outbox=self.data_dir / "outbox" / f"{self.lab.name}.sqlite",
         )
         self.worker.start()
         self._stack.append(("worker", self._stop_worker))

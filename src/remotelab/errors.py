@@ -6,6 +6,7 @@ Every error says what was wrong and, where it helps, what to do. Higher layers
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 
@@ -176,6 +177,19 @@ class Disconnected(SerialError):
 
 class StoreError(RemotelabError):
     """The run store could not be opened, written or queried as asked."""
+
+
+class StoreWriteError(StoreError):
+    """The run store could not keep a document (``full``: its disk is full). A worker that
+    meets it holds the lab: every experiment after it would lose its data the same way."""
+
+    def __init__(self, document: str, store: str, cause: BaseException):
+        text = str(cause) or type(cause).__name__
+        self.document = document
+        self.full = "full" in text.lower() or getattr(cause, "errno", None) == errno.ENOSPC
+        self.cause = text
+        what = "the disk of the run store is full" if self.full else "the run store is unwritable"
+        super().__init__(f"{what}: could not keep the {document} document in {store}: {text}")
 
 
 class RunNotFound(StoreError, LookupError):

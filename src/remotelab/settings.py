@@ -40,11 +40,20 @@ class Settings(BaseSettings):
         None,
         description="Prefect API of the queue (else $PREFECT_API_URL, else the embedded server).",
     )
+    retry_cap: float = Field(
+        15.0,
+        gt=0,
+        description="Longest wait (s) of a worker between two tries while Prefect is unreachable.",
+    )
 
     @property
     def store_path(self) -> Path:
         """The run store's database file."""
         return self.data_dir / "runs.sqlite"
+
+    def outbox_path(self, lab: str) -> Path:
+        """The file a worker of ``lab`` keeps what it must still tell Prefect in."""
+        return self.data_dir / "outbox" / f"{lab}.sqlite"
 
 
 def get_settings() -> Settings:

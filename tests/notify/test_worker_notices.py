@@ -147,3 +147,17 @@ def test_a_target_down_or_hung_neither_slows_nor_breaks_the_worker(setup, mailbo
     assert not setup.worker.notifier.flush(0)  # the hung delivery is still waiting, alone
     wait_until(lambda: any(not d.ok and "down" in d.url for d in setup.worker.notifier.sent))
     silent.close()
+
+
+def test_the_worker_s_alerts_are_notified_once_each(setup, mailbox):
+    """Every alert the worker raises (a watchdog's, Prefect unreachable, the disk) is a
+    watchdog alert to the lab's managers, sent when first raised, not on each update."""
+    setup.subscribe(mailbox, "mia", role="manager", events=["watchdog_alert"])
+    setup.subscribe(mailbox, "bob", events=["watchdog_alert"])
+    alerts = setup.worker.alerts
+    alerts.raise_("stall:queue", "queue stalled", "3 experiment(s) queued and none started")
+    alerts.raise_("stall:queue", "queue stalled", "4 experiment(s) queued and none started")
+    mail = mailbox.wait_for("mia@example.org", "watchdog alert")
+    assert "3 experiment(s) queued" in mail.get_body(("plain",)).get_content()
+    assert setup.worker.notifier.flush(30)
+    assert len(mailbox.to("mia@example.org")) == 1 and mailbox.to("bob@example.org") == []

@@ -89,6 +89,31 @@ def confirm_then_read(prompt: str = "load tray 2, then confirm", *, lab: Any = N
     return (yield from inner())
 
 
+class UntilFileParams(PlanParams):
+    gate: str = Param(description="the file whose appearance ends the plan")
+    stir: float = Param(300, ge=0, le=1200, description="stirrer speed during the run, rpm")
+
+
+@plan(params=UntilFileParams, uses=("thermometer", "stirrer"))
+def until_file(gate: str, stir: float = 300, *, lab: Any = None, md: dict | None = None):
+    """Spin the stirrer, then read the thermometer at checkpoints until file ``gate`` exists
+    (a test, in another process, decides when the plan ends)."""
+    import os
+
+    thermometer, stirrer = lab["thermometer"], lab["stirrer"]
+
+    @bpp.run_decorator(md={"plan_name": "until_file", **(md or {})})
+    def inner():
+        yield from bps.mv(stirrer, stir)
+        while not os.path.exists(gate):
+            yield from bps.checkpoint()
+            yield from bps.trigger_and_read([thermometer])
+            yield from bps.sleep(0.01)
+        yield from bps.mv(stirrer, 0)
+
+    return (yield from inner())
+
+
 def jsonl_documents(lab: Any):
     """A document subscriber (for ``remotelab worker --subscriber``) that appends every
     document to the file named by ``$QUEUE_TEST_DOCS``, flushed at once."""

@@ -103,3 +103,20 @@ def test_summary_names_every_run_with_its_data_link_and_the_error():
     assert "| outcome | failed |" in text and "| exit status | fail |" in text
     assert "[data](http://lab/runs/u1)" in text and "`u2`" in text
     assert "**Error:** RuntimeError: heater tripped" in text
+
+
+def test_a_failed_status_is_reported_by_the_error_that_failed_it():
+    from bluesky.utils import FailedStatus
+
+    from remotelab.worker.outcome import error_text
+
+    try:
+        try:
+            raise TimeoutError("thermometer: measure did not finish within 120 s")
+        except TimeoutError as cause:
+            raise FailedStatus("Status(obj=Thermometer(...))") from cause
+    except FailedStatus as failed:
+        assert (
+            error_text(failed) == "TimeoutError: thermometer: measure did not finish within 120 s"
+        )
+        assert "did not finish" in decide([], error=failed).message

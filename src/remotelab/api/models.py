@@ -143,6 +143,11 @@ class LabSummary(BaseModel):
         default_factory=list, description="every running (or paused) experiment"
     )
     status: dict[str, Any] | None = Field(None, description="the worker's last live status")
+    alerts: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="the open alerts of the lab's workers (outages, faults, stalls), each "
+        "with its worker",
+    )
 
 
 class DeviceStatus(BaseModel):

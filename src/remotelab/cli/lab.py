@@ -65,6 +65,8 @@ def show(
         samples.add_row(sample, where)
     console.print(samples)
     if isinstance(now, tuple):
+        for alert in now[0].get("alerts") or []:
+            console.print(render.alert_line(alert))
         for table in render.activity(*now):
             console.print(table)
     elif now:

@@ -242,7 +242,9 @@ class LocalBackend:
         from remotelab.queue.workers import ACTIVE
 
         try:
-            return self.queue.reservations(), self.queue.list(ACTIVE)
+            view = self.queue.reservations()
+            view["alerts"] = self.queue.alerts()
+            return view, self.queue.list(ACTIVE)
         except (QueueError, httpx.HTTPError) as exc:  # no Prefect API, or it does not answer
             return str(exc) or type(exc).__name__
 

@@ -187,6 +187,7 @@ def worker(
             poll_interval=poll,
             grace=grace,
             data_url=data_url,
+            outbox=settings.outbox_path(lab.name),
         )
         if publisher is not None:
             console.print(f"publishing documents and status to {address}")

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from remotelab.cli.app import console
@@ -202,7 +203,8 @@ def devices_table(data: list[dict[str, Any]], title: str) -> Table:
 
 
 def lab_summary(summary: dict[str, Any]) -> str:
-    """One line on a lab as a gateway sums it up: held, workers, waiting, running."""
+    """One line on a lab as a gateway sums it up: held, workers, waiting, running; then a
+    line for each open alert."""
     current = summary.get("current")
     running = summary.get("running") or ([current] if current else [])
     return (
@@ -211,7 +213,17 @@ def lab_summary(summary: dict[str, Any]) -> str:
         + (" [bold red]HELD[/]" if summary["held"] else "")
         + f": {summary['workers']} worker(s), {summary['queued']} waiting"
         + (", running " + ", ".join(f"{e['id']} ({e['plan']})" for e in running) if running else "")
+        + "".join("\n" + alert_line(a) for a in summary.get("alerts") or [])
     )
+
+
+def alert_line(alert: dict[str, Any]) -> str:
+    """An open alert of a worker, as one line (its text escaped: it is not markup)."""
+    try:
+        since = when(datetime.fromisoformat(str(alert["since"])))
+    except (KeyError, ValueError):
+        since = "?"
+    return f"[bold red]![/] {escape(str(alert.get('message', '')))} (since {since})"
 
 
 def runs_table(data: list[dict[str, Any]]) -> Table:

@@ -8,6 +8,7 @@ checkpoints run in a background thread, off the RunEngine's path.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import sqlite3
@@ -19,7 +20,7 @@ from typing import Any
 from remotelab.data.codec import encode
 from remotelab.data.database import SCHEMA, Synchronous, connect, run_rows
 from remotelab.data.models import hash_document
-from remotelab.errors import StoreError
+from remotelab.errors import StoreError, StoreWriteError
 
 log = logging.getLogger("remotelab.data.store")
 
@@ -80,9 +81,16 @@ class RunWriter:
             conn.close()
 
     def __call__(self, name: str, doc: dict[str, Any]) -> None:
-        """Store one document, committed before returning."""
+        """Store one document, committed before returning; :class:`StoreWriteError` (with
+        ``full`` set when the disk is full) if it could not be written."""
         body = encode(doc)
         self._dirty.set()
+        try:
+            self._store(name, doc, body)
+        except (sqlite3.OperationalError, OSError) as exc:
+            raise StoreWriteError(name, self.path.name, exc) from exc
+
+    def _store(self, name: str, doc: dict[str, Any], body: bytes) -> None:
         with self._lock:
             if name == "start":
                 self._write_start(doc, body)
@@ -140,10 +148,10 @@ class RunWriter:
             )
             conn.execute("COMMIT")
         except sqlite3.IntegrityError:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise StoreError(f"a run with uid {uid} is already stored") from None
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
         h = hashlib.sha256()
         hash_document(h, "start", body)
@@ -182,7 +190,7 @@ class RunWriter:
             )
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
         for key in [k for k, v in self._run_of.items() if v == run_uid]:
             del self._run_of[key]
@@ -221,6 +229,13 @@ class RunWriter:
             except sqlite3.Error:
                 log.warning("final checkpoint of %s failed; the log is kept", self.path)
             self._conn.close()
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back, if SQLite has not already (it does on a full disk): the error that made
+    the write fail is the one to report, not "no transaction is active"."""
+    with contextlib.suppress(sqlite3.Error):
+        conn.execute("ROLLBACK")
 
 
 def _text(value: Any) -> str | None:

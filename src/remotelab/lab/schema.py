@@ -200,6 +200,35 @@ class NotifyTarget(_Strict):
         return value
 
 
+class UnattendedSpec(_Strict):
+    """How the lab looks after itself when nobody watches it (faults, stalls)."""
+
+    hold_after_failures: int = Field(
+        3,
+        ge=0,
+        le=1000,
+        description="experiments in a row failing with the same error before the lab is held "
+        "(0: never)",
+    )
+    low_disk_mib: int = Field(
+        500, ge=0, description="free MiB on the run store's disk below which an alert is raised"
+    )
+    stall_factor: float = Field(
+        3.0,
+        gt=1,
+        description="a plan running this many times its expected duration raises an alert",
+    )
+    question_timeout_s: float = Field(
+        1800.0, gt=0, description="an operator question unanswered this long raises an alert"
+    )
+    queue_stall_s: float = Field(
+        600.0,
+        gt=0,
+        description="experiments waiting, a lane free, the lab not held, and none started for "
+        "this long: an alert",
+    )
+
+
 class LabSpec(_Strict):
     """A whole lab file."""
 
@@ -212,6 +241,7 @@ class LabSpec(_Strict):
     concurrency: int = Field(1, ge=1, le=64, description="experiments the lab may run at once")
     simulation: SimulationSpec = Field(default_factory=SimulationSpec)
     plans: PlansSpec = Field(default_factory=PlansSpec)
+    unattended: UnattendedSpec = Field(default_factory=UnattendedSpec)
     notify: list[NotifyTarget] = Field(
         default_factory=list, description="who the lab's notifications go to (apprise URLs)"
     )

@@ -78,6 +78,10 @@ class WorkerAnnouncement(BaseModel):
     leases: list[str] = Field(
         default_factory=list, description="its leases on the lab's device slots in Prefect"
     )
+    alerts: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="what someone should look at: key, kind, message, since, experiment",
+    )
 
     def runs(self, experiment_id: str) -> bool:
         """Whether it says it runs ``experiment_id`` (``current`` or one of ``running``)."""

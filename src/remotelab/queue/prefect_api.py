@@ -88,6 +88,21 @@ class BusyRetryTransport(httpx.HTTPTransport):
         return super().handle_request(request)
 
 
+def unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` says Prefect could not be reached or could not answer (the network,
+    a server down or restarting, a 5xx), rather than that it refused what was asked."""
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, httpx.TransportError | ConnectionError | TimeoutError):
+            return True
+        if isinstance(error, httpx.HTTPStatusError):
+            return error.response.status_code >= 500
+        error = error.__cause__ or error.__context__
+    return False
+
+
 def connect(api_url: str | None = None) -> SyncPrefectClient:
     """An open synchronous Prefect client for ``api_url`` (default: from the environment).
 
@@ -188,4 +203,5 @@ __all__ = [
     "connect",
     "ensure_lab",
     "resolve_api_url",
+    "unreachable",
 ]

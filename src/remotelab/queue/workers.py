@@ -191,6 +191,12 @@ class WorkerControl:
         """The live workers of this lab, as they announce themselves."""
         return [w.to_value() for w in self._live_workers(fresh=fresh)]
 
+    def alerts(self) -> list[dict[str, Any]]:
+        """The open alerts of the lab's live workers (outages, faults, stalls), oldest first,
+        each with the worker that raised it."""
+        found = [{**a, "worker": w.id} for w in self._live_workers() for a in w.alerts]
+        return sorted(found, key=lambda a: str(a.get("since", "")))
+
     def _live_workers(self, *, fresh: bool = False) -> list[WorkerAnnouncement]:
         stamp, cached = self._workers_cache
         if not fresh and time.monotonic() - stamp < WORKERS_TTL:

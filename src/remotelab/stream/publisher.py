@@ -81,6 +81,7 @@ class StreamPublisher:
             "descriptors": [],
             "progress": {"done": 0, "total": None},
             "running": {},
+            "alerts": [],
         }
         self._runs: dict[str, str] = {}  # run uid -> its key in status["running"]
         self._descriptors: dict[str, str] = {}  # descriptor uid -> run uid
@@ -239,6 +240,15 @@ class StreamPublisher:
             if experiment is None or experiment == s["experiment_id"] or not running:
                 s["engine_state"] = engine_state
             s["state"] = self._overall(_state_of(engine_state, running=False))
+            self._send_status()
+
+    def update_status(self, **fields: Any) -> None:
+        """Change fields of the status other than the state (e.g. the worker's ``alerts``)
+        and publish it."""
+        if "state" in fields:
+            raise StreamError("set the worker's state with set_state")
+        with self._lock:
+            self.status.update(fields)
             self._send_status()
 
     def publish_status(self) -> None:

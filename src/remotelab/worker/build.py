@@ -33,6 +33,9 @@ def build_worker(
     ``control_bind``, ``poll_interval``, ``grace``, ``data_url``, ``worker_id``…). Starting
     the worker, and closing it, the store and the publisher, stay with the caller.
     """
+    path = getattr(store, "path", None)
+    if path is not None:  # its disk is watched
+        worker_options.setdefault("store_path", path)
     worker = LabWorker(lab, api_url=api_url, **worker_options)
     for lane in worker.lanes:
         # the store first: a document is durable before any other callback sees it
@@ -45,6 +48,11 @@ def build_worker(
         )
         for callback in subscribers:
             lane.RE.subscribe(callback)
+    update_status = getattr(publisher, "update_status", None)
+    if update_status is not None:  # the worker's alerts in its live status
+        worker.alerts.on_change.append(
+            lambda alerts: update_status(alerts=[a.to_value() for a in alerts])
+        )
     return worker
 
 

@@ -49,9 +49,9 @@ class Cached(Generic[T]):
         fresh = not self.stale and time.monotonic() - self.read_at <= self.ttl
         if fresh and (self.value or self.keep_empty):
             return self.value
-        self.stale = False
-        self.read_at = time.monotonic()
-        self.value = self._read()
+        at = time.monotonic()
+        self.value = self._read()  # a failed read is tried again on next use
+        self.stale, self.read_at = False, at
         return self.value
 
     def invalidate(self) -> None:
@@ -76,9 +76,15 @@ class Claimer:
         self.worker_id = worker_id
         self.tag = worker_tag(worker_id)
         self.held: Cached[bool] = Cached(prefect.is_held, poll_interval, False)
+        #: why this worker holds the lab itself (a fault Prefect has not been told of yet)
+        self.fault: str | None = None
         self.queue: Cached[list[FlowRun]] = Cached(
             self._read_queue, poll_interval, [], keep_empty=False
         )
+
+    def is_held(self) -> bool:
+        """Whether the lab is held: in Prefect, or by this worker for a fault."""
+        return self.fault is not None or self.held.get()
 
     def invalidate(self, *, held: bool = False) -> None:
         """Read the queue (``held``: and the lab's hold) again before the next claim."""
@@ -105,7 +111,7 @@ class Claimer:
     def claim(self) -> FlowRun | None:
         """Claim the lab's next queued run (highest priority, then earliest), or None; the
         run as read after the claim (no edit can change it once it is ours)."""
-        if self.held.get():
+        if self.is_held():
             return None
         for run in self.candidates():
             claimed = self.claim_one(run)
@@ -147,6 +153,20 @@ class Claimer:
             if settle:
                 self._settle_refused(run_id)
             return False
+        return True
+
+    def let_go(self, run_id: str | UUID) -> bool:
+        """Undo a claim left half-made (Prefect was lost mid-claim): if the run is still
+        Pending as this worker claimed it, back to the state before; whether it was."""
+        states = self.prefect.history(UUID(str(run_id)))
+        last = states[-1] if states else None
+        mine = f"{self.tag} claimed"
+        if last is None or last.type != StateType.PENDING or (last.message or "") != mine:
+            return False
+        if len(states) < 2:
+            return False
+        self.prefect.set_state(run_id, copy_of(states[-2]), force=True)
+        self.queue.invalidate()
         return True
 
     def _was_queued(self, run_id: UUID) -> list[State] | None:

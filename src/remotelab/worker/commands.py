@@ -13,6 +13,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from prefect.client.schemas.objects import StateType
+
 from remotelab.queue.commands import (
     Abort,
     Answer,
@@ -27,6 +29,7 @@ from remotelab.queue.commands import (
     Stop,
     Wake,
 )
+from remotelab.queue.prefect_lab import LabOnPrefect
 from remotelab.worker.claiming import Claimer
 from remotelab.worker.lanes import Lane
 
@@ -106,4 +109,23 @@ class CommandTable:
         return Reply(ok=True, info=self.status())
 
 
-__all__ = ["CommandTable"]
+def watch_prefect_cancels(
+    lanes: list[Lane], prefect: LabOnPrefect, poll_interval: float, stopping: threading.Event
+) -> None:
+    """Until ``stopping``: notice a cancel requested in Prefect itself (its UI or CLI set
+    Cancelling) of an experiment a lane runs, and cancel its plan."""
+    while not stopping.wait(poll_interval):
+        for lane in lanes:
+            current = lane.runner.current
+            if current is None or current.cancel_reason is not None:
+                continue
+            try:
+                state = prefect.read_run(current.exp.id).state
+            except Exception:
+                continue
+            cancelling = state is not None and state.type == StateType.CANCELLING
+            if cancelling and state is not None and lane.runner.current is current:
+                lane.runner.interrupt(Cancel(reason=state.message or "cancelled"))
+
+
+__all__ = ["CommandTable", "watch_prefect_cancels"]

@@ -155,6 +155,8 @@ class Dispatcher:
         self._lock = threading.Lock()
         #: queued experiment id → why it waits (from the last pass)
         self.waiting: dict[str, str] = {}
+        #: called with a run whose claim failed half-way (it may be left Pending, ours)
+        self.on_claim_lost: Callable[[FlowRun], Any] | None = None
 
     # -- what an experiment needs ----------------------------------------------------------
     def need(self, run: FlowRun) -> Need:
@@ -191,7 +193,7 @@ class Dispatcher:
         """Reserve and claim the first queued experiment whose resources are free (only when
         ``lanes_free``); note why the others wait. The claimed run and its booking, or None.
         ``start=False``: the run is left Pending (see :meth:`Claimer.claim_one`)."""
-        if self.claimer.held.get():
+        if self.claimer.is_held():
             self.waiting = {}
             return None
         protect: set[str] = set()
@@ -207,7 +209,14 @@ class Dispatcher:
                 waiting[exp_id] = self._why(need, protect)
                 protect |= need.reserved
                 continue
-            claimed = self.claimer.claim_one(run, start=start)
+            try:
+                claimed = self.claimer.claim_one(run, start=start)
+            except BaseException:  # Prefect lost mid-claim: free it; the run may be ours
+                self.book.release(exp_id)
+                self.waiting = waiting
+                if self.on_claim_lost is not None:
+                    self.on_claim_lost(run)
+                raise
             if claimed is None:
                 self.book.release(exp_id)
                 continue

@@ -31,10 +31,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, wait
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 from uuid import UUID, uuid4
 
-from bluesky import RunEngine
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.states import State
 
@@ -42,28 +42,30 @@ from remotelab.lab.reservations import Reservations
 from remotelab.notify import Notifier, attach
 from remotelab.queue import control
 from remotelab.queue.announcement import HEARTBEAT_INTERVAL
-from remotelab.queue.commands import Abort, Cancel
+from remotelab.queue.commands import Cancel
 from remotelab.queue.messages import worker_tag
-from remotelab.queue.models import Experiment, Question
+from remotelab.queue.models import Experiment
 from remotelab.queue.prefect_lab import LabOnPrefect, PrefectLab
 from remotelab.queue.service import PlanRegistryLike, default_registry
 from remotelab.queue.subscriptions import lab_notifier
+from remotelab.settings import get_settings
+from remotelab.worker.alerts import Alerts
 from remotelab.worker.claiming import Claimer
-from remotelab.worker.commands import CommandTable
+from remotelab.worker.commands import CommandTable, watch_prefect_cancels
 from remotelab.worker.dispatch import DeviceLeases, Dispatcher, block_waits, reservations_view
+from remotelab.worker.faults import FaultGuard
 from remotelab.worker.lanes import Booking, Lane
+from remotelab.worker.link import Link, Watched
 from remotelab.worker.notices import Notices
 from remotelab.worker.presence import Presence
-from remotelab.worker.questions import Questions
 from remotelab.worker.records import Recorder, make_safe
 from remotelab.worker.recovery import StaleHolds, forget_dead_workers, recover
-from remotelab.worker.running import Runner
+from remotelab.worker.views import LaneViews
+from remotelab.worker.watchdogs import Watchdogs
 
 log = logging.getLogger("remotelab.worker")
 
 DocumentCallback = Callable[[str, dict[str, Any]], Any]
-#: on SIGTERM/SIGINT, how many times (a second apart) the worker asks the RunEngine to abort
-SHUTDOWN_ABORT_TRIES = 30
 #: a run held by an edit longer than this (s) is a stale hold (its editor died or lost Prefect):
 #: a worker puts it back in the queue as it was before the edit
 EDIT_GRACE = 60.0
@@ -71,7 +73,7 @@ EDIT_GRACE = 60.0
 EDIT_CHECK_INTERVAL = 10.0
 
 
-class LabWorker:
+class LabWorker(LaneViews):
     """Runs one lab's experiments, up to the lab's ``concurrency`` at once, one RunEngine each.
 
     ``subscribers`` receive every ``(name, doc)`` the RunEngines emit (the run store and the
@@ -96,6 +98,8 @@ class LabWorker:
         edit_grace: float = EDIT_GRACE,
         edit_check_interval: float = EDIT_CHECK_INTERVAL,
         prefect: LabOnPrefect | None = None,
+        outbox: str | Path | None = None,
+        store_path: str | Path | None = None,
         notifier: Notifier | None = None,
     ):
         self.lab = lab
@@ -104,7 +108,12 @@ class LabWorker:
             worker_id or f"{socket.gethostname().split('.')[0]}-{os.getpid()}-{uuid4().hex[:6]}"
         )
         self.tag = worker_tag(self.id)
-        self.prefect: LabOnPrefect = prefect or PrefectLab(self.name, api_url)
+        self.alerts = Alerts()
+        #: whether Prefect answers: every call through ``self.prefect`` says so
+        self.link = Link("Prefect", self.alerts, cap=get_settings().retry_cap)
+        self.prefect: LabOnPrefect = cast(
+            LabOnPrefect, Watched(prefect or PrefectLab(self.name, api_url), self.link)
+        )
         self.poll_interval = poll_interval
         self.grace = grace
         self.control_bind = control_bind
@@ -112,14 +121,19 @@ class LabWorker:
         self.completed = 0
         self._registry = registry
         self.notifier = notifier or lab_notifier(lab, self.prefect)
-        attach(lab, self.notifier)  # for the parts that get only the lab (make_safe)
-        self.notices = Notices(self.notifier, self.name, self.id)
+        attach(lab, self.notifier)  # for the parts that get only the lab
+        self.notices = Notices(self.notifier, self.name, self.id, lambda: self.running)
+        self.alerts.on_raise.append(self.notices.alert)  # held by a fault, watchdogs
 
         def set_state(run_id: str, state: State) -> object:
             started = self._starting.get(run_id)
             if started is not None:  # after the Running its claim proposes, never before
                 wait([started])
-            return self.prefect.set_state(run_id, state)
+            try:
+                return self.prefect.set_state(run_id, state)
+            except Exception as exc:  # a pause or a question not shown: the plan runs on
+                log.warning("experiment %s: could not record %s: %s", run_id, state.name, exc)
+                return None
 
         self.presence = Presence(self.prefect, self.id, self._describe)
         self.book = Reservations()
@@ -149,7 +163,23 @@ class LabWorker:
         )
         self.stale_holds = StaleHolds(self.prefect, edit_grace, edit_check_interval)
         self.recorder = Recorder(
-            self.prefect, lab, worker_id=self.id, tag=self.tag, data_url=data_url
+            self.prefect,
+            lab,
+            worker_id=self.id,
+            tag=self.tag,
+            link=self.link,
+            data_url=data_url,
+            outbox_path=outbox,
+        )
+        self.faults = FaultGuard.for_lab(
+            lab, self.prefect, self.claimer, self.recorder.outbox, self.alerts, store_path
+        )
+        self.recorder.on_unsafe.append(self.faults.hold)
+        self.watchdogs = Watchdogs.for_worker(self)
+        # a claim Prefect was lost in the middle of is undone once it is back
+        self.recorder.outbox.handlers["unclaim"] = lambda p: self.claimer.let_go(p["run"])
+        self.dispatcher.on_claim_lost = lambda run: self.recorder.outbox.put(
+            str(run.id), "unclaim", {"run": str(run.id)}
         )
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -163,47 +193,6 @@ class LabWorker:
         self.commands = CommandTable(
             self.id, self.claimer, self._running, self._describe, self._wake
         )
-
-    @property
-    def RE(self) -> RunEngine:
-        """The first lane's RunEngine (the only one when the lab runs one experiment at a time)."""
-        return self.lanes[0].RE
-
-    @property
-    def runner(self) -> Runner:
-        """The first lane's runner."""
-        return self.lanes[0].runner
-
-    @property
-    def questions(self) -> Questions:
-        """The first lane's questions."""
-        return self.lanes[0].questions
-
-    def _running(self) -> list[Lane]:
-        return [lane for lane in self.lanes if lane.runner.current is not None]
-
-    # -- what it is doing ------------------------------------------------------------------
-    @property
-    def current(self) -> Experiment | None:
-        """The experiment it runs now (the first, if it runs several)."""
-        for lane in self.lanes:
-            current = lane.runner.current
-            if current is not None:
-                return current.exp
-        return None
-
-    @property
-    def running(self) -> list[Experiment]:
-        """Every experiment it runs now."""
-        return [c.exp for lane in self.lanes if (c := lane.runner.current) is not None]
-
-    @property
-    def question(self) -> Question | None:
-        """The question a running plan asks the operator now (the first, if several ask)."""
-        for lane in self.lanes:
-            if lane.questions.question is not None:
-                return lane.questions.question
-        return None
 
     @property
     def registry(self) -> PlanRegistryLike:
@@ -236,6 +225,8 @@ class LabWorker:
             "reservations": reservations_view(self.book),
             "waiting": {**self.dispatcher.waiting, **block_waits(self.book)},
             "leases": sorted(self.leases.leases),
+            "alerts": self.alerts.to_value(),
+            "prefect": self.link.describe(),
         }
 
     # -- life cycle --------------------------------------------------------------------------
@@ -245,7 +236,22 @@ class LabWorker:
         safe. Returns the experiments it marked crashed."""
         self.prefect.ensure()
         self.control = control.ControlServer(self.commands, self.control_bind).start()
+        self.recorder.outbox.adopt()  # what ended workers of this host left to tell
+        crashed = self.link.until_reached(self._take_over, self._stopping)
+        self.recorder.start()
+        for target, name in ((self._heartbeat_loop, "heartbeat"), (self._watch_loop, "watch")):
+            thread = threading.Thread(target=target, name=f"remotelab-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        log.info("worker %s serves lab %s on %s", self.id, self.name, self.control.endpoint)
+        return crashed
+
+    def _take_over(self) -> list[Experiment]:
+        """Announce this worker; deliver the outbox, then mark crashed what dead workers left
+        running, and leave the devices safe (unless a peer runs an experiment)."""
         self.presence.announce(create=True)
+        if not self.recorder.outbox.flush(timeout=30.0):  # ended, not crashed: say so first
+            raise ConnectionError("Prefect unreachable: the outbox could not be delivered")
         crashed = self.recover()
         self.restore_stale_edits()
         peers = self.presence.peers()
@@ -261,12 +267,6 @@ class LabWorker:
                 self.leases.slots.reset(self.lab.devices)
             except Exception as exc:  # the leases of the dead expire by themselves
                 log.warning("could not free the lab's device slots in Prefect: %s", exc)
-        self.recorder.start()
-        for target, name in ((self._heartbeat_loop, "heartbeat"), (self._watch_loop, "watch")):
-            thread = threading.Thread(target=target, name=f"remotelab-{name}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
-        log.info("worker %s serves lab %s on %s", self.id, self.name, self.control.endpoint)
         return crashed
 
     def close(self) -> None:
@@ -305,9 +305,23 @@ class LabWorker:
                 signal.signal(sig, lambda signum, _f: self.shutdown(signal.Signals(signum).name))
         while not self._stopping.is_set():
             self._wake.clear()
-            if self.start_next() is None and not self._stopping.is_set():
+            try:
+                started = self.start_next()
+            except Exception as exc:  # never dies of it: tries again after a back-off
+                self._wake.wait(self._retry_after(exc))
+                continue
+            if started is None and not self._stopping.is_set():
                 self._wake.wait(self.poll_interval)
         wait([lane.task for lane in self.lanes if lane.task is not None])
+
+    def _retry_after(self, exc: Exception) -> float:
+        """How long to wait after the next experiment could not be started because of
+        ``exc``: the link's back-off if Prefect was not reached, else a poll interval."""
+        self.claimer.invalidate(held=True)
+        if self.link.reachable:
+            log.error("could not start the next experiment: %s: %s", type(exc).__name__, exc)
+            return self.poll_interval
+        return max(self.link.retry_in, self.poll_interval)
 
     def shutdown(self, reason: str = "shutdown") -> None:
         """Start no more experiments; abort the running ones (after ``grace`` seconds)."""
@@ -318,30 +332,11 @@ class LabWorker:
         for lane in self.lanes:
             if lane.busy:
                 threading.Thread(
-                    target=self._abort_on_shutdown,
-                    args=(lane, reason),
+                    target=lane.abort_until_ended,
+                    args=(reason, self.grace),
                     name=f"remotelab-shutdown-{lane.index}",
                     daemon=True,
                 ).start()
-
-    def _abort_on_shutdown(self, lane: Lane, reason: str) -> None:
-        if self.grace > 0:
-            deadline = time.monotonic() + self.grace
-            while lane.busy and time.monotonic() < deadline:
-                time.sleep(0.05)
-        # ask again until the experiment has ended: an abort that meets the RunEngine between
-        # two states is refused, and must not leave the plan running
-        abort = Abort(reason=f"aborted: the worker was stopped ({reason})")
-        for _ in range(SHUTDOWN_ABORT_TRIES):
-            if not lane.busy:
-                return
-            reply = lane.runner.interrupt(abort)
-            if not reply.ok:
-                log.warning("abort on %s: %s; trying again", reason, reply.error)
-            for _ in range(20):  # up to 1 s for the experiment to end
-                if not lane.busy:
-                    return
-                time.sleep(0.05)
 
     # -- background: heartbeat, stale holds, cancels made in Prefect ---------------------------
     def _heartbeat_loop(self) -> None:
@@ -350,28 +345,15 @@ class LabWorker:
                 self.presence.beat()
             except Exception as exc:
                 log.warning("heartbeat failed: %s", exc)
-            self._renew_leases()
+            self.leases.renew()
             # here, not between experiments: a long experiment must not keep a hold waiting
             if self.stale_holds.check():
                 self.claimer.invalidate()
-
-    def _renew_leases(self) -> None:
-        self.leases.renew()
+            self.faults.check()
+            self.watchdogs.check()
 
     def _watch_loop(self) -> None:
-        """Notice a cancel requested in Prefect itself (its UI or CLI set Cancelling)."""
-        while not self._stopping.wait(self.poll_interval):
-            for lane in self.lanes:
-                current = lane.runner.current
-                if current is None or current.cancel_reason is not None:
-                    continue
-                try:
-                    state = self.prefect.read_run(current.exp.id).state
-                except Exception:
-                    continue
-                cancelling = state is not None and state.type == StateType.CANCELLING
-                if cancelling and state is not None and lane.runner.current is current:
-                    lane.runner.interrupt(Cancel(reason=state.message or "cancelled"))
+        watch_prefect_cancels(self.lanes, self.prefect, self.poll_interval, self._stopping)
 
     # -- the parts, as the worker uses them ---------------------------------------------------
     def peers(self) -> list[dict[str, Any]]:
@@ -397,7 +379,7 @@ class LabWorker:
     def held(self) -> bool:
         """Whether the lab is held (re-read at most every poll interval, and at once after a
         wake-up or hold message)."""
-        return self.claimer.held.get()
+        return self.claimer.is_held()
 
     def candidates(self) -> list[FlowRun]:
         """The next few queued flow runs of the lab, in the order they should run."""
@@ -497,6 +479,7 @@ class LabWorker:
                 held = {d for d in need.shared if self.book.holder_of(d) in (None, exp_id)}
                 own = need.devices | held
             lane.last = self.recorder.finish(ended, own)
+            self.faults.after(lane.last, ended.error)
             self.notices.ended(lane.last)
             return lane.last
         finally:

@@ -8,6 +8,8 @@ questions its plan asks (:class:`Questions`), and the holds of shared devices it
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -19,11 +21,17 @@ from prefect.states import State
 
 from remotelab.lab.reservations import Reservations
 from remotelab.plans.holds import install_holds
+from remotelab.queue.commands import Abort
 from remotelab.queue.models import Experiment
 from remotelab.worker.operator import ASK_OPERATOR
 from remotelab.worker.questions import Questions
 from remotelab.worker.running import Runner
 from remotelab.worker.tasks import TaskThread
+
+log = logging.getLogger("remotelab.worker")
+
+#: on the worker's stop, how many times (a second apart) a lane asks its RunEngine to abort
+SHUTDOWN_ABORT_TRIES = 30
 
 
 @dataclass(frozen=True)
@@ -126,5 +134,25 @@ class Lane:
             "lane": self.index,
         }
 
+    def abort_until_ended(self, reason: str, grace: float = 0.0) -> None:
+        """Let the experiment run ``grace`` s, then abort it, asking again until it has ended:
+        an abort that meets the RunEngine between two states is refused, and must not leave
+        the plan running (the worker's stop)."""
+        if grace > 0:
+            deadline = time.monotonic() + grace
+            while self.busy and time.monotonic() < deadline:
+                time.sleep(0.05)
+        abort = Abort(reason=f"aborted: the worker was stopped ({reason})")
+        for _ in range(SHUTDOWN_ABORT_TRIES):
+            if not self.busy:
+                return
+            reply = self.runner.interrupt(abort)
+            if not reply.ok:
+                log.warning("abort on %s: %s; trying again", reason, reply.error)
+            for _ in range(20):  # up to 1 s for the experiment to end
+                if not self.busy:
+                    return
+                time.sleep(0.05)
 
-__all__ = ["Booking", "Lane", "Need"]
+
+__all__ = ["SHUTDOWN_ABORT_TRIES", "Booking", "Lane", "Need"]

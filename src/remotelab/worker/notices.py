@@ -1,15 +1,19 @@
 """What the worker tells people (:mod:`remotelab.notify`): an experiment that failed or
-crashed, a plan's question to the operator. Each is sent without waiting
-(:meth:`~remotelab.notify.Notifier.send`); a target that is down never holds up a plan."""
+crashed, a plan's question to the operator, and each alert it raises (the lab held by a
+fault, a watchdog's stall, Prefect unreachable, the disk filling). Each is sent without
+waiting (:meth:`~remotelab.notify.Notifier.send`); a target that is down never holds up a
+plan."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from remotelab.notify import Event, EventKind, Notifier
 from remotelab.queue.models import Experiment, ExperimentState, Question
+from remotelab.worker.alerts import Alert
+from remotelab.worker.faults import FaultGuard
 
 log = logging.getLogger("remotelab.worker")
 
@@ -34,23 +38,41 @@ def about(
     )
 
 
-def held_event(lab: str, why: str, error: BaseException | None) -> Event:
-    """The lab held because devices failed their safe state after ``why``."""
-    return Event(
-        kind=EventKind.lab_held,
-        lab=lab,
-        message=f"devices failed their safe state after {why}: {error}; the lab is held "
-        "until a manager makes them safe and releases it (remotelab lab release)",
-    )
-
-
 class Notices:
-    """The worker's notifications of lab ``lab`` through ``notifier``."""
+    """The worker's notifications of lab ``lab`` through ``notifier``; ``running()`` gives
+    the experiments running now (whose submitters hear of their alerts)."""
 
-    def __init__(self, notifier: Notifier, lab: str, worker_id: str):
+    def __init__(
+        self,
+        notifier: Notifier,
+        lab: str,
+        worker_id: str,
+        running: Callable[[], list[Experiment]] = list,
+    ):
         self.notifier = notifier
         self.lab = lab
         self.worker_id = worker_id
+        self.running = running
+
+    def alert(self, alert: Alert) -> None:
+        """An alert first raised: the lab held by a fault, or a watchdog's (stalls, Prefect
+        unreachable, the disk filling)."""
+        held = alert.key == FaultGuard.HOLD
+        exp = next((e for e in self.running() if e.id == alert.experiment), None)
+        message = alert.message
+        if held:
+            message += "; a manager releases it once put right (remotelab lab release)"
+        self.notifier.send(
+            Event(
+                kind=EventKind.lab_held if held else EventKind.watchdog_alert,
+                lab=self.lab,
+                experiment_id=alert.experiment,
+                submitter=(exp.submitter or None) if exp else None,
+                plan=exp.plan if exp else None,
+                worker=self.worker_id,
+                message=message,
+            )
+        )
 
     def ended(self, exp: Experiment) -> None:
         """An experiment recorded as ended: its people are told if it failed or crashed."""
@@ -108,4 +130,4 @@ class Notices:
         lane.questions.on_ask.append(asked)
 
 
-__all__ = ["Notices", "about", "held_event"]
+__all__ = ["Notices", "about"]

@@ -49,6 +49,14 @@ def exit_status_of(statuses: Sequence[str]) -> str | None:
     return statuses[-1] if statuses else None
 
 
+def error_text(error: BaseException) -> str:
+    """What went wrong, said by the error that knows: a device's failed status (bluesky's
+    ``FailedStatus``, which only prints the status object) by the error that failed it."""
+    while type(error).__name__ == "FailedStatus" and error.__cause__ is not None:
+        error = error.__cause__
+    return f"{type(error).__name__}: {error}"
+
+
 def decide(
     exit_statuses: Sequence[str],
     *,
@@ -68,7 +76,7 @@ def decide(
     if cancel_reason is not None:
         return Outcome(StateType.CANCELLED, cancel_reason, status)
     if error is not None:
-        return Outcome(StateType.FAILED, f"{type(error).__name__}: {error}", status)
+        return Outcome(StateType.FAILED, error_text(error), status)
     if status == "abort":
         return Outcome(StateType.CANCELLED, "aborted", status)
     if status == "fail":
@@ -111,10 +119,10 @@ def summary(
         link = data_url.format(uid=uid) if data_url else ""
         lines.append(f"| run | `{uid}` {f'[data]({link})' if link else ''} |")
     if error is not None:
-        lines += ["", f"**Error:** {type(error).__name__}: {error}"]
+        lines += ["", f"**Error:** {error_text(error)}"]
     if unsafe is not None:
         lines += ["", f"**Devices not safe; lab held:** {unsafe}"]
     return "\n".join(lines)
 
 
-__all__ = ["Outcome", "decide", "exit_status_of", "summary"]
+__all__ = ["Outcome", "decide", "error_text", "exit_status_of", "summary"]

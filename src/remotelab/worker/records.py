@@ -1,30 +1,31 @@
 """Recording a finished experiment in Prefect, and leaving the lab safe.
 
 :class:`Recorder` turns an ended experiment into its outcome (:mod:`remotelab.worker.outcome`),
-drives the lab to its safe state when it did not complete, and writes the final state, whose
-message carries the outcome (:mod:`remotelab.queue.messages`); the run's labels, the summary
-artifact and the failure logs go to a background thread, in order (they may lag behind; the
-state does not).
+drives the lab to its safe state when it did not complete, and records the final state, whose
+message carries the outcome (:mod:`remotelab.queue.messages`), the run's labels, the summary
+artifact and the failure logs through the worker's durable outbox (:mod:`remotelab.worker.
+outbox`): the state is delivered at once when Prefect can be reached, the rest a moment later,
+and all of it when Prefect is back after an outage, or by the next worker after a crash.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
-import sys
-import threading
-import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+from prefect.client.schemas.actions import LogCreate
+from prefect.states import State
+
 from remotelab.errors import SafeStateError
-from remotelab.notify import notifier_of
 from remotelab.queue.messages import outcome_tail, run_labels
 from remotelab.queue.models import Experiment, state_of
 from remotelab.queue.prefect_lab import LabOnPrefect, log_entry
-from remotelab.worker.notices import held_event
-from remotelab.worker.outcome import Outcome, decide, summary
+from remotelab.worker.link import Link
+from remotelab.worker.outbox import Outbox
+from remotelab.worker.outcome import decide, summary
 from remotelab.worker.running import Ended
 
 #: seconds a post-run record waits before it is written (see :meth:`Recorder._post_loop`)
@@ -46,12 +47,11 @@ def make_safe(
             prefect.set_held(True)
         except Exception as exc:
             log.error("could not hold lab %s: %s", prefect.name, exc)
-        notifier_of(lab).send(held_event(prefect.name, why, sys.exc_info()[1]))
         raise
 
 
 class Recorder:
-    """Records ended experiments of a lab for worker ``worker_id``."""
+    """Records ended experiments of a lab for worker ``worker_id``, through ``outbox``."""
 
     def __init__(
         self,
@@ -60,43 +60,47 @@ class Recorder:
         *,
         worker_id: str,
         tag: str,
+        link: Link,
         data_url: str | None = None,
+        outbox_path: str | Path | None = None,
+        scope: str = "",
     ):
         self.prefect = prefect
         self.lab = lab
         self.worker_id = worker_id
         self.tag = tag
         self.data_url = data_url
-        self._jobs: queue.Queue[tuple[float, Callable[[], Any]] | None] = queue.Queue()
-        self._thread: threading.Thread | None = None
-        self._closing = False
+        #: called with the reason when an experiment left devices that failed their safe state
+        self.on_unsafe: list[Callable[[str], Any]] = []
+        self.outbox = Outbox(
+            outbox_path,
+            owner=worker_id,
+            scope=scope or prefect.name,
+            link=link,
+            handlers={
+                "state": self._deliver_state,
+                "labels": lambda p: self.prefect.update_labels(p["run"], p["labels"]),
+                "record": self._deliver_record,
+            },
+        )
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._post_loop, name="remotelab-post", daemon=True)
-        self._thread.start()
+        """Deliver in the background."""
+        self.outbox.start()
 
     def close(self, timeout: float = 5.0) -> None:
-        """Write what is still waiting (up to ``timeout`` s) and stop."""
-        self._closing = True
-        self._jobs.put(None)
-        if self._thread is not None:
-            self._thread.join(timeout)
+        """Deliver what is still waiting (up to ``timeout`` s) and stop; the rest stays in
+        the outbox for the next start."""
+        self.outbox.close(timeout)
 
-    def _post_loop(self) -> None:
-        """Writes that may lag behind the experiment (the artifact, logs), in order; each
-        waits :data:`RECORD_DELAY` after it was queued, so the next experiment's claim, made
-        as this one ends, does not queue behind them for Prefect's database."""
-        while True:
-            item = self._jobs.get()
-            if item is None:
-                return
-            queued_at, job = item
-            if not self._closing:
-                time.sleep(max(0.0, queued_at + RECORD_DELAY - time.monotonic()))
-            try:
-                job()
-            except Exception as exc:
-                log.warning("could not record in Prefect: %s", exc)
+    def _deliver_state(self, payload: dict[str, Any]) -> None:
+        state = State.model_validate(payload["state"])
+        if not self.prefect.set_state(payload["run"], state).accepted:
+            self.prefect.set_state(payload["run"], state, force=True)
+
+    def _deliver_record(self, payload: dict[str, Any]) -> None:
+        logs = [LogCreate.model_validate(entry) for entry in payload["logs"]]
+        self.prefect.record(payload["run"], payload["summary"], payload["description"], logs)
 
     def finish(self, ended: Ended, devices: Iterable[str] | None = None) -> Experiment:
         """Record an ended experiment: outcome, safe state, labels, final state, summary.
@@ -127,10 +131,16 @@ class Recorder:
             except SafeStateError as exc:
                 unsafe = exc
                 suffix = f"; devices NOT safe, lab held: {exc}"
+                for listener in self.on_unsafe:
+                    listener(f"devices failed their safe state after experiment {exp.id}: {exc}")
         state = outcome.state(self.tag, suffix + outcome_tail(current.uids, outcome.exit_status))
         labels = run_labels(self.worker_id, current.uids, outcome.exit_status)
-        if not self.prefect.set_state(exp.id, state).accepted:
-            self.prefect.set_state(exp.id, state, force=True)
+        # on disk first: the outcome is Prefect's as soon as it can be, whatever happens
+        seq = self.outbox.put(
+            exp.id, "state", {"run": exp.id, "state": state.model_dump(mode="json")}
+        )
+        if self.outbox.link.reachable:
+            self.outbox.deliver(seq)  # at once; if not, from the outbox when Prefect is back
         text = summary(
             exp,
             outcome,
@@ -142,9 +152,12 @@ class Recorder:
             unsafe=unsafe,
             data_url=self.data_url,
         )
-        queued_at = time.monotonic()
-        self._jobs.put((queued_at, lambda: self.prefect.update_labels(exp.id, labels)))
-        self._jobs.put((queued_at, lambda: self._record(exp, outcome, text, ended, unsafe)))
+        # these may lag: each waits RECORD_DELAY, so the next experiment's claim, made as
+        # this one ends, does not queue behind them for Prefect's database
+        self.outbox.put(exp.id, "labels", {"run": exp.id, "labels": labels}, delay=RECORD_DELAY)
+        self.outbox.put(
+            exp.id, "record", self._record(exp, text, ended, unsafe), delay=RECORD_DELAY
+        )
         return exp.model_copy(
             update={
                 "state": state_of(state.type.value, state.name),
@@ -158,9 +171,9 @@ class Recorder:
             }
         )
 
-    def _record(
-        self, exp: Experiment, outcome: Outcome, text: str, ended: Ended, unsafe: Any
-    ) -> None:
+    @staticmethod
+    def _record(exp: Experiment, text: str, ended: Ended, unsafe: Any) -> dict[str, Any]:
+        """The summary artifact and the logs of an ended experiment, as an outbox record."""
         now = datetime.now(UTC)
         logs = []  # a completed run's summary is its artifact; failures are logged as well
         if ended.error is not None or unsafe is not None:
@@ -170,7 +183,12 @@ class Recorder:
         if unsafe is not None:
             message = f"devices not in their safe state, lab held: {unsafe}"
             logs.append(log_entry(exp.id, logging.CRITICAL, message, now))
-        self.prefect.record(exp.id, text, f"remotelab experiment {exp.id} ({exp.plan})", logs)
+        return {
+            "run": exp.id,
+            "summary": text,
+            "description": f"remotelab experiment {exp.id} ({exp.plan})",
+            "logs": [entry.model_dump(mode="json") for entry in logs],
+        }
 
 
 __all__ = ["Recorder", "make_safe"]

@@ -23,16 +23,18 @@ def lab_summary(svc: LabService, gw: Gateway) -> LabSummary:
         q, [ExperimentState.queued, ExperimentState.waiting_for_approval], limit=1, annotate=False
     )
     running = q.list(ACTIVE)
+    workers = q.workers()
     return LabSummary(
         name=svc.name,
         description=svc.lab.spec.description or "",
         simulated=svc.lab.simulated,
         held=q.is_held(),
-        workers=len(q.workers()),
+        workers=len(workers),
         queued=waiting,
         current=running[0] if running else None,
         running=running,
         status=gw.live.lab_status(svc.name),
+        alerts=q.alerts(),
     )
 
 

@@ -265,6 +265,12 @@ function renderStatus(lab) {
       el("code", { title: current.id }, short(current.id)), count,
     );
   }
+  $("lab-alerts").replaceChildren(
+    ...(lab.alerts || []).map((a) =>
+      el("li", { class: "alert", "data-kind": a.kind }, badge(a.kind, "failed"), ` ${a.message}`),
+    ),
+  );
+  $("lab-alerts").hidden = !(lab.alerts || []).length;
   $("lab-controls").querySelector('[data-control="hold"]').disabled = lab.held;
   $("lab-controls").querySelector('[data-control="release"]').disabled = !lab.held;
 }
