@@ -111,16 +111,16 @@ class LabWorker(LaneViews):
         self.alerts = Alerts()
         #: whether Prefect answers: every call through ``self.prefect`` says so
         self.link = Link("Prefect", self.alerts, cap=get_settings().retry_cap)
-        self.prefect: LabOnPrefect = cast(
-            LabOnPrefect, Watched(prefect or PrefectLab(self.name, api_url), self.link)
-        )
+        unwatched = prefect or PrefectLab(self.name, api_url)
+        self.prefect: LabOnPrefect = cast(LabOnPrefect, Watched(unwatched, self.link))
         self.poll_interval = poll_interval
         self.grace = grace
         self.control_bind = control_bind
         self.control: control.ControlServer | None = None
         self.completed = 0
         self._registry = registry
-        self.notifier = notifier or lab_notifier(lab, self.prefect)
+        # its reads of the subscriptions are not the worker's link to Prefect: not watched
+        self.notifier = notifier or lab_notifier(lab, unwatched)
         attach(lab, self.notifier)  # for the parts that get only the lab
         self.notices = Notices(self.notifier, self.name, self.id, lambda: self.running)
         self.alerts.on_raise.append(self.notices.alert)  # held by a fault, watchdogs
