@@ -13,6 +13,7 @@ import pytest
 from notify_helpers import closed_port, wait_until, write_lab
 from prefect.states import Running
 
+from remotelab.errors import NotificationError
 from remotelab.lab import load_lab
 from remotelab.queue import ExperimentQueue, ExperimentState
 from remotelab.queue.announcement import WorkerAnnouncement
@@ -161,3 +162,11 @@ def test_the_worker_s_alerts_are_notified_once_each(setup, mailbox):
     assert "3 experiment(s) queued" in mail.get_body(("plain",)).get_content()
     assert setup.worker.notifier.flush(30)
     assert len(mailbox.to("mia@example.org")) == 1 and mailbox.to("bob@example.org") == []
+
+
+def test_a_user_subscribes_once_through_one_url(setup, mailbox):
+    first = setup.subscribe(mailbox, "alice")
+    with pytest.raises(NotificationError, match=f"already \\({first}\\)"):
+        setup.subscribe(mailbox, "alice", events=["lab_held"])
+    setup.q.subscriptions.add(mailbox.url("alice@example.org"), user="bob", role="researcher")
+    assert len(setup.q.subscriptions.stored()) == 2

@@ -107,10 +107,16 @@ class LabSubscriptions:
     def add(
         self, url: str, events: Iterable[str] | None = None, *, user: str, role: str
     ) -> Subscription:
-        """A new subscription of ``user``'s (URL checked by apprise first)."""
+        """A new subscription of ``user``'s (URL checked by apprise first; one per URL)."""
         sub = Subscription(
             lab=self.name, url=check_url(url), events=kinds(events), owner=user, role=role
         )
+        same = next((s for s in self.stored() if s.owner == user and s.url == sub.url), None)
+        if same is not None:
+            raise NotificationError(
+                f"you subscribe through this URL already ({same.id}); remove it first to "
+                "change its events (remotelab notify remove ID)"
+            )
         self.prefect.subscribe(sub)
         return sub
 
