@@ -433,6 +433,28 @@ class Client:
         """The run's summary plot (PNG bytes)."""
         return self.request("GET", f"/runs/{uid}/plot.png").content
 
+    # -- notifications ------------------------------------------------------------------------
+    def subscriptions(self, lab: str | None = None) -> list[dict[str, Any]]:
+        """Your notification subscriptions (a manager: all of the lab's), URLs masked."""
+        return self._get(f"/labs/{self.lab_name(lab)}/notify")
+
+    def subscribe(
+        self, url: str, events: list[str] | None = None, *, lab: str | None = None
+    ) -> dict[str, Any]:
+        """Subscribe to the lab's notifications through an apprise ``url`` (``events``:
+        the kinds wanted; none: all); :class:`ApiInvalid` if apprise cannot use the URL."""
+        body = {"url": url, "events": list(events or [])}
+        return self._post(f"/labs/{self.lab_name(lab)}/notify", body)
+
+    def unsubscribe(self, subscription_id: str, *, lab: str | None = None) -> dict[str, Any]:
+        return self.request("DELETE", f"/labs/{self.lab_name(lab)}/notify/{subscription_id}").json()
+
+    def notify_test(
+        self, subscription_id: str | None = None, *, lab: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Send a test notification now (to one subscription, or all yours); how each went."""
+        return self._post(f"/labs/{self.lab_name(lab)}/notify/test", {"id": subscription_id})
+
     # -- audit, users, tokens ----------------------------------------------------------------
     def audit(self, **filters: Any) -> list[dict[str, Any]]:
         return self._get("/audit", **filters)

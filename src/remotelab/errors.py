@@ -261,6 +261,15 @@ class WorkerUnavailable(QueueError):
     """No live worker of the lab answered on its control channel."""
 
 
+class NotificationError(RemotelabError, ValueError):
+    """A notification target that cannot be used (an apprise URL apprise does not know, an
+    event kind that does not exist)."""
+
+
+class SubscriptionNotFound(NotificationError, LookupError):
+    """No notification subscription with this id in this lab (or none the caller may see)."""
+
+
 class ApiError(RemotelabError):
     """The gateway refused a request: ``status`` (HTTP), ``detail``, per-parameter ``errors``."""
 

@@ -207,3 +207,18 @@ def test_a_stale_hold_goes_back_where_it_was_or_to_approval():
     assert again.name == AWAITING_APPROVAL and force
     plain, _ = stale_hold_successor(hold_state(edit_mark("ada"), at), None, edits=5)
     assert plain.type.value == "SCHEDULED" and plain.state_details.scheduled_time == at
+
+
+def test_a_notification_subscription_round_trips_in_its_own_variable():
+    from remotelab.notify import EventKind, Subscription
+    from remotelab.queue import subscriptions
+
+    sub = Subscription(
+        lab="Lab-1", url="json://h/x", events=[EventKind.lab_held], owner="mia", role="manager"
+    )
+    name = subscriptions.variable_name(sub.lab, sub.id)
+    assert name.startswith(subscriptions.lab_prefix("Lab-1")) and name == name.lower()
+    assert not name.startswith(lab_prefix("Lab-1"))  # never taken for a worker's announcement
+    back = subscriptions.parse(json.loads(json.dumps(sub.model_dump(mode="json"))))
+    assert back == sub
+    assert subscriptions.parse({"id": "x"}) is None and subscriptions.parse("x") is None

@@ -9,7 +9,13 @@ import socket
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from remotelab.queue.lost import LostWorkers, LostWorkerWatcher, OnLost, store_run_uids
+from remotelab.queue.lost import (
+    LostWorkers,
+    LostWorkerWatcher,
+    OnLost,
+    notifying,
+    store_run_uids,
+)
 from remotelab.settings import worker_lost_after
 
 if TYPE_CHECKING:
@@ -39,7 +45,7 @@ def lost_worker_watchers(
                 gateway_name(),
                 lost_after=after,
                 run_uids=store_run_uids(store),
-                on_lost=on_lost,
+                on_lost=on_lost or notifying(svc.queue.notifier),
             ),
             name=f"remotelab-lost-workers-{svc.name}",
         )

@@ -9,6 +9,7 @@ from remotelab.cli import data_commands as _data_commands  # noqa: F401  (regist
 from remotelab.cli import gateway as _gateway  # noqa: F401  (registers commands)
 from remotelab.cli import lab as _lab  # noqa: F401  (registers commands)
 from remotelab.cli import lab_commands as _lab_commands  # noqa: F401  (registers commands)
+from remotelab.cli import notify_commands as _notify_commands  # noqa: F401  (registers commands)
 from remotelab.cli import plans as _plans  # noqa: F401  (registers commands)
 from remotelab.cli import queue as _queue  # noqa: F401  (registers commands)
 from remotelab.cli import remote as _remote  # noqa: F401  (registers commands)

@@ -108,6 +108,18 @@ class Backend(Protocol):
     def abort(self, reason: str = "", *, experiment: str | None = None) -> Done:
         """Abort ``experiment``'s plan, or every running plan of the lab."""
 
+    # -- notifications ------------------------------------------------------------------------
+    def subscriptions(self) -> list[dict[str, Any]]:
+        """The caller's notification subscriptions (a manager's: the lab's), URLs masked."""
+
+    def subscribe(self, url: str, events: list[str]) -> dict[str, Any]:
+        """A new subscription of the caller's (``events``: none means all)."""
+
+    def unsubscribe(self, subscription_id: str) -> dict[str, Any]: ...
+
+    def notify_test(self, subscription_id: str | None) -> list[dict[str, Any]]:
+        """Send a test notification now; how each went."""
+
     # -- what each side shows its own way ----------------------------------------------------------
     def watch(self, experiment_id: str | None, *, timeout: float | None, as_json: bool) -> None:
         """Live documents and status (of one experiment until it ends)."""

@@ -163,6 +163,24 @@ class LocalBackend:
     def answer(self, experiment_id: str, value: Any) -> Any:
         return self.queue.answer(experiment_id, value)
 
+    # -- notifications ------------------------------------------------------------------------
+    def subscriptions(self) -> list[dict[str, Any]]:
+        subs = self.queue.subscriptions.visible(self.user, self.role)
+        return [s.shown() for s in subs]
+
+    def subscribe(self, url: str, events: list[str]) -> dict[str, Any]:
+        return self.queue.subscriptions.add(url, events, user=self.user, role=self.role).shown()
+
+    def unsubscribe(self, subscription_id: str) -> dict[str, Any]:
+        subs = self.queue.subscriptions
+        return subs.remove(subscription_id, user=self.user, role=self.role).shown()
+
+    def notify_test(self, subscription_id: str | None) -> list[dict[str, Any]]:
+        done = self.queue.subscriptions.test(
+            subscription_id, user=self.user, role=self.role, notifier=self.queue.notifier
+        )
+        return [d.__dict__ for d in done]
+
     # -- the lab --------------------------------------------------------------------------------
     def _done(self, detail: Any, experiment: str | None = None) -> Done:
         return Done(self.queue.name, detail, experiment)

@@ -189,6 +189,19 @@ class RemoteBackend:
     def answer(self, experiment_id: str, value: Any) -> Any:
         return self.client.answer(experiment_id, value)
 
+    # -- notifications ------------------------------------------------------------------------
+    def subscriptions(self) -> list[dict[str, Any]]:
+        return self.client.subscriptions()
+
+    def subscribe(self, url: str, events: list[str]) -> dict[str, Any]:
+        return self.client.subscribe(url, events)
+
+    def unsubscribe(self, subscription_id: str) -> dict[str, Any]:
+        return self.client.unsubscribe(subscription_id)
+
+    def notify_test(self, subscription_id: str | None) -> list[dict[str, Any]]:
+        return self.client.notify_test(subscription_id)
+
     # -- the lab --------------------------------------------------------------------------------
     def hold(self) -> Done:
         return Done(self.client.hold()["lab"])

@@ -20,7 +20,9 @@ from pydantic import (
     model_validator,
 )
 
-from remotelab.errors import LabFileError
+from remotelab.errors import LabFileError, NotificationError
+from remotelab.notify.events import SUBSCRIBABLE, EventKind
+from remotelab.notify.targets import check_url
 
 
 def simulator_options(simulator: type) -> list[str]:
@@ -174,6 +176,30 @@ class PlansSpec(_Strict):
     )
 
 
+class NotifyTarget(_Strict):
+    """One target of the lab's notifications: an apprise URL and the events it receives."""
+
+    url: str = Field(description="an apprise URL, e.g. mailto://user:pass@smtp.example.org")
+    events: list[EventKind] = Field(
+        default_factory=lambda: list(SUBSCRIBABLE), description="default: every event"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _apprise_url(cls, value: str) -> str:
+        try:
+            return check_url(value)
+        except NotificationError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("events")
+    @classmethod
+    def _subscribable(cls, value: list[EventKind]) -> list[EventKind]:
+        if EventKind.test in value:
+            raise ValueError("'test' is not an event to subscribe to")
+        return value
+
+
 class UnattendedSpec(_Strict):
     """How the lab looks after itself when nobody watches it (faults, stalls)."""
 
@@ -216,6 +242,9 @@ class LabSpec(_Strict):
     simulation: SimulationSpec = Field(default_factory=SimulationSpec)
     plans: PlansSpec = Field(default_factory=PlansSpec)
     unattended: UnattendedSpec = Field(default_factory=UnattendedSpec)
+    notify: list[NotifyTarget] = Field(
+        default_factory=list, description="who the lab's notifications go to (apprise URLs)"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> LabSpec:

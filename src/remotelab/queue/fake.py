@@ -29,6 +29,8 @@ from prefect.client.schemas.sorting import FlowRunSort
 from prefect.states import State
 
 from remotelab.errors import ExperimentNotFound
+from remotelab.notify import Subscription
+from remotelab.queue import subscriptions
 from remotelab.queue.announcement import (
     AnnouncementMissing,
     LostRecord,
@@ -82,6 +84,8 @@ class FakePrefectLab:
         self.runs_by_id: dict[UUID, FlowRun] = {}
         self.states: dict[UUID, list[State]] = {}
         self.variables: dict[str, dict[str, Any]] = {}
+        #: the notification subscriptions' variables (apart: they are no announcements)
+        self.subscribed: dict[str, dict[str, Any]] = {}
         self.records: dict[str, list[tuple[str, str, list[LogCreate]]]] = {}
         self.heartbeats: list[str] = []
         self.slots = MemoryDeviceSlots()
@@ -293,6 +297,21 @@ class FakePrefectLab:
     def forget_lost(self, worker_id: str) -> None:
         with self._lock:
             self.variables.pop(lost_variable(self.name, worker_id), None)
+
+    # -- notification subscriptions ----------------------------------------------------------
+    def subscriptions(self) -> list[Subscription]:
+        with self._lock:
+            found = [subscriptions.parse(v) for v in self.subscribed.values()]
+        return sorted((s for s in found if s is not None), key=lambda s: s.created)
+
+    def subscribe(self, subscription: Subscription) -> None:
+        with self._lock:
+            name = subscriptions.variable_name(self.name, subscription.id)
+            self.subscribed[name] = subscription.model_dump(mode="json")
+
+    def unsubscribe(self, subscription_id: str) -> None:
+        with self._lock:
+            self.subscribed.pop(subscriptions.variable_name(self.name, subscription_id), None)
 
 
 __all__ = ["FakePrefectLab", "refusal"]

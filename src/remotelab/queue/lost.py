@@ -33,6 +33,7 @@ from uuid import UUID
 from prefect.client.schemas.objects import StateType
 from prefect.states import Crashed, State
 
+from remotelab.notify import Event, EventKind, Notifier
 from remotelab.queue import transitions
 from remotelab.queue.announcement import HEARTBEAT_INTERVAL, LostRecord, WorkerAnnouncement
 from remotelab.queue.edit_hold import held_for_edit
@@ -324,6 +325,37 @@ class LostWorkerWatcher:
             self._thread.join(timeout)
 
 
+
+def notifying(notifier: Notifier) -> OnLost:
+    """An ``on_lost`` hook that tells ``notifier``: the worker lost (a lab-wide event), and
+    each experiment marked crashed (its submitter's)."""
+
+    def told(info: WorkerAnnouncement, crashed: list[Experiment]) -> None:
+        names = ", ".join(e.id for e in crashed) or "none"
+        notifier.send(
+            Event(
+                kind=EventKind.worker_lost,
+                lab=info.lab,
+                worker=info.id,
+                message=f"worker {info.id} on {info.host or '?'} was lost: its heartbeat "
+                f"stopped; experiments marked crashed: {names}",
+            )
+        )
+        for exp in crashed:
+            notifier.send(
+                Event(
+                    kind=EventKind.experiment_crashed,
+                    lab=exp.lab or info.lab,
+                    experiment_id=exp.id,
+                    submitter=exp.submitter or None,
+                    plan=exp.plan,
+                    worker=info.id,
+                    message=exp.message or f"its worker {info.id} was lost",
+                )
+            )
+
+    return told
+
 __all__ = [
     "ACTIVE_TYPES",
     "LOST_KEEP",
@@ -335,6 +367,7 @@ __all__ = [
     "check_interval",
     "crash",
     "crash_experiments",
+    "notifying",
     "release",
     "store_run_uids",
 ]

@@ -39,6 +39,8 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound, PrefectHTTPS
 from prefect.states import State
 
 from remotelab.errors import ExperimentNotFound
+from remotelab.notify import Subscription
+from remotelab.queue import subscriptions
 from remotelab.queue.announcement import (
     AnnouncementMissing,
     LostRecord,
@@ -147,6 +149,12 @@ class LabOnPrefect(Protocol):
     def lost_workers(self) -> list[LostRecord]: ...
 
     def forget_lost(self, worker_id: str) -> None: ...
+
+    def subscriptions(self) -> list[Subscription]: ...
+
+    def subscribe(self, subscription: Subscription) -> None: ...
+
+    def unsubscribe(self, subscription_id: str) -> None: ...
 
 
 def state_filter(types: Iterable[StateType] | None, tags: Sequence[str] | None) -> FlowRunFilter:
@@ -410,6 +418,44 @@ class PrefectLab:
         """The lab's devices as Prefect global concurrency limits (see
         :mod:`remotelab.queue.device_slots`)."""
         return self._slots
+
+    # -- notification subscriptions ----------------------------------------------------------
+    def subscriptions(self) -> list[Subscription]:
+        """The users' notification subscriptions of the lab (see
+        :mod:`remotelab.queue.subscriptions`)."""
+        prefix = subscriptions.lab_prefix(self.name)
+        found: list[Subscription] = []
+        offset = 0
+        while True:
+            page = self.client.request(
+                "POST",
+                "/variables/filter",
+                json={"variables": {"name": {"like_": prefix}}, "limit": PAGE, "offset": offset},
+            ).json()
+            for var in page:
+                sub = subscriptions.parse(var.get("value"))
+                if str(var.get("name", "")).startswith(prefix) and sub is not None:
+                    found.append(sub)
+            if len(page) < PAGE:
+                return sorted(found, key=lambda s: s.created)
+            offset += PAGE
+
+    def subscribe(self, subscription: Subscription) -> None:
+        """Store a notification subscription (a Prefect variable of its own)."""
+        self.client.create_variable(
+            VariableCreate(
+                name=subscriptions.variable_name(self.name, subscription.id),
+                value=subscription.model_dump(mode="json"),
+                tags=["remotelab", "remotelab-notify"],
+            )
+        )
+
+    def unsubscribe(self, subscription_id: str) -> None:
+        """Remove a notification subscription (none: nothing to do)."""
+        with contextlib.suppress(ObjectNotFound):
+            self.client.delete_variable_by_name(
+                subscriptions.variable_name(self.name, subscription_id)
+            )
 
 
 def log_entry(run_id: str | UUID, level: int, message: str, at: datetime) -> LogCreate:

@@ -19,6 +19,7 @@ from prefect.client.schemas.sorting import FlowRunSort
 from prefect.states import Cancelled, Paused, Scheduled, State
 
 from remotelab.errors import ExperimentStateError, QueueError, WorkerUnavailable
+from remotelab.notify import Event, EventKind, Notifier
 from remotelab.queue.commands import Cancel
 from remotelab.queue.editing import Editing, being_edited
 from remotelab.queue.messages import AWAITING_APPROVAL
@@ -37,6 +38,7 @@ from remotelab.queue.models import (
 from remotelab.queue.ordering import Ordering
 from remotelab.queue.prefect_lab import LabOnPrefect, PrefectLab
 from remotelab.queue.waking import Waker
+from remotelab.queue.subscriptions import LabSubscriptions, lab_notifier
 from remotelab.queue.workers import ACTIVE, WorkerControl
 
 UNFINISHED = (*ACTIVE, ExperimentState.queued, ExperimentState.waiting_for_approval)
@@ -66,7 +68,8 @@ class ExperimentQueue(Editing, Ordering, WorkerControl):
 
     ``lab`` is a :class:`~remotelab.lab.Lab` (or its spec): its name picks the work pool and
     deployment; its plan registry validates submissions. ``registry`` overrides the registry;
-    ``prefect`` the lab's Prefect adapter (default: a :class:`PrefectLab` on ``api_url``).
+    ``prefect`` the lab's Prefect adapter (default: a :class:`PrefectLab` on ``api_url``);
+    ``notifier`` who is told of a submission waiting for approval (default: the lab's).
     """
 
     def __init__(
@@ -77,6 +80,7 @@ class ExperimentQueue(Editing, Ordering, WorkerControl):
         registry: PlanRegistryLike | None = None,
         notify: bool = True,
         prefect: LabOnPrefect | None = None,
+        notifier: Notifier | None = None,
     ):
         self.lab = lab
         self.name = lab_name_of(lab)
@@ -87,6 +91,9 @@ class ExperimentQueue(Editing, Ordering, WorkerControl):
         self._workers_cache = (0.0, [])
         self._status_cache: tuple[float, dict[str, str]] = (0.0, {})
         self._waker = Waker(self._live_workers)
+        self._notifier = notifier
+        #: the lab's notification subscriptions (its file's and its users')
+        self.subscriptions = LabSubscriptions(lab, self.prefect)
 
     # -- plumbing ----------------------------------------------------------------------------
     @property
@@ -108,8 +115,18 @@ class ExperimentQueue(Editing, Ordering, WorkerControl):
         """Create the lab's work pool, queues and deployment if missing (idempotent)."""
         return self.prefect.ensure()
 
+    @property
+    def notifier(self) -> Notifier:
+        """The lab's notifier (default: :func:`~remotelab.queue.subscriptions.lab_notifier`,
+        made at its first use)."""
+        if self._notifier is None:
+            self._notifier = lab_notifier(self.lab, self.prefect)
+        return self._notifier
+
     def close(self) -> None:
         self._waker.close()
+        if self._notifier is not None:
+            self._notifier.close()
         self.prefect.close()
 
     def __enter__(self) -> ExperimentQueue:
@@ -161,9 +178,22 @@ class ExperimentQueue(Editing, Ordering, WorkerControl):
             tags=[lab_tag(self.name), priority_tag(prio), f"plan:{plan}", f"submitter:{submitter}"],
             work_queue=prio.value,
         )
-        if not approval:
+        exp = Experiment.from_flow_run(run)
+        if approval:
+            self.notifier.send(
+                Event(
+                    kind=EventKind.awaiting_approval,
+                    lab=self.name,
+                    experiment_id=exp.id,
+                    submitter=submitter,
+                    plan=plan,
+                    message=f"{submitter} ({role}) submitted {plan}; it waits for a manager's "
+                    f"approval (remotelab approve {exp.id})",
+                )
+            )
+        else:
             self.wake()
-        return Experiment.from_flow_run(run)
+        return exp
 
     # -- reading ------------------------------------------------------------------------------
     def get(self, experiment_id: str | UUID) -> Experiment:

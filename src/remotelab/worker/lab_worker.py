@@ -36,19 +36,20 @@ from pathlib import Path
 from typing import Any, cast
 from uuid import UUID, uuid4
 
-from bluesky import RunEngine
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.states import State
 
 from remotelab.lab.reservations import Reservations
+from remotelab.notify import Notifier, attach
 from remotelab.queue import control
 from remotelab.queue.announcement import HEARTBEAT_INTERVAL
 from remotelab.queue.commands import Cancel
-from remotelab.queue.lost import LostWorkers, OnLost, RunUids
+from remotelab.queue.lost import LostWorkers, OnLost, RunUids, notifying
 from remotelab.queue.messages import worker_tag
-from remotelab.queue.models import Experiment, Question
+from remotelab.queue.models import Experiment
 from remotelab.queue.prefect_lab import LabOnPrefect, PrefectLab
 from remotelab.queue.service import PlanRegistryLike, default_registry
+from remotelab.queue.subscriptions import lab_notifier
 from remotelab.settings import get_settings, worker_lost_after
 from remotelab.worker.alerts import Alerts
 from remotelab.worker.claiming import Claimer
@@ -57,11 +58,11 @@ from remotelab.worker.dispatch import DeviceLeases, Dispatcher, block_waits, res
 from remotelab.worker.faults import FaultGuard
 from remotelab.worker.lanes import Booking, Lane
 from remotelab.worker.link import Link, Watched
+from remotelab.worker.notices import Notices
 from remotelab.worker.presence import Presence
-from remotelab.worker.questions import Questions
 from remotelab.worker.records import Recorder, make_safe
 from remotelab.worker.recovery import StaleHolds, forget_dead_workers, recover
-from remotelab.worker.running import Runner
+from remotelab.worker.views import LaneViews
 from remotelab.worker.watchdogs import Watchdogs
 
 log = logging.getLogger("remotelab.worker")
@@ -74,12 +75,14 @@ EDIT_GRACE = 60.0
 EDIT_CHECK_INTERVAL = 10.0
 
 
-class LabWorker:
+class LabWorker(LaneViews):
     """Runs one lab's experiments, up to the lab's ``concurrency`` at once, one RunEngine each.
 
     ``subscribers`` receive every ``(name, doc)`` the RunEngines emit (the run store and the
     document stream plug in here). ``registry`` defaults to the lab's plan registry;
-    ``prefect`` to a :class:`~remotelab.queue.prefect_lab.PrefectLab` on ``api_url``.
+    ``prefect`` to a :class:`~remotelab.queue.prefect_lab.PrefectLab` on ``api_url``;
+    ``notifier`` (:mod:`remotelab.notify`) to the lab's, its file's targets and its users'
+    subscriptions (:func:`~remotelab.queue.subscriptions.lab_notifier`).
     """
 
     def __init__(
@@ -102,6 +105,7 @@ class LabWorker:
         lost_after: float | None = None,
         on_lost: OnLost | None = None,
         run_uids: RunUids | None = None,
+        notifier: Notifier | None = None,
     ):
         self.lab = lab
         self.name: str = lab.name
@@ -112,15 +116,19 @@ class LabWorker:
         self.alerts = Alerts()
         #: whether Prefect answers: every call through ``self.prefect`` says so
         self.link = Link("Prefect", self.alerts, cap=get_settings().retry_cap)
-        self.prefect: LabOnPrefect = cast(
-            LabOnPrefect, Watched(prefect or PrefectLab(self.name, api_url), self.link)
-        )
+        unwatched = prefect or PrefectLab(self.name, api_url)
+        self.prefect: LabOnPrefect = cast(LabOnPrefect, Watched(unwatched, self.link))
         self.poll_interval = poll_interval
         self.grace = grace
         self.control_bind = control_bind
         self.control: control.ControlServer | None = None
         self.completed = 0
         self._registry = registry
+        # its reads of the subscriptions are not the worker's link to Prefect: not watched
+        self.notifier = notifier or lab_notifier(lab, unwatched)
+        attach(lab, self.notifier)  # for the parts that get only the lab
+        self.notices = Notices(self.notifier, self.name, self.id, lambda: self.running)
+        self.alerts.on_raise.append(self.notices.alert)  # held by a fault, watchdogs
 
         def set_state(run_id: str, state: State) -> object:
             started = self._starting.get(run_id)
@@ -149,6 +157,7 @@ class LabWorker:
         ]
         for lane in self.lanes:
             lane.RE.subscribe(lambda _n, _d: self.presence.announce_soon(), "start")  # its uid
+            self.notices.watch(lane)
             for callback in subscribers:
                 lane.RE.subscribe(callback)
         self.claimer = Claimer(self.prefect, self.id, poll_interval)
@@ -166,7 +175,7 @@ class LabWorker:
             lost_after=lost_after or worker_lost_after(),
             own_id=self.id,
             run_uids=run_uids,
-            on_lost=on_lost,
+            on_lost=on_lost or notifying(self.notifier),
             interval=HEARTBEAT_INTERVAL,
         )
         self.recorder = Recorder(
@@ -200,47 +209,6 @@ class LabWorker:
         self.commands = CommandTable(
             self.id, self.claimer, self._running, self._describe, self._wake
         )
-
-    @property
-    def RE(self) -> RunEngine:
-        """The first lane's RunEngine (the only one when the lab runs one experiment at a time)."""
-        return self.lanes[0].RE
-
-    @property
-    def runner(self) -> Runner:
-        """The first lane's runner."""
-        return self.lanes[0].runner
-
-    @property
-    def questions(self) -> Questions:
-        """The first lane's questions."""
-        return self.lanes[0].questions
-
-    def _running(self) -> list[Lane]:
-        return [lane for lane in self.lanes if lane.runner.current is not None]
-
-    # -- what it is doing ------------------------------------------------------------------
-    @property
-    def current(self) -> Experiment | None:
-        """The experiment it runs now (the first, if it runs several)."""
-        for lane in self.lanes:
-            current = lane.runner.current
-            if current is not None:
-                return current.exp
-        return None
-
-    @property
-    def running(self) -> list[Experiment]:
-        """Every experiment it runs now."""
-        return [c.exp for lane in self.lanes if (c := lane.runner.current) is not None]
-
-    @property
-    def question(self) -> Question | None:
-        """The question a running plan asks the operator now (the first, if several ask)."""
-        for lane in self.lanes:
-            if lane.questions.question is not None:
-                return lane.questions.question
-        return None
 
     @property
     def registry(self) -> PlanRegistryLike:
@@ -335,6 +303,7 @@ class LabWorker:
             self.presence.withdraw()
         except Exception as exc:
             log.warning("could not withdraw worker %s's announcement: %s", self.id, exc)
+        self.notifier.close()
         self.prefect.close()
 
     def __enter__(self) -> LabWorker:
@@ -413,6 +382,7 @@ class LabWorker:
         back the device leases of the lab's dead workers."""
         lost = self.lost_workers
         crashed = recover(self.prefect, self.id, run_uids=lost.run_uids, on_lost=lost.on_lost)
+        self.notices.crashed(crashed)
         forget_dead_workers(self.prefect, self.id)
         return crashed
 
@@ -528,6 +498,7 @@ class LabWorker:
                 own = need.devices | held
             lane.last = self.recorder.finish(ended, own)
             self.faults.after(lane.last, ended.error)
+            self.notices.ended(lane.last)
             return lane.last
         finally:
             lane.runner.done()

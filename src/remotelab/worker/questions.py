@@ -45,6 +45,8 @@ class Questions:
         self._lock = threading.Lock()
         self.question: Question | None = None
         self._future: tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]] | None = None
+        #: called with each question once it is shown (e.g. to notify the operator)
+        self.on_ask: list[Callable[[Question], None]] = []
 
     async def ask(self, msg: Any) -> Any:
         """The RunEngine command: ask, wait for the answer, return it."""
@@ -64,6 +66,11 @@ class Questions:
         with self._lock:
             self.question = question
         await loop.run_in_executor(None, self._announce)
+        for told in self.on_ask:
+            try:
+                told(question)
+            except Exception as exc:
+                log.warning("could not tell of the question: %s", exc)
         try:
             value = await future
         finally:

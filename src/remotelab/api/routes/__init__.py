@@ -4,7 +4,8 @@ checked in its handler, in the open.
 Reading (labs, devices, plans, experiments, runs, live updates) needs any role on the lab;
 submitting needs ``researcher``; researchers cancel, edit, defer and answer only their own
 experiments; approving, reordering, prioritising, cancelling anyone's and lab control need
-``manager``; the audit log needs ``manager``; users and tokens need ``admin``.
+``manager``; researchers add and remove their own notification subscriptions (managers see
+and remove the lab's); the audit log needs ``manager``; users and tokens need ``admin``.
 
 =================  ==========================================================
 module             routes
@@ -17,6 +18,7 @@ module             routes
                    or of one experiment)
 ``live``           live updates (Server-Sent Events)
 ``runs``           stored runs, their data and plots
+``notify``         notification subscriptions: list, add, remove, test
 ``audit``          the audit log
 =================  ==========================================================
 """
@@ -25,10 +27,20 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from remotelab.api.routes import audit, control, experiments, labs, live, plans, runs, users
+from remotelab.api.routes import (
+    audit,
+    control,
+    experiments,
+    labs,
+    live,
+    notify,
+    plans,
+    runs,
+    users,
+)
 
 #: the resources' modules, in the order their routes appear in the OpenAPI document
-MODULES = (users, labs, plans, experiments, control, live, runs, audit)
+MODULES = (users, labs, plans, experiments, control, live, runs, notify, audit)
 #: every route of the gateway (the app mounts it under ``/api/v1``): the modules' routes
 #: themselves, so ``router.routes`` lists each operation (FastAPI includes routers lazily)
 router = APIRouter(routes=[route for module in MODULES for route in module.router.routes])
