@@ -12,6 +12,7 @@ import pytest
 from queue_helpers import wait_until
 
 from remotelab.queue import ExperimentQueue, ExperimentState
+from remotelab.queue.announcement import WorkerAnnouncement, now_iso
 from remotelab.queue.commands import Abort
 from remotelab.queue.fake import FakePrefectLab
 from remotelab.queue.service import default_registry
@@ -44,6 +45,11 @@ def setup(lab):
     worker.shutdown("test over")
     thread.join(60)
     worker.close()
+
+
+def peer(lab: str) -> WorkerAnnouncement:
+    """A live worker of the lab on another host (its heartbeat now)."""
+    return WorkerAnnouncement(id="peer", lab=lab, pid=1, host="instrument-pc", heartbeat=now_iso())
 
 
 def alerts(worker, kind: str) -> list[str]:
@@ -104,7 +110,9 @@ def test_an_unanswered_operator_question_raises_an_alert_until_answered(setup):
 
 def test_a_queue_that_does_not_move_raises_an_alert(setup):
     q, worker, dogs, clock, fake = setup
-    fake.slots.take("a worker on another host", ["thermometer"])  # it never gives it back
+    # a live worker on another host holds the thermometer's slot and never gives it back
+    fake.announce(peer(fake.name), create=True)
+    fake.slots.take("a worker on another host", ["thermometer"])
     exp = q.submit("read_steps", {"sensor": "thermometer", "n": 2}, submitter="ada")
     wait_until(lambda: exp.id in worker.dispatcher.waiting, what="the dispatcher to see it")
     dogs.check()
@@ -117,3 +125,12 @@ def test_a_queue_that_does_not_move_raises_an_alert(setup):
     wait_until(worker.held, what="the hold seen")
     dogs.check()
     assert alerts(worker, "queue stalled") == []
+
+
+def test_a_slot_held_by_nobody_alive_is_freed_when_the_worker_is_alone(setup):
+    """Prefect restarted and forgot the leases, or a dead worker never gave its back: with no
+    other worker alive on the lab, the slot is freed and the queue goes on."""
+    q, _worker, _dogs, _clock, fake = setup
+    fake.slots.take("a worker that is gone", ["thermometer"])
+    exp = q.submit("read_steps", {"sensor": "thermometer", "n": 2}, submitter="ada")
+    assert q.wait_for(exp.id, timeout=60).state == ExperimentState.completed

@@ -325,7 +325,6 @@ class LostWorkerWatcher:
             self._thread.join(timeout)
 
 
-
 def notifying(notifier: Notifier) -> OnLost:
     """An ``on_lost`` hook that tells ``notifier``: the worker lost (a lab-wide event), and
     each experiment marked crashed (its submitter's)."""
@@ -355,6 +354,7 @@ def notifying(notifier: Notifier) -> OnLost:
             )
 
     return told
+
 
 __all__ = [
     "ACTIVE_TYPES",

@@ -37,8 +37,8 @@ from remotelab.queue.models import (
 )
 from remotelab.queue.ordering import Ordering
 from remotelab.queue.prefect_lab import LabOnPrefect, PrefectLab
-from remotelab.queue.waking import Waker
 from remotelab.queue.subscriptions import LabSubscriptions, lab_notifier
+from remotelab.queue.waking import Waker
 from remotelab.queue.workers import ACTIVE, WorkerControl
 
 UNFINISHED = (*ACTIVE, ExperimentState.queued, ExperimentState.waiting_for_approval)

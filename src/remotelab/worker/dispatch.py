@@ -76,9 +76,15 @@ class DeviceLeases:
     (:meth:`settle`); every lease is renewed on the heartbeat.
     """
 
-    def __init__(self, slots: DeviceSlots, holder: Callable[[], str]):
+    def __init__(
+        self,
+        slots: DeviceSlots,
+        holder: Callable[[], str],
+        alone: Callable[[], bool] = lambda: False,
+    ):
         self.slots = slots
         self._holder = holder
+        self._alone = alone
         self._lock = threading.Lock()
         self.leases: dict[str, frozenset[str]] = {}  # lease → its devices
         self._giving_back = TaskThread("remotelab-leases")
@@ -98,11 +104,30 @@ class DeviceLeases:
         except Exception as exc:  # Prefect unreachable: the book alone decides meanwhile
             log.warning("could not take Prefect's device slots of %s: %s", sorted(missing), exc)
             return True
+        if lease is None and self._orphaned(missing):
+            lease = self.slots.take(self._holder(), missing)
         if lease is None:
             return False
         if lease:
             with self._lock:
                 self.leases[lease] = frozenset(missing)
+        return True
+
+    def _orphaned(self, devices: frozenset[str]) -> bool:
+        """Whether the slots of ``devices`` are held by nobody alive — this worker is alone
+        on the lab (Prefect restarted and lost the leases, or a dead worker's were never given
+        back) — and so were freed; only then may a slot be taken from its holder."""
+        try:
+            if not self._alone():
+                return False
+            log.warning(
+                "device slots of %s held with no other worker alive on the lab: freeing them",
+                sorted(devices),
+            )
+            self.slots.reset(devices)
+        except Exception as exc:
+            log.warning("could not free the device slots of %s: %s", sorted(devices), exc)
+            return False
         return True
 
     def settle(self, in_use: set[str]) -> None:

@@ -162,7 +162,9 @@ class LabWorker(LaneViews):
                 lane.RE.subscribe(callback)
         self.claimer = Claimer(self.prefect, self.id, poll_interval)
         self.leases = DeviceLeases(
-            self.prefect.device_slots(), lambda: str(self.prefect.deployment_id)
+            self.prefect.device_slots(),
+            lambda: str(self.prefect.deployment_id),
+            alone=lambda: not self.presence.peers(),
         )
         self.dispatcher = Dispatcher(
             lab, lambda: self.registry, self.claimer, self.book, self.leases
