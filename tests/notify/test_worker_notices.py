@@ -124,7 +124,9 @@ def test_experiments_a_dead_worker_left_running_are_notified_crashed(setup, mail
     crashed = setup.worker.start()
     assert [e.id for e in crashed] == [exp.id]
     mail = mailbox.wait_for("alice@example.org", f"experiment {exp.id[:8]} crashed")
-    assert "its worker ended" in mail.get_body(("plain",)).get_content()
+    assert "was lost" in mail.get_body(("plain",)).get_content()
+    assert setup.worker.notifier.flush(30)
+    assert len(mailbox.to("alice@example.org")) == 1  # told once, not by every path
 
 
 def test_a_target_down_or_hung_neither_slows_nor_breaks_the_worker(setup, mailbox, silent):

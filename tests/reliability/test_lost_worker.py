@@ -231,7 +231,9 @@ def test_a_worker_marked_lost_that_comes_back_announces_again_and_records_its_ou
         timeout=300,
         what="the worker's own outcome",
     )
-    assert done.state == ExperimentState.completed and not is_lost_message(done.message)
+    # its own outcome (the plan may have failed: its devices' timeouts ran on while frozen)
+    assert done.state in (ExperimentState.completed, ExperimentState.failed)
+    assert not is_lost_message(done.message)
     assert calls == [("gateway", info["id"], [exp.id])]
     log = (tmp_path / "worker0.log").read_text()
     assert "was marked lost by the gateway" in log

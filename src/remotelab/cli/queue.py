@@ -170,7 +170,7 @@ def worker(
     from remotelab.worker import build_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    for noisy in ("httpx", "httpcore", "prefect"):
+    for noisy in ("httpx", "httpcore", "prefect", "bluesky"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from remotelab.data import RunStore
     from remotelab.settings import get_settings

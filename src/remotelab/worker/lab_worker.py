@@ -45,7 +45,7 @@ from remotelab.queue import control
 from remotelab.queue.announcement import HEARTBEAT_INTERVAL
 from remotelab.queue.commands import Cancel
 from remotelab.queue.lost import LostWorkers, OnLost, RunUids, notifying
-from remotelab.queue.messages import worker_tag
+from remotelab.queue.messages import is_lost_message, worker_tag
 from remotelab.queue.models import Experiment
 from remotelab.queue.prefect_lab import LabOnPrefect, PrefectLab
 from remotelab.queue.service import PlanRegistryLike, default_registry
@@ -384,7 +384,8 @@ class LabWorker(LaneViews):
         back the device leases of the lab's dead workers."""
         lost = self.lost_workers
         crashed = recover(self.prefect, self.id, run_uids=lost.run_uids, on_lost=lost.on_lost)
-        self.notices.crashed(crashed)
+        # those marked lost were told of by on_lost, with their worker
+        self.notices.crashed([e for e in crashed if not is_lost_message(e.message)])
         forget_dead_workers(self.prefect, self.id)
         return crashed
 

@@ -239,12 +239,13 @@ class Outbox:
 
     def _loop(self) -> None:
         while True:
+            closing = self._closing.is_set()  # read once: what is due depends on it
             with self._delivering:
-                record = self._next(ignore_due=self._closing.is_set())
+                record = self._next(ignore_due=closing)
                 sent = self._send(record) if record is not None else False
             if record is not None and sent:
                 continue
-            if self._closing.is_set() and (record is None or not self.link.reachable):
+            if closing and (record is None or not self.link.reachable):
                 return
             self._wake.clear()
             self._wake.wait(self._pause(record))

@@ -61,6 +61,15 @@ class Ended:
     duration: float
 
 
+def unless_cancelled(current: Current, plan: Any) -> Any:
+    """``plan``, unless ``current`` was cancelled before its first step: a cancel that found
+    the RunEngine not running yet (it said "will not start") is seen here, once the RunEngine
+    runs — a later one reaches the RunEngine itself."""
+    if current.cancel_reason is not None:
+        return None
+    return (yield from plan)
+
+
 class Runner:
     """Runs experiments one at a time on ``RE``; ``set_state(run_id, state)`` records the
     plan's pauses and resumptions; ``tag`` starts those state messages. With ``allowed``, a
@@ -108,7 +117,7 @@ class Runner:
         try:
             plan = self._build(current)
             if current.cancel_reason is None:
-                self._run_plan(plan)
+                self._run_plan(unless_cancelled(current, plan))
         except Exception as exc:
             error, tb = exc, traceback.format_exc()
         return Ended(current, error, tb, time.monotonic() - current.started)
