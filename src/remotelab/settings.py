@@ -40,6 +40,11 @@ class Settings(BaseSettings):
         None,
         description="Prefect API of the queue (else $PREFECT_API_URL, else the embedded server).",
     )
+    prefect_auth_string: str | None = Field(
+        None,
+        description="The Prefect API's auth string (else $PREFECT_API_AUTH_STRING, else the "
+        "embedded server's, kept in <data dir>/prefect/api_auth_string).",
+    )
     max_body: int = Field(
         1 << 20,
         ge=1024,
