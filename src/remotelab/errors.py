@@ -208,6 +208,14 @@ class AuthenticationError(RemotelabError):
     """No API token, or a token that is malformed, unknown or revoked."""
 
 
+class TooManyAttemptsError(RemotelabError):
+    """Too many failed authentications from one address: wait ``retry_after`` seconds."""
+
+    def __init__(self, message: str, *, retry_after: float):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class PermissionDeniedError(RemotelabError, PermissionError):
     """The caller's role (or lab access) does not allow this action."""
 

@@ -45,6 +45,12 @@ class Settings(BaseSettings):
         description="The Prefect API's auth string (else $PREFECT_API_AUTH_STRING, else the "
         "embedded server's, kept in <data dir>/prefect/api_auth_string).",
     )
+    auth_failures: int = Field(
+        10,
+        ge=1,
+        description="Failed authentications one address may make in a minute before the "
+        "gateway answers it 429 for the rest of that minute.",
+    )
     max_body: int = Field(
         1 << 20,
         ge=1024,

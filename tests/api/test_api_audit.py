@@ -24,6 +24,7 @@ def test_gateway_verifies_the_chain_and_names_a_changed_row(site):
 
 
 def test_a_submission_records_the_head_it_was_accepted_under(site):
+    site.client.get("/api/v1/whoami", headers=site.headers("researcher"))  # address known
     before = site.auth.audit_head()
     response = site.client.post(
         f"/api/v1/labs/{site.name}/experiments",

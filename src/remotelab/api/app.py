@@ -23,6 +23,7 @@ from remotelab.api.dashboard import install_dashboard
 from remotelab.api.deps import AuditRecord, audited, get_gateway, principal, registry_role
 from remotelab.api.errors import install_handlers
 from remotelab.api.gateway import Gateway, LabService
+from remotelab.api.guard import Guard
 from remotelab.api.live import LiveHub
 from remotelab.api.routes import router
 from remotelab.api.watchers import lost_worker_watchers
@@ -46,6 +47,7 @@ def create_app(
     lost_after: float | None = None,
     on_lost: OnLost | None = None,
     watch_workers: bool = True,
+    auth_failures: int | None = None,
 ) -> FastAPI:
     """The gateway as a FastAPI app.
 
@@ -57,8 +59,18 @@ def create_app(
     heartbeat stopped for ``lost_after`` s (default ``REMOTELAB_WORKER_LOST_AFTER``) is
     marked lost, and ``on_lost(announcement, crashed_experiments)`` is called (the
     notification hook; see :mod:`remotelab.queue.lost`).
+
+    ``auth_failures``: failed authentications an address may make in a minute before it is
+    answered 429 (default ``REMOTELAB_AUTH_FAILURES``; see :mod:`remotelab.api.guard`).
     """
-    gateway = Gateway(auth=auth, labs={s.name: s for s in labs}, store=store, live=LiveHub(stream))
+    limit = get_settings().auth_failures if auth_failures is None else auth_failures
+    gateway = Gateway(
+        auth=auth,
+        labs={s.name: s for s in labs},
+        store=store,
+        live=LiveHub(stream),
+        guard=Guard(auth, limit=limit),
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

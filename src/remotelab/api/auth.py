@@ -178,6 +178,12 @@ CREATE TABLE IF NOT EXISTS audit (
     prev_hash TEXT NOT NULL DEFAULT '',
     hash TEXT NOT NULL DEFAULT ''
 );
+CREATE TABLE IF NOT EXISTS token_addresses (
+    token TEXT NOT NULL,
+    address TEXT NOT NULL,
+    first_seen REAL NOT NULL,
+    PRIMARY KEY (token, address)
+);
 CREATE INDEX IF NOT EXISTS audit_actor ON audit(actor);
 CREATE INDEX IF NOT EXISTS audit_lab ON audit(lab);
 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
@@ -233,6 +239,7 @@ class AuthStore:
             raise AccountError(f"cannot open the user database {self.path}: {exc}") from None
         self._lock = threading.RLock()
         self._used: dict[str, float] = {}
+        self._addresses: set[tuple[str, str]] = set()  # (token, address) known to be stored
 
     def close(self) -> None:
         with self._lock:
@@ -382,6 +389,27 @@ class AuthStore:
         return Principal(
             user=name, role=Role(role), labs=tuple(json.loads(labs)), token_id=token_id
         )
+
+    def note_address(self, token_id: str, address: str) -> bool:
+        """Remember that ``token_id`` was used from ``address``; whether that was new."""
+        if (token_id, address) in self._addresses:
+            return False
+        cur = self._q(
+            "INSERT OR IGNORE INTO token_addresses (token, address, first_seen) "
+            "VALUES (?, ?, ?) RETURNING token",
+            (token_id, address, time.time()),
+        )
+        self._addresses.add((token_id, address))
+        return bool(cur)
+
+    def token_valid(self, token_id: str) -> bool:
+        """Whether ``token_id`` still authenticates (not revoked, its user not disabled)."""
+        rows = self._q(
+            "SELECT t.revoked, u.disabled FROM tokens t JOIN users u ON u.name = t.user "
+            "WHERE t.id=?",
+            (token_id,),
+        )
+        return bool(rows) and rows[0][0] is None and not rows[0][1]
 
     # -- audit -------------------------------------------------------------------------------
     def record(

@@ -20,7 +20,7 @@ from remotelab.api.errors import error_responses, status_for
 from remotelab.api.gateway import Gateway, LabService
 
 #: the error answers every route documents (their body: :class:`remotelab.api.errors`)
-ERROR_RESPONSES = error_responses(401, 403, 404, 409, 422, 503)
+ERROR_RESPONSES = error_responses(401, 403, 404, 409, 422, 429, 503)
 #: the longest page of a listing, and the farthest offset
 MAX_PAGE = 1000
 MAX_OFFSET = 10**9
@@ -36,8 +36,10 @@ def get_gateway(request: Request) -> Gateway:
 def principal(
     request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> Principal:
-    """The caller, from their bearer token (401 if it is missing, unknown or revoked)."""
-    return get_gateway(request).auth.authenticate(creds.credentials if creds else None)
+    """The caller, from their bearer token (401 if it is missing, unknown or revoked; 429
+    while their address is slowed for failing too often: :mod:`remotelab.api.guard`)."""
+    token = creds.credentials if creds else None
+    return get_gateway(request).guard.authenticate(token, client_address(request))
 
 
 def client_address(request: Request) -> str:

@@ -41,6 +41,7 @@ class ErrorBody(BaseModel):
 #: (error class name in remotelab.errors, HTTP status), first match wins; names so that the
 #: gateway keeps working whichever optional layers (queue, data) are installed
 STATUS_BY_NAME: list[tuple[str, int]] = [
+    ("TooManyAttemptsError", 429),
     ("AuthenticationError", 401),
     ("PermissionDeniedError", 403),
     ("PlanNotAllowedError", 403),
@@ -129,6 +130,8 @@ def body_for(exc: BaseException) -> ErrorBody:
 def error_response(exc: BaseException) -> JSONResponse:
     status = status_for(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if isinstance(exc, E.TooManyAttemptsError):
+        headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
     body = body_for(exc).model_dump()
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -185,6 +188,7 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         404: "no such lab, experiment, plan, run, user or token",
         409: "the thing is not in a state that allows this",
         422: "the request (or a plan's parameters) is invalid",
+        429: "too many failed authentications from this address: wait Retry-After seconds",
         503: "a lab service is unreachable",
     }
     return {c: {"model": ErrorBody, "description": text[c]} for c in codes}

@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
 from remotelab.api.auth import AuthStore
+from remotelab.api.guard import Guard
 from remotelab.api.live import LiveHub
 from remotelab.errors import RunNotFound, UnknownLabError
+from remotelab.settings import get_settings
 
 if TYPE_CHECKING:
     from remotelab.data import RunStore
@@ -56,6 +58,12 @@ class Gateway:
     live: LiveHub = field(default_factory=lambda: LiveHub(None))
     #: set when the server shuts down: live streams end
     closing: threading.Event = field(default_factory=threading.Event)
+    #: authenticates requests (failures slowed and logged); made from ``auth`` if not given
+    guard: Guard = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.guard is None:
+            self.guard = Guard(self.auth, limit=get_settings().auth_failures)
 
     def lab(self, name: str) -> LabService:
         """The lab called ``name`` (:class:`UnknownLabError` if this gateway has none)."""

@@ -186,10 +186,12 @@ def demo(
             )
             from remotelab.queue.server import AUTH_FILE
 
+            console.print(f"Prefect UI:       {site.prefect.ui_url}")
             console.print(
-                f"Prefect UI:       {site.prefect.ui_url}  (its auth string is in "
-                f"{site.prefect.home / AUTH_FILE})",
+                f"Prefect auth:     {site.prefect.home / AUTH_FILE}   (the auth string the UI "
+                "asks for)",
                 markup=False,
+                soft_wrap=True,
             )
             for line in stream_lines(site.proxy.in_address, site.proxy.out_address):
                 console.print(line, soft_wrap=True)

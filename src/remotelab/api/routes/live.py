@@ -21,6 +21,10 @@ from remotelab.queue.models import Experiment
 router = APIRouter(tags=["live"], responses=ERROR_RESPONSES)
 
 
+#: how often (s) a live stream checks that its token still authenticates
+TOKEN_CHECK = 5.0
+
+
 def sse(event: str, data: Any) -> bytes:
     """One Server-Sent Event."""
     return f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n".encode()
@@ -53,18 +57,27 @@ async def live_events(
     if experiment is not None:
         exp = await run_in_threadpool(svc.queue.get, experiment)
     return StreamingResponse(
-        event_stream(gw, svc, exp, heartbeat, timeout),
+        event_stream(gw, svc, exp, heartbeat, timeout, token_id=who.token_id),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
 async def event_stream(
-    gw: Gateway, svc: LabService, exp: Experiment | None, heartbeat: float, timeout: float | None
+    gw: Gateway,
+    svc: LabService,
+    exp: Experiment | None,
+    heartbeat: float,
+    timeout: float | None,
+    *,
+    token_id: str = "",
 ) -> AsyncIterator[bytes]:
     """The events of ``svc``'s lab (of ``exp`` only, if given) until the gateway closes,
-    ``exp`` finishes or ``timeout`` seconds pass; a keep-alive every ``heartbeat`` seconds."""
+    ``exp`` finishes, ``timeout`` seconds pass or the caller's token ``token_id`` is revoked
+    (or its user disabled: ``event: revoked``, checked every :data:`TOKEN_CHECK` s); a
+    keep-alive every ``heartbeat`` seconds."""
     deadline = None if timeout is None else time.monotonic() + timeout
+    last_token_check = time.monotonic()
     with gw.live.listen(svc.name, exp.id if exp else None) as listener:
         seen: set[tuple[str, str]] = set()
         if exp is not None and gw.store is not None:
@@ -87,6 +100,11 @@ async def event_stream(
                     yield sse(item["event"], data)
                 continue
             now = time.monotonic()
+            if token_id and now - last_token_check >= TOKEN_CHECK:
+                last_token_check = now
+                if not await run_in_threadpool(gw.auth.token_valid, token_id):
+                    yield sse("revoked", {"token": token_id})
+                    return
             if deadline is not None and now >= deadline:
                 yield sse("timeout", {"seconds": timeout})
                 return
@@ -115,4 +133,4 @@ def stored_documents(gw: Gateway, experiment_id: str) -> list[tuple[str, dict[st
     return out
 
 
-__all__ = ["event_stream", "router", "sse", "stored_documents"]
+__all__ = ["TOKEN_CHECK", "event_stream", "router", "sse", "stored_documents"]
