@@ -29,19 +29,10 @@ import time
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, Field
 
-from remotelab.api.audit_chain import (
-    CONTENT,
-    GENESIS,
-    MAX_DETAIL_CHARS,
-    ChainReport,
-    bounded_detail,
-    row_hash,
-    verify_rows,
-)
+from remotelab.api.audit_log import AuditEntry, AuditLog, add_chain_columns
 from remotelab.errors import (
     AccountError,
     AccountExistsError,
@@ -107,22 +98,6 @@ class NewToken(TokenInfo):
     """A token just created: ``token`` is shown this once and never stored."""
 
     token: str
-
-
-class AuditEntry(BaseModel):
-    """One recorded action: who, what, on what, when, from where, and how it ended."""
-
-    seq: int
-    time: float
-    actor: str
-    role: str
-    action: str
-    target: str = ""
-    lab: str = ""
-    client: str = ""
-    status: int = Field(description="HTTP status the action ended with")
-    detail: dict[str, Any] = Field(default_factory=dict)
-    hash: str = Field("", description="the row's hash in the audit chain (empty: before it)")
 
 
 @dataclass(frozen=True)
@@ -193,24 +168,6 @@ BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 """
 
 
-def _add_chain_columns(conn: sqlite3.Connection) -> None:
-    """Give an audit table from before the hash chain its two columns (its rows stay
-    unchained; new rows chain after them)."""
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(audit)")}
-    for column in ("prev_hash", "hash"):
-        if column not in columns:
-            conn.execute(f"ALTER TABLE audit ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
-
-
-def _detail(text: str) -> dict[str, Any]:
-    """A stored detail read back; a row that is not a JSON object reads as its text."""
-    try:
-        value = json.loads(text)
-    except (ValueError, RecursionError):
-        return {"unreadable": text[:MAX_DETAIL_CHARS]}
-    return value if isinstance(value, dict) else {"value": value}
-
-
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -222,7 +179,7 @@ def default_auth_path() -> Path:
     return get_settings().data_dir / "auth.sqlite"
 
 
-class AuthStore:
+class AuthStore(AuditLog):
     """Users, tokens and the audit log in one SQLite file (WAL; safe across threads)."""
 
     def __init__(self, path: str | Path | None = None):
@@ -234,7 +191,7 @@ class AuthStore:
             )
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.executescript(SCHEMA)
-            _add_chain_columns(self._conn)
+            add_chain_columns(self._conn)
         except (OSError, sqlite3.DatabaseError) as exc:
             raise AccountError(f"cannot open the user database {self.path}: {exc}") from None
         self._lock = threading.RLock()
@@ -410,116 +367,6 @@ class AuthStore:
             (token_id,),
         )
         return bool(rows) and rows[0][0] is None and not rows[0][1]
-
-    # -- audit -------------------------------------------------------------------------------
-    def record(
-        self,
-        *,
-        actor: str,
-        role: str,
-        action: str,
-        status: int,
-        target: str = "",
-        lab: str = "",
-        client: str = "",
-        detail: dict[str, Any] | None = None,
-    ) -> None:
-        """Append one entry to the audit log, chained to the one before it (its detail
-        bounded: :func:`~remotelab.api.audit_chain.bounded_detail`)."""
-        text = bounded_detail(detail)
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")  # one writer links at a time, across processes
-            try:
-                last = self._conn.execute(
-                    "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
-                ).fetchone()
-                seq = (last[0] if last else 0) + 1
-                prev = (last[1] if last else "") or GENESIS
-                content = dict(
-                    seq=seq,
-                    time=time.time(),
-                    actor=actor,
-                    role=role,
-                    action=action,
-                    target=target,
-                    lab=lab,
-                    client=client,
-                    status=int(status),
-                    detail=text,
-                )
-                self._conn.execute(
-                    f"INSERT INTO audit ({', '.join(CONTENT)}, prev_hash, hash) "
-                    f"VALUES ({', '.join('?' * (len(CONTENT) + 2))})",
-                    (*(content[key] for key in CONTENT), prev, row_hash(prev, content)),
-                )
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
-
-    def audit_head(self) -> str:
-        """The hash of the newest row of the audit log (empty if none is chained)."""
-        rows = self._q("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1")
-        return str(rows[0][0]) if rows else ""
-
-    def verify_audit(self, *, expect_head: str | None = None) -> ChainReport:
-        """Walk the audit log's hash chain: the first row changed, deleted or out of order."""
-        with self._lock:
-            cursor = self._conn.cursor()
-            cursor.execute(f"SELECT {', '.join(CONTENT)}, prev_hash, hash FROM audit ORDER BY seq")
-            return verify_rows(cursor, expect_head=expect_head)
-
-    def audit(
-        self,
-        *,
-        lab: str | None = None,
-        labs: tuple[str, ...] | None = None,
-        actor: str | None = None,
-        action: str | None = None,
-        since: float | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[AuditEntry]:
-        """Audit entries matching every given filter, newest first.
-
-        ``labs`` limits the result to entries on those labs (and entries on no lab).
-        """
-        where: list[str] = []
-        args: list[str | float | int] = []
-        for column, value in (("lab", lab), ("actor", actor), ("action", action)):
-            if value is not None:
-                where.append(f"{column}=?")
-                args.append(value)
-        if labs:
-            where.append(f"lab IN ({','.join('?' * (len(labs) + 1))})")
-            args.extend([*labs, ""])
-        if since is not None:
-            where.append("time>=?")
-            args.append(since)
-        sql = (
-            "SELECT seq, time, actor, role, action, target, lab, client, status, detail, hash "
-            "FROM audit"
-        )
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY seq DESC LIMIT ? OFFSET ?"
-        args.extend([int(limit), int(offset)])
-        return [
-            AuditEntry(
-                seq=r[0],
-                time=r[1],
-                actor=r[2],
-                role=r[3],
-                action=r[4],
-                target=r[5],
-                lab=r[6],
-                client=r[7],
-                status=r[8],
-                detail=_detail(r[9]),
-                hash=r[10],
-            )
-            for r in self._q(sql, tuple(args))
-        ]
 
 
 __all__ = [
