@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from remotelab.api.auth import AuthStore
 from remotelab.api.dashboard import install_dashboard
 from remotelab.api.deps import AuditRecord, audited, get_gateway, principal, registry_role
+from remotelab.api.docs_ui import install_docs
 from remotelab.api.errors import install_handlers
 from remotelab.api.gateway import Gateway, LabService
 from remotelab.api.live import LiveHub
@@ -88,11 +89,14 @@ def create_app(
             "user's role: observer < researcher < manager < admin."
         ),
         lifespan=lifespan,
+        docs_url=None,  # served from the package below: no CDN
+        redoc_url=None,
     )
     app.state.gateway = gateway
     install_handlers(app)
     app.include_router(router, prefix=API_PREFIX)
     install_dashboard(app)
+    install_docs(app)
     return app
 
 

@@ -387,6 +387,7 @@ class AuthStore:
         labs: tuple[str, ...] | None = None,
         actor: str | None = None,
         action: str | None = None,
+        target: str | None = None,
         since: float | None = None,
         limit: int = 100,
         offset: int = 0,
@@ -397,7 +398,8 @@ class AuthStore:
         """
         where: list[str] = []
         args: list[str | float | int] = []
-        for column, value in (("lab", lab), ("actor", actor), ("action", action)):
+        filters = (("lab", lab), ("actor", actor), ("action", action), ("target", target))
+        for column, value in filters:
             if value is not None:
                 where.append(f"{column}=?")
                 args.append(value)

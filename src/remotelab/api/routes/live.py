@@ -15,6 +15,7 @@ from fastapi.responses import StreamingResponse
 
 from remotelab.api.deps import ERROR_RESPONSES, GW, Who, served_lab
 from remotelab.api.gateway import Gateway, LabService
+from remotelab.api.live import RECENT_EVENTS, RECENT_ITEMS
 from remotelab.data.export import jsonable
 from remotelab.queue.models import Experiment
 
@@ -42,30 +43,52 @@ async def live_events(
     timeout: Annotated[
         float | None, Query(gt=0, le=86400, description="end the stream after this many seconds")
     ] = None,
+    history: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=RECENT_ITEMS + RECENT_EVENTS,
+            description="first the lab's last N stream items the gateway kept (documents "
+            "other than events, worker state changes, the last events), marked replay",
+        ),
+    ] = 0,
 ) -> StreamingResponse:
     """Server-Sent Events: the lab's live documents (``event: document``, data
     ``{name, doc}``) and worker status (``event: status``). With ``experiment``, only that
     experiment's: documents already stored are sent first, and the stream ends with
     ``event: end`` (data: the experiment) when it finishes. With ``timeout``, the stream
-    ends (``event: timeout``) after that many seconds."""
+    ends (``event: timeout``) after that many seconds. With ``history`` (the whole lab's
+    stream only), the lab's recent items come first, each with ``replay: true`` and ``at``
+    (when the gateway received it)."""
     svc = await run_in_threadpool(served_lab, gw, who, lab)
     exp = None
     if experiment is not None:
         exp = await run_in_threadpool(svc.queue.get, experiment)
     return StreamingResponse(
-        event_stream(gw, svc, exp, heartbeat, timeout),
+        event_stream(gw, svc, exp, heartbeat, timeout, 0 if exp else history),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
 async def event_stream(
-    gw: Gateway, svc: LabService, exp: Experiment | None, heartbeat: float, timeout: float | None
+    gw: Gateway,
+    svc: LabService,
+    exp: Experiment | None,
+    heartbeat: float,
+    timeout: float | None,
+    history: int = 0,
 ) -> AsyncIterator[bytes]:
     """The events of ``svc``'s lab (of ``exp`` only, if given) until the gateway closes,
-    ``exp`` finishes or ``timeout`` seconds pass; a keep-alive every ``heartbeat`` seconds."""
+    ``exp`` finishes or ``timeout`` seconds pass; a keep-alive every ``heartbeat`` seconds;
+    first the lab's last ``history`` items."""
     deadline = None if timeout is None else time.monotonic() + timeout
     with gw.live.listen(svc.name, exp.id if exp else None) as listener:
+        for item in gw.live.recent(svc.name, history) if history else []:
+            if item["name"] == "status":
+                yield sse("status", {**item["doc"], "replay": True, "at": item["at"]})
+            else:
+                yield sse("document", {**item, "replay": True})
         seen: set[tuple[str, str]] = set()
         if exp is not None and gw.store is not None:
             stored = await run_in_threadpool(stored_documents, gw, exp.id)

@@ -1,0 +1,46 @@
+"""The interactive API explorer at ``/docs``, served whole by the gateway.
+
+FastAPI's default ``/docs`` page loads Swagger UI from a CDN, which leaves it blank on a lab
+network without internet access. The gateway serves Swagger UI's files from the
+``swagger-ui-bundle`` package instead (FastAPI's documented hooks for self-hosted docs), and
+turns off everything of it that would reach elsewhere (the spec validator badge).
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
+
+DOCS_PATH = "/docs"
+ASSETS = f"{DOCS_PATH}/assets"
+REDIRECT_PATH = f"{DOCS_PATH}/oauth2-redirect"
+
+
+def install_docs(app: FastAPI) -> None:
+    """Serve Swagger UI on ``app`` at ``/docs`` from the package's own copy of its files.
+
+    ``app`` must be built with ``docs_url=None`` and ``redoc_url=None`` (ReDoc, too, would
+    come from a CDN)."""
+    app.mount(ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get(DOCS_PATH, include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} — API",
+            swagger_js_url=f"{ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{ASSETS}/favicon-32x32.png",
+            oauth2_redirect_url=REDIRECT_PATH,
+            swagger_ui_parameters={"validatorUrl": None, "persistAuthorization": False},
+        )
+
+    @app.get(REDIRECT_PATH, include_in_schema=False)
+    def oauth2_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+
+__all__ = ["DOCS_PATH", "install_docs"]
