@@ -210,6 +210,10 @@ class Client:
         """The lab's devices with their live status."""
         return self._get(f"/labs/{self.lab_name(lab)}/devices")
 
+    def samples(self, lab: str | None = None) -> list[dict[str, Any]]:
+        """The lab's samples: location, holder, whether used up (and by which experiment)."""
+        return self._get(f"/labs/{self.lab_name(lab)}/samples")
+
     def plans(self, lab: str | None = None) -> list[dict[str, Any]]:
         """The lab's plans with the JSON Schema of their parameters."""
         return self._get(f"/labs/{self.lab_name(lab)}/plans")

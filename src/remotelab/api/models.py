@@ -186,6 +186,22 @@ class DeviceStatus(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
 
+class SampleInfo(BaseModel):
+    """A sample of the lab: where it is, who holds it, whether it is used up."""
+
+    id: str
+    location: str = Field(description="where it is: a rack slot, a station, gripper or lost")
+    live: bool = Field(description="the location is a live worker's (else the lab file's)")
+    lost: bool = Field(False, description="no longer anywhere the lab can reach")
+    consumed: bool = Field(False, description="used up by a plan (e.g. titrated): refused by it")
+    consumed_by: str | None = Field(None, description="the experiment that used it up")
+    why_consumed: str | None = None
+    held_by: str | None = Field(None, description="the running experiment holding it")
+    description: str = ""
+    volume_ml: float = 0.0
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
 class PlanInfo(BaseModel):
     name: str
     description: str
@@ -295,6 +311,7 @@ __all__ = [
     "Reservation",
     "RunInfo",
     "RunningExperiment",
+    "SampleInfo",
     "StateChange",
     "SubmitRequest",
     "TokenCreate",

@@ -10,9 +10,15 @@ from fastapi import APIRouter
 
 from remotelab.api.deps import ERROR_RESPONSES, GW, Who, served_lab
 from remotelab.api.gateway import Gateway, LabService
-from remotelab.api.models import DeviceStatus, LabReservations, LabSummary, Reservation
+from remotelab.api.models import (
+    DeviceStatus,
+    LabReservations,
+    LabSummary,
+    Reservation,
+    SampleInfo,
+)
 from remotelab.errors import RemotelabError
-from remotelab.queue import listing
+from remotelab.queue import listing, samples
 from remotelab.queue.models import Experiment, ExperimentState
 from remotelab.queue.workers import ACTIVE
 
@@ -117,6 +123,14 @@ def list_devices(lab: str, who: Who, gw: GW) -> list[DeviceStatus]:
     return device_statuses(served_lab(gw, who, lab), gw)
 
 
+@router.get("/labs/{lab}/samples", response_model=list[SampleInfo])
+def list_samples(lab: str, who: Who, gw: GW) -> list[SampleInfo]:
+    """The lab's samples: where each is (as its live workers say, else the lab file), the
+    experiment holding it, and whether a plan has used it up (and which experiment)."""
+    queue = served_lab(gw, who, lab).queue
+    return [SampleInfo.model_validate(s) for s in samples.lab_samples(queue)]
+
+
 @router.get("/labs/{lab}/reservations", response_model=LabReservations)
 def lab_reservations(lab: str, who: Who, gw: GW) -> LabReservations:
     """What each running experiment holds: resource (device, or ``sample:<id>``) → holder,
@@ -125,4 +139,11 @@ def lab_reservations(lab: str, who: Who, gw: GW) -> LabReservations:
     return LabReservations.model_validate(served_lab(gw, who, lab).queue.reservations())
 
 
-__all__ = ["device_statuses", "fault_of", "lab_reservations", "lab_summary", "router"]
+__all__ = [
+    "device_statuses",
+    "fault_of",
+    "lab_reservations",
+    "lab_summary",
+    "list_samples",
+    "router",
+]
