@@ -530,7 +530,7 @@ function renderDevices(devices) {
     if (kind === "busy" && d.experiment) status = el("span", {}, status, " ", expLink(d.experiment));
     if (kind === "fault") status.title = d.fault || "";
     return el("tr", { "data-device": d.name, "data-state": kind },
-      el("td", {}, d.name), el("td", {}, d.class), el("td", {}, d.role),
+      el("td", {}, d.name), el("td", { title: d.role }, d.class),
       el("td", { class: "holder" }, holderOf(d)), el("td", { class: "reading" }, readingOf(d)),
       el("td", { class: "status" }, status));
   });
@@ -555,13 +555,15 @@ function renderSamples(samples) {
   $("samples-panel").hidden = !items || !items.length;
   if (!items || !changed("samples", items)) return;
   const rows = items.map((s) => {
-    const consumed = s.consumed === true;
-    const where = s.location || s.where || "";
-    return el("tr", { "data-sample": s.id || s.sample },
-      el("td", {}, s.id || s.sample), el("td", {}, where),
-      el("td", {}, consumed ? badge("consumed", "cancelled")
-        : where === "lost" ? badge("lost", "failed") : badge("available", "ok")),
-      el("td", { class: "note" }, s.description || s.note || ""));
+    let status = badge("available", "ok");
+    if (s.consumed) {
+      status = el("span", { title: s.why_consumed || "" }, badge("consumed", "cancelled"),
+        s.consumed_by ? " by " : "", s.consumed_by ? expLink(s.consumed_by) : "");
+    } else if (s.lost) status = badge("lost", "failed");
+    else if (s.held_by) status = el("span", {}, badge("in use", "running"), " ", expLink(s.held_by));
+    return el("tr", { "data-sample": s.id, "data-consumed": String(!!s.consumed) },
+      el("td", {}, s.id), el("td", {}, s.location + (s.live ? "" : " (lab file)")),
+      el("td", {}, status), el("td", { class: "note" }, s.description || ""));
   });
   $("samples").tBodies[0].replaceChildren(...rows);
 }

@@ -7,6 +7,7 @@
 const COLORS = ["#1d5fbf", "#b42318", "#1f7a4d", "#a15c00"];
 const MAX_LINES = 4;
 const DRAW_MS = 200;
+const HEIGHT = 200;
 // descriptor uid -> {run, name, data_keys}, from the live stream (replayed history included)
 const descriptors = new Map();
 // run uid -> its live plot on the lab view
@@ -30,15 +31,29 @@ class RunPlot {
     box.dataset.run = uid;
     box.dataset.points = "0";
     box.replaceChildren(el("p", { class: "muted plot-note" }, "loading the plot …"));
+    // drawn at the width the page gives it, also once a hidden view is shown
+    this.resize = new ResizeObserver(() => {
+      if (this.plot && this.box.clientWidth) {
+        this.plot.setSize({ width: this.box.clientWidth, height: HEIGHT });
+      }
+    });
+    this.resize.observe(box);
     this.load();
   }
 
+  // The events stored so far (a run just started may have none yet: tried a few times, the
+  // live events meanwhile kept).
   async load() {
-    try {
-      const record = await api("GET", `/runs/${enc(this.uid)}/data?format=json`);
-      this.useKeys(record.data_keys || {});
-      for (const ev of record.events || []) this.add(ev.seq_num, ev.data);
-    } catch (_) { /* not stored yet: the live events alone */ }
+    for (let attempt = 0; attempt < 4; attempt++) {
+      try {
+        const record = await api("GET", `/runs/${enc(this.uid)}/data?format=json`);
+        this.useKeys(record.data_keys || {});
+        for (const ev of record.events || []) this.add(ev.seq_num, ev.data);
+        break;
+      } catch (_) {
+        await sleep(1000);
+      }
+    }
     this.ready = true;
     for (const [seq, data] of this.pending) this.add(seq, data);
     this.pending = [];
@@ -127,17 +142,17 @@ class RunPlot {
       this.plot.setData(data);
       return;
     }
-    const width = Math.max(this.box.clientWidth || 0, 320);
+    const width = this.box.clientWidth || 600;
     const spectrum = this.mode === "spectrum";
     const opts = {
       width,
-      height: 200,
+      height: HEIGHT,
       scales: { x: { time: false } },
       legend: { live: false },
       series: [{ label: spectrum ? (this.axis || "index") : "event" },
         ...this.keys.map((k, i) => ({ label: spectrum ? `${k} (latest)` : k,
           stroke: COLORS[i % COLORS.length], width: 1.5, spanGaps: true }))],
-      axes: [{ label: spectrum ? (this.axis || "index") : "event" }, {}],
+      axes: [{ label: spectrum ? (this.axis || "index") : "event" }, { size: 64 }],
     };
     this.box.replaceChildren();
     this.plot = new uPlot(opts, data, this.box);
@@ -145,6 +160,7 @@ class RunPlot {
 
   destroy() {
     clearTimeout(this.timer);
+    this.resize.disconnect();
     if (this.plot) this.plot.destroy();
     this.plot = null;
   }
