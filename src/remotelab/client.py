@@ -323,6 +323,11 @@ class Client:
     def experiment_runs(self, experiment_id: str, *, lab: str | None = None) -> list[dict]:
         return self._get(f"/labs/{self.lab_name(lab)}/experiments/{experiment_id}/runs")
 
+    def experiment_history(self, experiment_id: str, *, lab: str | None = None) -> dict[str, Any]:
+        """What happened to an experiment: ``states`` (each with its message) and ``actions``
+        (the audited requests about it: submit, edit, approve, reject, answer …)."""
+        return self._get(f"/labs/{self.lab_name(lab)}/experiments/{experiment_id}/history")
+
     # -- the lab -----------------------------------------------------------------------------
     def _control(self, action: str, lab: str | None, body: dict | None = None) -> dict:
         return self._post(f"/labs/{self.lab_name(lab)}/{action}", body)
