@@ -206,7 +206,8 @@ def _summary(value: Any) -> Any:
     array as its length."""
     if isinstance(value, list | tuple):
         return f"array[{len(value)}]"
-    if hasattr(value, "shape") and getattr(value, "ndim", 0):
+    ndim = getattr(value, "ndim", None)  # a numpy array
+    if isinstance(ndim, int) and ndim > 0:
         return f"array[{len(value)}]"
     return value
 

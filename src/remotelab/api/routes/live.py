@@ -84,11 +84,11 @@ async def event_stream(
     first the lab's last ``history`` items."""
     deadline = None if timeout is None else time.monotonic() + timeout
     with gw.live.listen(svc.name, exp.id if exp else None) as listener:
-        for item in gw.live.recent(svc.name, history) if history else []:
-            if item["name"] == "status":
-                yield sse("status", {**item["doc"], "replay": True, "at": item["at"]})
+        for past in gw.live.recent(svc.name, history) if history else []:
+            if past["name"] == "status":
+                yield sse("status", {**past["doc"], "replay": True, "at": past["at"]})
             else:
-                yield sse("document", {**item, "replay": True})
+                yield sse("document", {**past, "replay": True})
         seen: set[tuple[str, str]] = set()
         if exp is not None and gw.store is not None:
             stored = await run_in_threadpool(stored_documents, gw, exp.id)
