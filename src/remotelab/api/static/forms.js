@@ -25,7 +25,7 @@ function limitsText(prop) {
   else if (items.exclusiveMinimum !== undefined) parts.push(`> ${items.exclusiveMinimum}`);
   else if (lo !== undefined) parts.push(`≥ ${lo}`);
   else if (hi !== undefined) parts.push(`≤ ${hi}`);
-  if (prop.type === "array" && (prop.minItems || prop.maxItems)) {
+  if (prop.type === "array" && (prop.minItems > 1 || prop.maxItems)) {
     parts.push(`${prop.minItems || 0}–${prop.maxItems || "…"} items`);
   }
   return parts.join("; ");
