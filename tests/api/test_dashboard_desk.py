@@ -236,6 +236,29 @@ def test_researcher_submits_watches_and_downloads(driver, site, alice, shots, do
     assert off_gateway(requested_urls(driver), site.url) == []
 
 
+def test_a_spectrum_is_plotted_as_its_latest_array(driver, site, alice):
+    sign_in(driver, site.url, site.tokens["alice"])
+    signed_in_as(driver, "alice · researcher")
+    exp = alice.submit("measure", {"detectors": ["spectrometer"], "num": 5000})  # cancelled
+    box = f'#running .run-card[data-id="{exp.id}"] .run-plot'
+    until(driver, lambda d: number(d, box, "data-spectra") > 0, "a spectrum")
+    visible(driver, f"{box} .plot-spectrum canvas", "the spectrum drawn")
+    visible(driver, f"{box} .plot-lines canvas", "its scalar readings drawn as lines")
+    seq = number(driver, f"{box} .plot-spectrum", "data-seq")
+    until(driver, lambda d: number(d, f"{box} .plot-spectrum", "data-seq") > seq, "a later one")
+    assert "spectrometer_absorbance" in attribute(driver, box, "data-keys")
+    alice.cancel(exp.id)
+    (uid,) = exp.wait(timeout=TIMEOUT).run_uids
+    go(driver, f"#/runs/{uid}")
+    key = visible(
+        driver,
+        '#run-downloads li[data-stream="primary"] a[data-url*="key=spectrometer_absorbance"]',
+        "the array key's own CSV",
+    )
+    assert key.text == "spectrometer_absorbance CSV"
+    assert "format=csv" in key.get_attribute("data-url")
+
+
 def test_a_researcher_edits_a_waiting_experiment_and_may_not_approve(driver, site, alice):
     scan = alice.submit("scan", SCAN)  # waits for approval
     try:

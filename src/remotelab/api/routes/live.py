@@ -23,8 +23,9 @@ router = APIRouter(tags=["live"], responses=ERROR_RESPONSES)
 
 
 def sse(event: str, data: Any) -> bytes:
-    """One Server-Sent Event."""
-    return f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n".encode()
+    """One Server-Sent Event (numpy arrays as lists, NaN as null: what a browser's
+    ``JSON.parse`` reads)."""
+    return f"event: {event}\ndata: {json.dumps(jsonable(data), default=str)}\n\n".encode()
 
 
 @router.get(

@@ -1,6 +1,6 @@
 // remotelab dashboard: plots of a run's main signals with uPlot (vendor/uPlot.iife.min.js).
-// A line per scalar reading against the event number; for array readings (a spectrum) the
-// latest array. A plot starts from the run's stored events (GET /runs/{uid}/data) and, on the
+// A line per scalar reading against the event number; for an array reading (a spectrum) a
+// second plot of the latest array. A plot starts from the run's stored events (GET /runs/{uid}/data) and, on the
 // lab view, grows with the live stream's events of the run's primary stream.
 "use strict";
 
@@ -19,23 +19,27 @@ class RunPlot {
   constructor(box, uid) {
     this.box = box;
     this.uid = uid;
-    this.points = new Map(); // seq_num -> data
+    this.points = new Map(); // seq_num -> its scalar values
     this.pending = [];
-    this.keys = null;
-    this.mode = null;
-    this.latest = null; // spectrum mode: the latest array, and its axis
+    this.scalars = null; // the scalar keys drawn as lines (null: not known yet)
+    this.array = null; // the array key drawn as the latest spectrum, if any
+    this.latest = null; // {seq, ys, xs} of that spectrum
     this.spectra = 0;
     this.ready = false;
-    this.plot = null;
+    this.charts = {}; // "lines" / "spectrum" -> its uPlot
     this.timer = null;
     box.dataset.run = uid;
     box.dataset.points = "0";
-    box.replaceChildren(el("p", { class: "muted plot-note" }, "loading the plot …"));
+    box.dataset.spectra = "0";
+    this.note = el("p", { class: "muted plot-note" }, "loading the plot …");
+    this.linesBox = el("div", { class: "plot-lines" });
+    this.spectrumBox = el("div", { class: "plot-spectrum" });
+    box.replaceChildren(this.note, this.linesBox, this.spectrumBox);
     // drawn at the width the page gives it, also once a hidden view is shown
     this.resize = new ResizeObserver(() => {
-      if (this.plot && this.box.clientWidth) {
-        this.plot.setSize({ width: this.box.clientWidth, height: HEIGHT });
-      }
+      const width = this.box.clientWidth;
+      if (!width) return;
+      for (const chart of Object.values(this.charts)) chart.setSize({ width, height: HEIGHT });
     });
     this.resize.observe(box);
     this.load();
@@ -60,24 +64,17 @@ class RunPlot {
     this.draw();
   }
 
-  // Which signals to draw: the first scalar numbers, else the first 1-D array (a spectrum).
+  // Which signals to draw: the first scalar numbers as lines; the first 1-D array (a
+  // spectrum) as its latest value, against a wavelength array if the events carry one.
   useKeys(dataKeys) {
-    if (this.keys !== null) return;
+    if (this.scalars !== null) return;
     const entries = Object.entries(dataKeys);
-    const scalars = entries.filter(([, k]) => numeric(k) && !(k.shape || []).length)
-      .map(([name]) => name);
+    this.scalars = entries.filter(([, k]) => numeric(k) && !(k.shape || []).length)
+      .map(([name]) => name).slice(0, MAX_LINES);
     const arrays = entries.filter(([, k]) => (k.shape || []).length === 1).map(([n]) => n);
-    const spectrum = arrays.find((n) => !/wavelength/i.test(n));
-    if (spectrum && !scalars.length) {
-      this.mode = "spectrum";
-      this.keys = [spectrum];
-      this.axis = arrays.find((n) => /wavelength/i.test(n)) || null;
-    } else {
-      this.mode = "lines";
-      this.keys = scalars.slice(0, MAX_LINES);
-    }
-    this.box.dataset.mode = this.mode;
-    this.box.dataset.keys = this.keys.join(",");
+    this.array = arrays.find((n) => !/wavelength/i.test(n)) || null;
+    this.axis = arrays.find((n) => /wavelength/i.test(n)) || null;
+    this.box.dataset.keys = [...this.scalars, ...(this.array ? [this.array] : [])].join(",");
   }
 
   event(seq, data, dataKeys) {
@@ -90,17 +87,16 @@ class RunPlot {
   }
 
   add(seq, data) {
-    if (this.keys === null || !data) return;
-    if (this.mode === "spectrum") {
-      const ys = data[this.keys[0]];
-      if (!Array.isArray(ys)) return;
-      if (!this.points.has(seq)) this.spectra += 1;
-      this.points.set(seq, true);
-      if (!this.latest || seq >= this.latest.seq) {
-        this.latest = { seq, ys, xs: Array.isArray(data[this.axis]) ? data[this.axis] : null };
-      }
-    } else {
-      this.points.set(seq, data);
+    if (this.scalars === null || !data) return;
+    if (!this.points.has(seq)) {
+      const values = {};
+      for (const k of this.scalars) values[k] = typeof data[k] === "number" ? data[k] : null;
+      this.points.set(seq, values);
+      if (this.array && Array.isArray(data[this.array])) this.spectra += 1;
+    }
+    const ys = this.array && data[this.array];
+    if (Array.isArray(ys) && (!this.latest || seq >= this.latest.seq)) {
+      this.latest = { seq, ys, xs: Array.isArray(data[this.axis]) ? data[this.axis] : null };
     }
   }
 
@@ -113,56 +109,57 @@ class RunPlot {
     }
   }
 
-  series() {
-    if (this.mode === "spectrum") {
-      if (!this.latest) return null;
-      const ys = this.latest.ys.map(Number);
-      const xs = this.latest.xs ? this.latest.xs.map(Number) : ys.map((_, i) => i);
-      return [xs, ys];
-    }
+  lines() {
     const seqs = [...this.points.keys()].sort((a, b) => a - b);
-    const lines = this.keys.map((k) => seqs.map((s) => {
-      const v = this.points.get(s)[k];
-      return typeof v === "number" ? v : null;
-    }));
-    return [seqs, ...lines];
+    return [seqs, ...this.scalars.map((k) => seqs.map((s) => this.points.get(s)[k]))];
+  }
+
+  spectrum() {
+    const ys = this.latest.ys.map(Number);
+    return [this.latest.xs ? this.latest.xs.map(Number) : ys.map((_, i) => i), ys];
   }
 
   draw() {
-    const data = this.keys && this.keys.length ? this.series() : null;
-    const count = this.mode === "spectrum" ? this.spectra : this.points.size;
-    this.box.dataset.points = String(count);
-    if (!data || !data[0].length) {
-      const note = this.keys && !this.keys.length ? "no numeric signal to plot" : "no data yet";
-      this.box.replaceChildren(el("p", { class: "muted plot-note" }, note));
-      this.plot = null;
+    this.box.dataset.points = String(this.points.size);
+    this.box.dataset.spectra = String(this.spectra);
+    const none = this.scalars !== null && !this.scalars.length && !this.array;
+    this.note.hidden = this.points.size > 0;
+    this.note.textContent = none ? "no numeric signal to plot" : "no data yet";
+    if (this.scalars && this.scalars.length && this.points.size) {
+      this.chart("lines", this.linesBox, this.lines(), "event",
+        this.scalars.map((k) => ({ label: k })));
+    }
+    if (this.latest) {
+      this.chart("spectrum", this.spectrumBox, this.spectrum(), this.axis || "index",
+        [{ label: `${this.array} (latest)` }]);
+      this.spectrumBox.dataset.seq = String(this.latest.seq);
+    }
+  }
+
+  chart(kind, where, data, xLabel, series) {
+    const chart = this.charts[kind];
+    if (chart) {
+      chart.setData(data);
       return;
     }
-    if (this.plot) {
-      this.plot.setData(data);
-      return;
-    }
-    const width = this.box.clientWidth || 600;
-    const spectrum = this.mode === "spectrum";
     const opts = {
-      width,
+      width: this.box.clientWidth || 600,
       height: HEIGHT,
       scales: { x: { time: false } },
       legend: { live: false },
-      series: [{ label: spectrum ? (this.axis || "index") : "event" },
-        ...this.keys.map((k, i) => ({ label: spectrum ? `${k} (latest)` : k,
-          stroke: COLORS[i % COLORS.length], width: 1.5, spanGaps: true }))],
-      axes: [{ label: spectrum ? (this.axis || "index") : "event" }, { size: 64 }],
+      series: [{ label: xLabel }, ...series.map((s, i) => ({ ...s,
+        stroke: COLORS[(kind === "spectrum" ? i + 1 : i) % COLORS.length], width: 1.5,
+        spanGaps: true }))],
+      axes: [{ label: xLabel }, { size: 64 }],
     };
-    this.box.replaceChildren();
-    this.plot = new uPlot(opts, data, this.box);
+    this.charts[kind] = new uPlot(opts, data, where);
   }
 
   destroy() {
     clearTimeout(this.timer);
     this.resize.disconnect();
-    if (this.plot) this.plot.destroy();
-    this.plot = null;
+    for (const chart of Object.values(this.charts)) chart.destroy();
+    this.charts = {};
   }
 }
 
