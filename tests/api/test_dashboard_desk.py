@@ -44,7 +44,7 @@ from remotelab.queue import ExperimentState
 
 SCAN = {"detectors": ["thermometer"], "motor": "stirrer", "start": 0, "stop": 100, "num": 3}
 #: long enough at the fast clock to watch its progress (a few seconds), short enough to end
-POINTS = 1500
+POINTS = 3000
 
 
 @pytest.fixture(scope="module")
