@@ -40,6 +40,14 @@ class Settings(BaseSettings):
         None,
         description="Prefect API of the queue (else $PREFECT_API_URL, else the embedded server).",
     )
+    max_body: int = Field(
+        1 << 20,
+        ge=1024,
+        description="Largest request body (bytes) the gateway takes; larger ones get 413.",
+    )
+    max_json_depth: int = Field(
+        32, ge=4, le=512, description="Deepest nesting of a JSON body the gateway takes (422)."
+    )
     retry_cap: float = Field(
         15.0,
         gt=0,

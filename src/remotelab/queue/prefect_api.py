@@ -35,6 +35,7 @@ PARAMETER_SCHEMA: dict[str, Any] = {
         "role": {"title": "role", "type": "string", "position": 3},
         "edits": {"title": "edits", "type": "array", "position": 4},
         "devices": {"title": "devices", "type": "array", "position": 5},
+        "audit_head": {"title": "audit_head", "type": "string", "position": 6},
     },
     "required": ["plan"],
 }
