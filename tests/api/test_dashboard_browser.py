@@ -186,6 +186,8 @@ def test_buttons_follow_the_role_and_the_gateway_enforces_it(driver, site, manag
     signed_in_as(driver, "olga · observer")
     assert row(driver, "queue", scan.id, "waiting_for_approval")[1] == []
     assert not driver.find_element(By.ID, "lab-controls").is_displayed()
+    for page in ("submit", "audit"):  # no form, no audit log
+        assert not driver.find_element(By.CSS_SELECTOR, f'#nav a[data-nav="{page}"]').is_displayed()
 
     # the researcher who submitted it may cancel it, not approve it, nor control the lab
     sign_in(driver, site.url, site.tokens["alice"])

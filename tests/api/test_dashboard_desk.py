@@ -123,6 +123,18 @@ def off_gateway(urls: list[str], base: str) -> list[str]:
     return [u for u in urls if u.startswith(("http:", "https:", "ws")) and not u.startswith(base)]
 
 
+def text_once(driver: WebDriver, selector: str, what: str, wanted: str) -> str:
+    """The text of the element at ``selector`` once it holds ``wanted`` (the page may rebuild
+    the element meanwhile: looked up again each time)."""
+
+    def found(d: WebDriver) -> str | None:
+        nodes = d.find_elements(By.CSS_SELECTOR, selector)
+        text = nodes[0].text if nodes else ""
+        return text if wanted in text else None
+
+    return until(driver, found, what)
+
+
 def experiment_page(driver: WebDriver, exp_id: str) -> None:
     go(driver, f"#/experiments/{exp_id}")
     until(driver, EC.text_to_be_present_in_element((By.ID, "exp-id"), exp_id), "its page")
@@ -207,6 +219,10 @@ def test_researcher_submits_watches_and_downloads(driver, site, alice, shots, do
         lambda d: d.find_element(By.CSS_SELECTOR, f"{thermometer} td.reading").text,
         "its reading",
     )
+    # the sample tracker: where each sample is, as the gateway says
+    samples = {s["id"]: s for s in alice.samples()}
+    s001 = text_once(driver, '#samples tr[data-sample="S001"]', "the samples", "available")
+    assert samples["S001"]["location"] in s001
     driver.save_screenshot(str(shots / "queue-running-live-plot.png"))
     # a researcher sees no manager control
     assert not driver.find_element(By.ID, "lab-controls").is_displayed()
@@ -295,8 +311,14 @@ def test_a_researcher_edits_a_waiting_experiment_and_may_not_approve(driver, sit
         click(driver, "#form-submit", "Save")
         until(driver, lambda _: alice.experiment(scan.id).params["stop"] == 200, "edited")
         until(driver, lambda d: "#/experiments/" in d.current_url, "back on its page")
-        edits = visible(driver, "#exp-edits li", "the edit listed")
-        assert "alice" in edits.text and "stop=100" in edits.text
+        until(
+            driver,
+            lambda d: any(
+                "alice" in li.text and "stop=100" in li.text
+                for li in d.find_elements(By.CSS_SELECTOR, "#exp-edits li")
+            ),
+            "the edit listed, with what it was before",
+        )
     finally:
         alice.cancel(scan.id)
 
@@ -316,7 +338,7 @@ def test_manager_approves_answers_prioritises_and_reads_the_audit(
 
     # approving, the parameters are in plain sight: in the queue and on its page
     row = f'#queue tr[data-id="{scan.id}"] .note.params'
-    params = visible(driver, row, "the scan's parameters in the queue").text
+    params = text_once(driver, row, "the scan's parameters in the queue", "stop=")
     assert all(f"{k}=" in params for k in SCAN) and "stop=100" in params
     experiment_page(driver, scan.id)
     until(
@@ -366,8 +388,7 @@ def test_manager_approves_answers_prioritises_and_reads_the_audit(
     manager.release()
     ask = alice.submit("ask", {"prompt": "is the vial capped?"})
     experiment_page(driver, ask.id)
-    prompt = visible(driver, "#exp-question .prompt", "the question")
-    assert prompt.text == "is the vial capped?"
+    text_once(driver, "#exp-question .prompt", "the question", "is the vial capped?")
     driver.save_screenshot(str(shots / "experiment-page.png"))
     click(driver, '#exp-question button[data-answer="true"]', "Yes")
     assert manager.experiment(ask.id).wait(timeout=TIMEOUT).state == ExperimentState.completed
