@@ -246,7 +246,7 @@ def test_researcher_submits_watches_and_downloads(driver, site, alice, shots, do
     assert links == {("*", "HDF5"), ("primary", "CSV"), ("primary", "JSON")}
     driver.save_screenshot(str(shots / "run-page.png"))
     click(driver, '#run-downloads li[data-stream="primary"] a.download', "the CSV link")
-    saved = downloads / f"{uid}.primary.csv"
+    saved = downloads / f"run-{uid[:8]}.primary.csv"  # the gateway's name for it
     until(driver, lambda _: saved.exists() and saved.stat().st_size > 0, "the CSV downloaded")
     assert saved.read_text() == alice.run_data(uid, "csv")
     assert off_gateway(requested_urls(driver), site.url) == []

@@ -208,22 +208,23 @@ async function openRun(uid) {
 // Every stream in JSON and CSV, each array key of it in CSV, the whole run in HDF5.
 async function renderDownloads(run) {
   const base = `/runs/${enc(run.uid)}/data`;
+  const stem = `run-${run.uid.slice(0, 8)}`; // as the gateway names its exports
   const link = (label, query, file) => el("a", { href: "#", class: "download",
     "data-url": `${base}?${query}`, "data-file": file }, label);
   const items = [el("li", { "data-stream": "*" }, "whole run: ",
-    link("HDF5", "format=hdf5", `${run.uid}.h5`))];
+    link("HDF5", "format=hdf5", `${stem}.h5`))];
   for (const stream of run.streams.length ? run.streams : ["primary"]) {
     const q = `stream=${enc(stream)}`;
     const li = el("li", { "data-stream": stream }, `${stream}: `,
-      link("CSV", `format=csv&${q}`, `${run.uid}.${stream}.csv`), " · ",
-      link("JSON", `format=json&${q}`, `${run.uid}.${stream}.json`));
+      link("CSV", `format=csv&${q}`, `${stem}.${stream}.csv`), " · ",
+      link("JSON", `format=json&${q}`, `${stem}.${stream}.json`));
     items.push(li);
     optional(`${base}?format=json&${q}`).then((record) => {
       const keys = Object.entries((record && record.data_keys) || {})
         .filter(([, k]) => (k.shape || []).length).map(([name]) => name);
       for (const key of keys) {
         li.append(" · ", link(`${key} CSV`, `format=csv&${q}&key=${enc(key)}`,
-          `${run.uid}.${stream}.${key}.csv`));
+          `${stem}.${stream}.${key}.csv`));
       }
     });
   }
@@ -239,8 +240,9 @@ async function onDownload(event) {
     const response = await fetch(API + a.dataset.url,
       { headers: { Authorization: `Bearer ${state.token}` } });
     if (!response.ok) throw await errorOf(response);
+    const named = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") || "");
     const url = URL.createObjectURL(await response.blob());
-    const save = el("a", { href: url, download: a.dataset.file });
+    const save = el("a", { href: url, download: named ? named[1] : a.dataset.file });
     document.body.append(save);
     save.click();
     save.remove();
