@@ -72,8 +72,18 @@ def test_an_experiments_history_has_its_states_and_requests(site):
 
 
 def test_devices_say_their_state_and_latest_reading(site):
-    devices = get(site, f"/labs/{site.name}/devices")
-    assert {d["state"] for d in devices} == {"offline"}  # no worker here
+    devices = {d["name"]: d for d in get(site, f"/labs/{site.name}/devices")}
+    assert {d["state"] for d in devices.values()} == {"offline"}  # no worker here
+    # before any live reading: the last event of the stored run (thermometer, spectrometer)
+    (stored,) = site.store.runs(lab=site.name)
+    last = site.store.table(stored.uid)
+    reading = devices["thermometer"]["reading"]
+    assert reading["stored"] is True and reading["time"] == float(last.time[-1])
+    assert reading["values"] == {
+        "thermometer_temperature": float(last.columns["thermometer_temperature"][-1])
+    }
+    assert devices["spectrometer"]["reading"]["values"]["spectrometer_absorbance"] == "array[201]"
+    assert devices["heater"]["reading"] is None
     hub = site.app.state.gateway.live
     run, desc = "run-readings", "desc-readings"
     hub.dispatch("document", "start", {"uid": run, "lab": site.name, "experiment_id": "e1"})
@@ -99,10 +109,11 @@ def test_devices_say_their_state_and_latest_reading(site):
         },
     )
     by_name = {d["name"]: d for d in get(site, f"/labs/{site.name}/devices")}
-    assert by_name["thermometer"]["reading"] == {
+    assert by_name["thermometer"]["reading"] == {  # the live one, newer than the stored
         "time": 1.5e9,
         "experiment": "e1",
         "values": {"thermometer_temperature": 21.5},
+        "stored": False,
     }
     assert by_name["spectrometer"]["reading"]["values"] == {"sp": "array[3]"}
     assert by_name["heater"]["reading"] is None

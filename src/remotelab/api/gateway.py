@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, cast
 
 from remotelab.api.auth import AuthStore
 from remotelab.api.live import LiveHub
+from remotelab.api.readings import StoredReadings
 from remotelab.errors import RunNotFound, UnknownLabError
 
 if TYPE_CHECKING:
@@ -54,6 +55,8 @@ class Gateway:
     labs: dict[str, LabService]
     store: RunStore | None = None
     live: LiveHub = field(default_factory=lambda: LiveHub(None))
+    #: devices' latest readings from the run store, where the live stream has none
+    readings: StoredReadings = field(default_factory=StoredReadings)
     #: set when the server shuts down: live streams end
     closing: threading.Event = field(default_factory=threading.Event)
 

@@ -13,6 +13,7 @@ the last events), so that a dashboard opened now starts with the lab's recent hi
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -131,7 +132,7 @@ class LiveHub:
                 if reading is None or reading["experiment"] != experiment:
                     reading = devices[device] = {"experiment": experiment, "values": {}}
                 reading["time"] = doc.get("time") or time.time()
-                reading["values"][key] = _summary(value)
+                reading["values"][key] = reading_value(value)
         elif name == "stop":
             run = doc.get("run_start")
             self._keys = {d: v for d, v in self._keys.items() if v[0] != run}
@@ -201,9 +202,11 @@ class LiveHub:
         return items[-limit:] if limit > 0 else []
 
 
-def _summary(value: Any) -> Any:
-    """A reading's value as the devices panel shows it: numbers and text as they are, an
-    array as its length."""
+def reading_value(value: Any) -> Any:
+    """A reading's value as the devices panel shows it: numbers and text as they are (NaN and
+    infinities as None: JSON has none), an array as its length."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     if isinstance(value, list | tuple):
         return f"array[{len(value)}]"
     ndim = getattr(value, "ndim", None)  # a numpy array
@@ -212,4 +215,4 @@ def _summary(value: Any) -> Any:
     return value
 
 
-__all__ = ["LiveHub"]
+__all__ = ["RECENT_EVENTS", "RECENT_ITEMS", "LiveHub", "reading_value"]

@@ -162,6 +162,11 @@ class Reading(BaseModel):
     time: float = Field(description="the event's time (epoch seconds)")
     experiment: str | None = Field(None, description="the experiment whose run read it")
     values: dict[str, Any] = Field(description="data key -> value; an array as 'array[n]'")
+    stored: bool = Field(
+        False,
+        description="from the last event of a stored run (the live stream has carried no "
+        "reading of it since the gateway started)",
+    )
 
 
 class DeviceStatus(BaseModel):

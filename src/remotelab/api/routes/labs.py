@@ -73,7 +73,8 @@ def device_statuses(svc: LabService, gw: Gateway) -> list[DeviceStatus]:
     latest reading on the live stream and, if an open alert names it, that fault."""
     online = bool(svc.queue.workers())
     alerts = svc.queue.alerts() if online else []
-    readings = gw.live.readings(svc.name)
+    stored = gw.readings.of_lab(gw.store, svc.name) if gw.store is not None else {}
+    readings = {**stored, **gw.live.readings(svc.name)}
     book = svc.queue.reservations()["reservations"] if online else {}
     holders: dict[str, str] = {}
     for exp in svc.queue.read(ACTIVE):

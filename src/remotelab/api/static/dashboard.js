@@ -545,8 +545,10 @@ function readingOf(device) {
     const name = k.startsWith(`${device.name}_`) ? k.slice(device.name.length + 1) : k;
     return name === device.name ? fmt(v) : `${name} ${fmt(v)}`;
   });
-  return el("span", { title: `read at ${new Date(r.time * 1000).toLocaleTimeString()}` },
-    values.join(", "));
+  const when = new Date(r.time * 1000).toLocaleString();
+  return el("span", { class: r.stored ? "stored" : "", title: r.stored
+    ? `read at ${when}, the last time a stored run read it` : `read at ${when}` },
+  values.join(", "));
 }
 
 // Where each sample is, and whether it was used up (GET /labs/{lab}/samples, if served).
