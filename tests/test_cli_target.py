@@ -101,7 +101,7 @@ def test_plans_devices_and_lab_on_this_machine():
     devices = {d["name"]: d for d in json.loads(runner.invoke(app, ["devices", "--json"]).output)}
     assert devices["heater"]["safe_state"] == {"setpoint": 25.0}
     shown = json.loads(runner.invoke(app, ["lab", "show", "--json"]).output)
-    assert set(shown["devices"]) == set(devices) and "S001" in shown["samples"]
+    assert set(shown["devices"]) == set(devices) and "S001" in {s["id"] for s in shown["samples"]}
     misplaced = runner.invoke(app, ["lab", "--json", "hold"])
     assert misplaced.exit_code == 2 and "after the subcommand" in " ".join(misplaced.output.split())
     unknown = runner.invoke(app, ["watch"])

@@ -21,7 +21,7 @@ from bluesky.utils import RunEngineInterrupted
 
 from _plans_support import engine, events, fast_lab, start_doc, stop_doc
 from remotelab.cli.plans import abort_on_sigint, execute
-from remotelab.errors import DeviceFault
+from remotelab.errors import DeviceFault, NoResultError, PlanValidationError
 from remotelab.lab import load_lab
 from remotelab.plans import registry_for
 from remotelab.sim import chemistry, inject_fault
@@ -169,6 +169,18 @@ def test_titration_endpoint_is_near_the_models_equivalence_point(registry, lab):
     assert endpoint["data"]["equivalence_volume"] == pytest.approx(model_equivalence, abs=0.1)
     assert endpoint["data"]["analyte_molarity"] == pytest.approx(c_acid, rel=0.01)
     assert lab["stirrer"].setpoint.get() == 0
+
+
+def test_a_titrated_sample_is_used_up_and_a_titration_with_no_endpoint_fails(registry, lab):
+    run(registry, lab, "titration", {"sample_id": "T001"})
+    assert lab.tracker.consumed["T001"] == "titrated"
+    with pytest.raises(PlanValidationError, match=r"sample_id: sample 'T001' is used up: titrated"):
+        registry.validate("titration", {"sample_id": "T001"}, lab=lab)
+    lab.tracker.consumed.clear()  # as if the lab had not recorded it: the vessel is past pH 11
+    re = engine()
+    with pytest.raises(NoResultError, match=r"no equivalence point: the pH was .* before any"):
+        re(registry.build(registry.validate("titration", {"sample_id": "T001"}, lab=lab), lab))
+    assert stop_doc(re)["exit_status"] == "fail" and not events(re, "endpoint")
 
 
 def test_titration_stops_at_the_maximum_volume(registry, lab):

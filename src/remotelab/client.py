@@ -210,6 +210,10 @@ class Client:
         """The lab's devices with their live status."""
         return self._get(f"/labs/{self.lab_name(lab)}/devices")
 
+    def samples(self, lab: str | None = None) -> list[dict[str, Any]]:
+        """The lab's samples: location, holder, whether used up (and by which experiment)."""
+        return self._get(f"/labs/{self.lab_name(lab)}/samples")
+
     def plans(self, lab: str | None = None) -> list[dict[str, Any]]:
         """The lab's plans with the JSON Schema of their parameters."""
         return self._get(f"/labs/{self.lab_name(lab)}/plans")
@@ -318,6 +322,11 @@ class Client:
 
     def experiment_runs(self, experiment_id: str, *, lab: str | None = None) -> list[dict]:
         return self._get(f"/labs/{self.lab_name(lab)}/experiments/{experiment_id}/runs")
+
+    def experiment_history(self, experiment_id: str, *, lab: str | None = None) -> dict[str, Any]:
+        """What happened to an experiment: ``states`` (each with its message) and ``actions``
+        (the audited requests about it: submit, edit, approve, reject, answer …)."""
+        return self._get(f"/labs/{self.lab_name(lab)}/experiments/{experiment_id}/history")
 
     # -- the lab -----------------------------------------------------------------------------
     def _control(self, action: str, lab: str | None, body: dict | None = None) -> dict:

@@ -123,6 +123,11 @@ class PlanValidationError(RemotelabError, ValueError):
         super().__init__(f"plan {plan!r} cannot run: {detail}")
 
 
+class NoResultError(RemotelabError):
+    """A plan ran to its end but found no result (a titration whose pH never rose through an
+    equivalence point): the experiment fails saying so."""
+
+
 class PlanNotAllowedError(RemotelabError, PermissionError):
     """The submitter's role may not run this plan in this lab."""
 

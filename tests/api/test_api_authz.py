@@ -102,6 +102,9 @@ CASES = [
     Case("show", "GET", "/labs/{lab}/experiments/{exp}", everyone(200), target=alices),
     Case("exp runs", "GET", "/labs/{lab}/experiments/{exp}/runs", everyone(200), target=alices),
     Case(
+        "exp history", "GET", "/labs/{lab}/experiments/{exp}/history", everyone(200), target=alices
+    ),
+    Case(
         "cancel own",
         "POST",
         "/labs/{lab}/experiments/{exp}/cancel",

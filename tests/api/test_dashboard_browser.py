@@ -5,71 +5,29 @@ the real queue through the Python client, never on the page alone."""
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 from api_helpers import free_port, write_lab
-from selenium import webdriver
-from selenium.common.exceptions import (
-    ElementClickInterceptedException,
-    ElementNotInteractableException,
-    StaleElementReferenceException,
-)
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
+from browser_helpers import TIMEOUT, chromium, click, sign_in, signed_in_as, until
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as EC
-from selenium.webdriver.support.ui import WebDriverWait
 
 from remotelab import Client
 from remotelab.embedded import Embedded
 from remotelab.queue import ExperimentState
 
-CHROME_FLAGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1400,1000",
-]
 MEASURE = {"detectors": ["thermometer"], "num": 2}
 SCAN = {"detectors": ["thermometer"], "motor": "stirrer", "start": 0, "stop": 100, "num": 2}
-#: seconds any one condition may take (a generous bound, never a measurement)
-TIMEOUT = 60
 
 
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory) -> Iterator[WebDriver]:
-    chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and chromedriver):
-        message = (
-            "the dashboard's browser test needs chromium and chromedriver on PATH "
-            "(Debian: apt-get install chromium chromium-driver)"
-        )
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    options = Options()
-    options.binary_location = chromium
-    for flag in CHROME_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium')}")
-    # an explicit driver: selenium-manager never looks for (or downloads) one
-    browser = webdriver.Chrome(service=Service(executable_path=chromedriver), options=options)
-    try:
+    with chromium(tmp_path_factory.mktemp("chromium")) as browser:
         yield browser
-    finally:
-        browser.quit()
 
 
 @pytest.fixture(scope="module")
@@ -97,76 +55,6 @@ def manager(site) -> Iterator[Client]:
 def alice(site) -> Iterator[Client]:
     with Client(site.url, site.tokens["alice"]) as c:
         yield c
-
-
-#: what a click or keystroke may meet while the page re-renders or shows and hides a view:
-#: none of them did anything, so the action is tried again
-INTERACTION_ERRORS = (
-    StaleElementReferenceException,
-    ElementNotInteractableException,
-    ElementClickInterceptedException,
-)
-Locator = tuple[str, str]
-
-
-def until(driver: WebDriver, condition: Callable[[WebDriver], Any], what: str) -> Any:
-    """Wait for ``condition`` (a table the page rebuilds may go stale under it: look again)."""
-    wait = WebDriverWait(driver, TIMEOUT, poll_frequency=0.1, ignored_exceptions=INTERACTION_ERRORS)
-    return wait.until(condition, what)
-
-
-def click(driver: WebDriver, selector: str, what: str) -> None:
-    """Click the element at ``selector`` once it is shown and enabled; tried again if the page
-    replaces, hides or covers it meanwhile."""
-
-    def clicked(d: WebDriver) -> bool:
-        button = EC.element_to_be_clickable((By.CSS_SELECTOR, selector))(d)
-        if not button:
-            return False
-        button.click()
-        return True
-
-    until(driver, clicked, f"{what} (clicked)")
-
-
-def type_into(driver: WebDriver, locator: Locator, text: str, what: str) -> None:
-    """Type ``text`` into the field at ``locator`` once it takes input, until it holds it."""
-
-    def typed(d: WebDriver) -> bool:
-        field = EC.element_to_be_clickable(locator)(d)
-        if not field:
-            return False
-        field.clear()
-        field.send_keys(text)
-        return field.get_attribute("value") == text
-
-    until(driver, typed, f"{what} (typed into)")
-
-
-def signed_out(driver: WebDriver) -> bool:
-    """The page shows its sign-in form, and only that."""
-    return (
-        driver.find_element(By.ID, "login-view").is_displayed()
-        and not driver.find_element(By.ID, "lab-view").is_displayed()
-    )
-
-
-def sign_in(driver: WebDriver, site: Embedded, token: str) -> None:
-    """Open the dashboard signed out and sign in with ``token``.
-
-    The tab's stored token is cleared on a page of the gateway that runs no script: on the
-    dashboard itself, a sign-in still under way with the stored token would store it again
-    and sign the reloaded page back in, hiding the form while the test types into it."""
-    driver.get(f"{site.url}/dashboard/static/dashboard.css")
-    driver.execute_script("sessionStorage.clear()")
-    driver.get(site.dashboard_url)
-    until(driver, signed_out, "the sign-in form")
-    type_into(driver, (By.ID, "token"), token, "the token field")
-    click(driver, "#login-button", "the sign-in button")
-
-
-def signed_in_as(driver: WebDriver, text: str) -> None:
-    until(driver, EC.text_to_be_present_in_element((By.ID, "who"), text), f"signed in as {text}")
 
 
 def row(driver: WebDriver, table: str, experiment_id: str, state: str) -> tuple[str, list[str]]:
@@ -212,7 +100,7 @@ def test_the_gateway_serves_the_page_without_a_token(site):
 
 def test_a_bad_token_shows_the_gateways_answer(driver, site):
     bad = "rl_0123456789ab_" + "x" * 43
-    sign_in(driver, site, bad)
+    sign_in(driver, site.url, bad)
     error = until(
         driver, EC.visibility_of_element_located((By.ID, "login-error")), "a sign-in error"
     )
@@ -223,7 +111,7 @@ def test_a_bad_token_shows_the_gateways_answer(driver, site):
 
 
 def test_manager_watches_and_steers_the_queue(driver, site, manager, alice):
-    sign_in(driver, site, site.tokens["demo-manager"])
+    sign_in(driver, site.url, site.tokens["demo-manager"])
     signed_in_as(driver, "demo-manager · manager")
 
     # the lab's devices, each held by the live worker and idle
@@ -266,15 +154,15 @@ def test_manager_watches_and_steers_the_queue(driver, site, manager, alice):
     until(driver, lambda _: state_of(manager, scan.id) == ExperimentState.queued, "approved")
     row(driver, "queue", scan.id, "queued")
 
-    # an action the gateway refuses shows its answer: nothing is paused, so resume is a 409
-    control(driver, "resume")
-    error = until(driver, EC.visibility_of_element_located((By.ID, "error-text")), "an error")
+    # a control that does not apply is disabled: nothing runs, so no Resume, Pause or Stop
+    for action in ("pause", "resume", "stop", "abort"):
+        button = driver.find_element(By.CSS_SELECTOR, f'#lab-controls [data-control="{action}"]')
+        assert not button.is_enabled(), action
     refused = httpx.post(
         f"{site.url}/api/v1/labs/{site.lab.name}/resume",
         headers={"Authorization": f"Bearer {site.tokens['demo-manager']}"},
     )
-    assert refused.status_code == 409
-    assert error.text == refused.json()["detail"]
+    assert refused.status_code == 409  # and the gateway would refuse it anyway
 
     # release the lab: the scan runs to its end, and the page and its live feed show it
     control(driver, "release")
@@ -294,13 +182,15 @@ def test_manager_watches_and_steers_the_queue(driver, site, manager, alice):
 def test_buttons_follow_the_role_and_the_gateway_enforces_it(driver, site, manager, alice):
     scan = alice.submit("scan", SCAN)  # waits for approval
     # an observer sees the queue but no button at all
-    sign_in(driver, site, site.tokens["olga"])
+    sign_in(driver, site.url, site.tokens["olga"])
     signed_in_as(driver, "olga · observer")
     assert row(driver, "queue", scan.id, "waiting_for_approval")[1] == []
     assert not driver.find_element(By.ID, "lab-controls").is_displayed()
+    for page in ("submit", "audit"):  # no form, no audit log
+        assert not driver.find_element(By.CSS_SELECTOR, f'#nav a[data-nav="{page}"]').is_displayed()
 
     # the researcher who submitted it may cancel it, not approve it, nor control the lab
-    sign_in(driver, site, site.tokens["alice"])
+    sign_in(driver, site.url, site.tokens["alice"])
     signed_in_as(driver, "alice · researcher")
     assert row(driver, "queue", scan.id, "waiting_for_approval")[1] == ["cancel"]
     assert not driver.find_element(By.ID, "lab-controls").is_displayed()
@@ -349,7 +239,7 @@ def run_card(
 
 
 def test_a_running_experiment_has_its_card(driver, site, manager):
-    sign_in(driver, site, site.tokens["demo-manager"])
+    sign_in(driver, site.url, site.tokens["demo-manager"])
     signed_in_as(driver, "demo-manager · manager")
     exp = manager.submit("measure", LONG)
     card = run_card(driver, exp.id, "running", "the measurement's card", text="by demo-manager")
@@ -378,7 +268,7 @@ def test_a_running_experiment_has_its_card(driver, site, manager):
 def test_an_observer_sees_the_card_without_controls(driver, site, manager):
     exp = manager.submit("measure", LONG)
     try:
-        sign_in(driver, site, site.tokens["olga"])
+        sign_in(driver, site.url, site.tokens["olga"])
         signed_in_as(driver, "olga · observer")
         card = run_card(driver, exp.id, "running", "the card, for an observer")
         assert "measure" in card["text"] and not card["shown"]
@@ -389,13 +279,22 @@ def test_an_observer_sees_the_card_without_controls(driver, site, manager):
 
 def test_two_experiments_on_disjoint_devices_each_have_a_card(driver, site, manager):
     assert site.lab.concurrency >= 2  # the shipped lab runs several at once
-    sign_in(driver, site, site.tokens["demo-manager"])
+    sign_in(driver, site.url, site.tokens["demo-manager"])
     signed_in_as(driver, "demo-manager · manager")
     one = manager.submit("measure", LONG)
     two = manager.submit("measure", {"detectors": ["balance"], "num": 10_000})
     try:
         run_card(driver, one.id, "running", "the first card")
         run_card(driver, two.id, "running", "the second card")
+        # the lab-wide Pause cannot tell which: the gateway's refusal shows in the banner
+        control(driver, "pause")
+        error = until(driver, EC.visibility_of_element_located((By.ID, "error-text")), "error")
+        refused = httpx.post(
+            f"{site.url}/api/v1/labs/{site.lab.name}/pause",
+            headers={"Authorization": f"Bearer {site.tokens['demo-manager']}"},
+        )
+        assert refused.status_code == 409
+        until(driver, lambda _: error.text == refused.json()["detail"], "the refusal shown")
         # pause one with its own button: the other runs on
         click(driver, f'.run-card[data-id="{one.id}"] button[data-run-control="pause"]', "pause")
         run_card(driver, one.id, "paused", "the first card paused")

@@ -21,6 +21,7 @@ from remotelab.api.auth import AuthStore
 from remotelab.api.bounds import InputBounds
 from remotelab.api.dashboard import install_dashboard
 from remotelab.api.deps import AuditRecord, audited, get_gateway, principal, registry_role
+from remotelab.api.docs_ui import install_docs
 from remotelab.api.errors import install_handlers
 from remotelab.api.gateway import Gateway, LabService
 from remotelab.api.guard import Guard
@@ -102,6 +103,8 @@ def create_app(
             "user's role: observer < researcher < manager < admin."
         ),
         lifespan=lifespan,
+        docs_url=None,  # served from the package below: no CDN
+        redoc_url=None,
     )
     app.state.gateway = gateway
     install_handlers(app)
@@ -109,6 +112,7 @@ def create_app(
     app.add_middleware(InputBounds, max_body=settings.max_body, max_depth=settings.max_json_depth)
     app.include_router(router, prefix=API_PREFIX)
     install_dashboard(app)
+    install_docs(app)
     return app
 
 

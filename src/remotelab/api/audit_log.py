@@ -133,6 +133,7 @@ class AuditLog:
         labs: tuple[str, ...] | None = None,
         actor: str | None = None,
         action: str | None = None,
+        target: str | None = None,
         since: float | None = None,
         limit: int = 100,
         offset: int = 0,
@@ -143,7 +144,8 @@ class AuditLog:
         """
         where: list[str] = []
         args: list[str | float | int] = []
-        for column, value in (("lab", lab), ("actor", actor), ("action", action)):
+        filters = (("lab", lab), ("actor", actor), ("action", action), ("target", target))
+        for column, value in filters:
             if value is not None:
                 where.append(f"{column}=?")
                 args.append(value)

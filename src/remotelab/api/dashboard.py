@@ -1,9 +1,11 @@
-"""The lab manager's dashboard: one page the gateway serves at ``/dashboard``.
+"""The dashboard, the lab's front desk: one page the gateway serves at ``/dashboard``.
 
-The page itself (HTML, a small script and a style sheet in ``static/``) needs no token and
-holds no data: in the browser it asks for the user's API token and reads everything through
-the gateway's own ``/api/v1`` routes, which check the token's role as for any other client.
-Nothing is loaded from elsewhere, so it works in a lab without internet access.
+The page itself (HTML, its scripts — ``dashboard.js`` the lab view, ``forms.js`` the submit
+form, ``plots.js`` the plots, ``pages.js`` the experiment, run and audit pages — a style sheet
+and the vendored uPlot library in ``static/``) needs no token and holds no data: in the
+browser it asks for the user's API token and reads everything through the gateway's own
+``/api/v1`` routes, which check the token's role as for any other client. Nothing is loaded
+from elsewhere, so it works in a lab without internet access (see ``docs/dashboard.md``).
 """
 
 from __future__ import annotations

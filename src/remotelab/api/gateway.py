@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, cast
 from remotelab.api.auth import AuthStore
 from remotelab.api.guard import Guard
 from remotelab.api.live import LiveHub
+from remotelab.api.readings import StoredReadings
 from remotelab.errors import RunNotFound, UnknownLabError
 from remotelab.settings import get_settings
 
@@ -56,6 +57,8 @@ class Gateway:
     labs: dict[str, LabService]
     store: RunStore | None = None
     live: LiveHub = field(default_factory=lambda: LiveHub(None))
+    #: devices' latest readings from the run store, where the live stream has none
+    readings: StoredReadings = field(default_factory=StoredReadings)
     #: set when the server shuts down: live streams end
     closing: threading.Event = field(default_factory=threading.Event)
     #: authenticates requests (failures slowed and logged); made from ``auth`` if not given

@@ -4,19 +4,30 @@
 and hands each document to every listener whose filter (lab, experiment) it passes; a status
 reaches the listeners of every experiment in its ``running`` map (several run at once). The
 gateway's Server-Sent Events route is one such listener per connected client.
+
+It also keeps, per lab, the latest values each device gave on the stream (``readings``) and
+the recent items of the stream (``recent``: documents other than events, status changes, and
+the last events), so that a dashboard opened now starts with the lab's recent history.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
+import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+#: how many recent items (documents, status changes) and events of a lab are kept
+RECENT_ITEMS = 100
+RECENT_EVENTS = 20
 
 
 @dataclass
@@ -36,6 +47,11 @@ class LiveHub:
         self._runs: dict[str, tuple[str, str | None]] = {}  # run uid -> (lab, experiment id)
         self._docs: dict[str, str] = {}  # descriptor / resource uid -> run uid
         self._listeners: list[_Listener] = []
+        self._keys: dict[str, tuple[str, dict[str, str]]] = {}  # descriptor -> (run, key->device)
+        self._readings: dict[str, dict[str, dict[str, Any]]] = {}  # lab -> device -> reading
+        self._recent: dict[str, deque[dict[str, Any]]] = {}
+        self._events: dict[str, deque[dict[str, Any]]] = {}
+        self._last_state: dict[str, tuple[Any, Any]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -74,6 +90,10 @@ class LiveHub:
             lab = str(doc.get("lab") or "")
             with self._lock:
                 self.status[lab] = doc
+                key = (doc.get("state"), doc.get("experiment_id"))
+                if self._last_state.get(lab) != key:
+                    self._last_state[lab] = key
+                    self._remember(lab, "status", doc)
             # a status concerns its latest run's experiment and every experiment running
             running = doc.get("running")
             concerns = {str(e) for e in running} if isinstance(running, dict) else set()
@@ -82,7 +102,42 @@ class LiveHub:
             self._fan(lab, concerns, {"event": "status", "data": doc})
             return
         lab, experiment = self._owner(name, doc)
+        with self._lock:
+            self._note(lab, experiment, name, doc)
         self._fan(lab, experiment, {"event": "document", "data": {"name": name, "doc": doc}})
+
+    def _remember(self, lab: str, name: str, doc: dict[str, Any]) -> None:
+        """Keep a stream item in the lab's recent history (holding the lock)."""
+        item = {"name": name, "doc": doc, "at": time.time()}
+        if name == "event":
+            self._events.setdefault(lab, deque(maxlen=RECENT_EVENTS)).append(item)
+        else:
+            self._recent.setdefault(lab, deque(maxlen=RECENT_ITEMS)).append(item)
+
+    def _note(self, lab: str, experiment: str | None, name: str, doc: dict[str, Any]) -> None:
+        """The recent history, and the devices' readings, a document brings (holding the lock)."""
+        if name == "descriptor":
+            owners = {
+                key: device
+                for device, keys in (doc.get("object_keys") or {}).items()
+                for key in keys
+            }
+            self._keys[doc.get("uid", "")] = (str(doc.get("run_start", "")), owners)
+        elif name == "event":
+            _, owners = self._keys.get(doc.get("descriptor", ""), ("", {}))
+            devices = self._readings.setdefault(lab, {})
+            for key, value in (doc.get("data") or {}).items():
+                device = owners.get(key, key)
+                reading = devices.get(device)
+                if reading is None or reading["experiment"] != experiment:
+                    reading = devices[device] = {"experiment": experiment, "values": {}}
+                reading["time"] = doc.get("time") or time.time()
+                reading["values"][key] = reading_value(value)
+        elif name == "stop":
+            run = doc.get("run_start")
+            self._keys = {d: v for d, v in self._keys.items() if v[0] != run}
+        if name in ("start", "descriptor", "event", "stop"):
+            self._remember(lab, name, doc)
 
     def _owner(self, name: str, doc: dict[str, Any]) -> tuple[str, str | None]:
         with self._lock:
@@ -132,5 +187,32 @@ class LiveHub:
         with self._lock:
             return self.status.get(lab)
 
+    def readings(self, lab: str) -> dict[str, dict[str, Any]]:
+        """Device -> its latest reading on the stream: ``time``, ``experiment``, ``values``."""
+        with self._lock:
+            devices = self._readings.get(lab, {})
+            return {d: {**r, "values": dict(r["values"])} for d, r in devices.items()}
 
-__all__ = ["LiveHub"]
+    def recent(self, lab: str, limit: int = RECENT_ITEMS) -> list[dict[str, Any]]:
+        """The lab's recent stream items, oldest first: ``{name, doc, at}`` (``name`` a
+        document's, or ``status`` for a change of the worker's state)."""
+        with self._lock:
+            items = [*self._recent.get(lab, ()), *self._events.get(lab, ())]
+        items.sort(key=lambda i: i["at"])
+        return items[-limit:] if limit > 0 else []
+
+
+def reading_value(value: Any) -> Any:
+    """A reading's value as the devices panel shows it: numbers and text as they are (NaN and
+    infinities as None: JSON has none), an array as its length."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list | tuple):
+        return f"array[{len(value)}]"
+    ndim = getattr(value, "ndim", None)  # a numpy array
+    if isinstance(ndim, int) and ndim > 0:
+        return f"array[{len(value)}]"
+    return value
+
+
+__all__ = ["RECENT_EVENTS", "RECENT_ITEMS", "LiveHub", "reading_value"]

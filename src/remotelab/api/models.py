@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from remotelab.api.auth import Role
 from remotelab.queue.announcement import LostRecord
-from remotelab.queue.models import Experiment, Priority
+from remotelab.queue.models import Experiment, ExperimentState, Priority
 
 
 class _Body(BaseModel):
@@ -156,6 +156,19 @@ class LabSummary(BaseModel):
     )
 
 
+class Reading(BaseModel):
+    """A device's latest values on the lab's live stream (arrays as their length)."""
+
+    time: float = Field(description="the event's time (epoch seconds)")
+    experiment: str | None = Field(None, description="the experiment whose run read it")
+    values: dict[str, Any] = Field(description="data key -> value; an array as 'array[n]'")
+    stored: bool = Field(
+        False,
+        description="from the last event of a stored run (the live stream has carried no "
+        "reading of it since the gateway started)",
+    )
+
+
 class DeviceStatus(BaseModel):
     name: str
     class_: str = Field(alias="class")
@@ -168,8 +181,30 @@ class DeviceStatus(BaseModel):
     busy: bool = Field(description="a running experiment holds (or uses) the device")
     experiment: str | None = Field(None, description="the experiment holding it, if any")
     waiters: list[Waiter] = Field(default_factory=list, description="experiments waiting for it")
+    state: Literal["idle", "busy", "fault", "offline"] = Field(
+        "offline",
+        description="offline (no live worker), fault (an open alert names it), busy, idle",
+    )
+    fault: str | None = Field(None, description="the open alert that names it, if any")
+    reading: Reading | None = Field(None, description="its latest reading on the live stream")
 
     model_config = ConfigDict(populate_by_name=True)
+
+
+class SampleInfo(BaseModel):
+    """A sample of the lab: where it is, who holds it, whether it is used up."""
+
+    id: str
+    location: str = Field(description="where it is: a rack slot, a station, gripper or lost")
+    live: bool = Field(description="the location is a live worker's (else the lab file's)")
+    lost: bool = Field(False, description="no longer anywhere the lab can reach")
+    consumed: bool = Field(False, description="used up by a plan (e.g. titrated): refused by it")
+    consumed_by: str | None = Field(None, description="the experiment that used it up")
+    why_consumed: str | None = None
+    held_by: str | None = Field(None, description="the running experiment holding it")
+    description: str = ""
+    volume_ml: float = 0.0
+    metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 class PlanInfo(BaseModel):
@@ -179,6 +214,11 @@ class PlanInfo(BaseModel):
     example: dict[str, Any] = Field(default_factory=dict)
     allowed: bool = Field(description="whether the caller may submit it")
     needs_approval: bool = Field(description="whether the caller's submissions wait for approval")
+    choices: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="parameter -> the names it may take in this lab (devices of its kind, "
+        "samples, wells), for a form's choices",
+    )
 
     model_config = ConfigDict(populate_by_name=True)
 
@@ -203,6 +243,35 @@ class RunInfo(BaseModel):
     streams: list[str] = Field(default_factory=list)
     start: dict[str, Any] | None = Field(None, description="the start document (one run only)")
     stop: dict[str, Any] | None = Field(None, description="the stop document (one run only)")
+
+
+class StateChange(BaseModel):
+    """One state an experiment went through, as its Prefect flow run recorded it."""
+
+    state: ExperimentState
+    name: str = Field(description="the Prefect state's name (AwaitingOperator, Paused …)")
+    at: datetime
+    message: str = ""
+
+
+class ExperimentAction(BaseModel):
+    """One request about an experiment, from the audit log (submitted, edited, approved,
+    rejected, answered, moved …)."""
+
+    time: float
+    actor: str
+    role: str
+    action: str
+    status: int
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class ExperimentHistory(BaseModel):
+    """What happened to an experiment: its states, oldest first, and the requests about it
+    (refused ones only for managers), oldest first."""
+
+    states: list[StateChange]
+    actions: list[ExperimentAction]
 
 
 class Whoami(BaseModel):
@@ -241,6 +310,8 @@ __all__ = [
     "Control",
     "DeviceStatus",
     "EditRequest",
+    "ExperimentAction",
+    "ExperimentHistory",
     "ExperimentPage",
     "LabReservations",
     "LabSummary",
@@ -248,9 +319,12 @@ __all__ = [
     "PauseRequest",
     "PlanInfo",
     "PriorityRequest",
+    "Reading",
     "Reservation",
     "RunInfo",
     "RunningExperiment",
+    "SampleInfo",
+    "StateChange",
     "SubmitRequest",
     "TokenCreate",
     "UserCreate",

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from remotelab.errors import RemotelabError
 from remotelab.version import __version__
@@ -43,5 +44,5 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except RemotelabError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None

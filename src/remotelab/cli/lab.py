@@ -46,24 +46,24 @@ def show(
     as_json: bool,
     activity: Activity | None = None,
     simulate: bool = False,
+    samples: Callable[[], list[dict[str, Any]] | None] | None = None,
 ) -> None:
-    """The lab's devices (class, role, limits, safe state) and where each sample is; with
-    ``activity``, what runs, the reservations and why experiments wait (under ``"queue"``)."""
+    """The lab's devices (class, role, limits, safe state) and its samples (``samples()``:
+    as the queue knows them, else where the lab file puts them); with ``activity``, what
+    runs, the reservations and why experiments wait (under ``"queue"``)."""
     info = describe(lab_file, simulate=simulate)
     now = activity() if activity is not None else None
+    found = samples() if samples is not None else None
+    listed = found if found is not None else file_samples(info)
     if as_json:
         if isinstance(now, tuple):
             view, running = now
             info["queue"] = {**view, "experiments": [e.model_dump(mode="json") for e in running]}
+        info["samples"] = listed
         console.print_json(json.dumps(info, default=str))
         return
     console.print(_devices_table(info))
-    samples = Table(title="samples")
-    samples.add_column("sample")
-    samples.add_column("location")
-    for sample, where in info["samples"].items():
-        samples.add_row(sample, where)
-    console.print(samples)
+    console.print(render.samples_table(listed))
     if isinstance(now, tuple):
         for alert in now[0].get("alerts") or []:
             console.print(render.alert_line(alert))
@@ -71,6 +71,14 @@ def show(
             console.print(table)
     elif now:
         console.print(f"[dim]no queue to show what runs: {now}[/]")
+
+
+def file_samples(info: dict[str, Any]) -> list[dict[str, Any]]:
+    """The samples of a lab's description, in the shape of the gateway's sample list."""
+    return [
+        {"id": sample, "location": where, "live": False, "lost": where == "lost"}
+        for sample, where in info["samples"].items()
+    ]
 
 
 def devices(lab_file: Path | None, *, as_json: bool, simulate: bool = False) -> None:

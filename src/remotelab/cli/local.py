@@ -233,7 +233,24 @@ class LocalBackend:
         reservations and why experiments wait."""
         from remotelab.cli import lab
 
-        lab.show(self.lab_file, as_json=as_json, activity=self._activity, simulate=self.simulate)
+        lab.show(
+            self.lab_file,
+            as_json=as_json,
+            activity=self._activity,
+            simulate=self.simulate,
+            samples=self._samples,
+        )
+
+    def _samples(self) -> list[dict[str, Any]] | None:
+        """The lab's samples as its queue knows them (none without a Prefect API)."""
+        import httpx
+
+        from remotelab.queue.samples import lab_samples
+
+        try:
+            return lab_samples(self.queue)
+        except (QueueError, httpx.HTTPError):
+            return None
 
     def _activity(self) -> tuple[dict[str, Any], list[Any]] | str:
         """The lab's reservations view and running experiments, or why there are none."""

@@ -31,6 +31,7 @@ from remotelab.cli.render import (
     plans_table,
     print_event,
     runs_table,
+    samples_table,
     show_experiment,
     when,
 )
@@ -258,14 +259,15 @@ class RemoteBackend:
 
     def show_lab(self, *, as_json: bool) -> None:
         """The lab: held or not, workers, queue length, the running experiments, the devices
-        with their holders, the reservations and why experiments wait."""
+        with their holders, the samples, the reservations and why experiments wait."""
         summary, data = self.client.lab(), self.client.devices()
-        view = self.client.reservations()
+        view, samples = self.client.reservations(), self.client.samples()
         if as_json:
-            dump({**summary, "devices": data, "reservations": view})
+            dump({**summary, "devices": data, "samples": samples, "reservations": view})
             return
         console.print(lab_summary(summary))
         console.print(devices_table(data, "devices"))
+        console.print(samples_table(samples))
         for table in activity(view, summary.get("running") or []):
             console.print(table)
 

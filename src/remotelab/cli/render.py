@@ -238,6 +238,19 @@ def alert_line(alert: dict[str, Any]) -> str:
     return f"[bold red]![/] {escape(str(alert.get('message', '')))} (since {since})"
 
 
+def samples_table(data: list[dict[str, Any]]) -> Table:
+    """The lab's samples: where each is, who holds it, whether it is used up (and why)."""
+    table = Table(title="samples")
+    for column in ("sample", "location", "held by", "used up", "description"):
+        table.add_column(column, overflow="fold")
+    for s in data:
+        where = str(s.get("location", "")) + ("" if s.get("live", True) else " (lab file)")
+        used = s.get("why_consumed") or ("yes" if s.get("consumed") else "")
+        row = (s["id"], where, s.get("held_by") or "", used, s.get("description") or "")
+        table.add_row(*(escape(str(v)) for v in row))
+    return table
+
+
 def runs_table(data: list[dict[str, Any]]) -> Table:
     """Stored runs as a gateway lists them."""
     table = Table(title=f"{len(data)} run(s)")
@@ -269,6 +282,7 @@ __all__ = [
     "print_event",
     "print_queue",
     "runs_table",
+    "samples_table",
     "show_experiment",
     "submitted",
     "when",

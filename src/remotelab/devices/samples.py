@@ -30,11 +30,14 @@ class SampleMove:
 
 @dataclass
 class SampleTracker:
-    """Sample id → location, over a fixed set of locations that hold one sample each."""
+    """Sample id → location, over a fixed set of locations that hold one sample each; and
+    the samples a plan has used up (``consumed``: sample → why), which plans that use up
+    their sample refuse."""
 
     locations: tuple[str, ...]
     positions: dict[str, str] = field(default_factory=dict)
     history: list[SampleMove] = field(default_factory=list)
+    consumed: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._lock = threading.RLock()
@@ -92,6 +95,12 @@ class SampleTracker:
     def mark_lost(self, sample: str, note: str) -> None:
         """Record that ``sample`` is no longer anywhere the lab can reach (e.g. dropped)."""
         self.move(sample, LOST, note)
+
+    def consume(self, sample: str, why: str) -> None:
+        """Record that ``sample`` is used up (a titration took it past its endpoint)."""
+        with self._lock:
+            self.where(sample)
+            self.consumed[sample] = why
 
     def snapshot(self) -> dict[str, str]:
         with self._lock:

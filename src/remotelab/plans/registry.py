@@ -77,6 +77,8 @@ class PlanDefinition:
     example: dict[str, Any] = field(default_factory=dict)
     module: str = ""
     uses: Uses = ()
+    #: the parameter naming the sample a run uses up (refused once used up), if any
+    consumes: str | None = None
 
     def schema(self) -> dict[str, Any]:
         schema = self.params.model_json_schema()
@@ -93,6 +95,7 @@ def plan(
     check: Check | None = None,
     example: Mapping[str, Any] | None = None,
     uses: Uses = (),
+    consumes: str | None = None,
 ) -> Callable[[Callable[..., Generator]], Callable[..., Generator]]:
     """Declare a bluesky plan function as a registrable plan.
 
@@ -102,7 +105,8 @@ def plan(
     ``(param, message)`` for lab-specific problems. ``example`` is a parameter set
     that runs on the shipped simulated lab. ``uses`` names the devices it drives whatever
     its parameters say: parameter names (their values) or device names of the lab, or
-    ``uses(params, lab)`` giving them. The function itself is returned
+    ``uses(params, lab)`` giving them. ``consumes`` names the parameter whose sample a run
+    uses up: a sample the lab records as used up is refused. The function itself is returned
     unchanged, so it stays an ordinary bluesky plan.
     """
 
@@ -117,11 +121,20 @@ def plan(
             example=dict(example or {}),
             module=func.__module__,
             uses=uses,
+            consumes=consumes,
         )
         func.__remotelab_plan__ = definition  # type: ignore[attr-defined]
         return func
 
     return decorate
+
+
+def used_up(param: str, sample: Any, lab: Lab) -> list[dict[str, Any]]:
+    """The error of a plan that uses up its sample given one the lab records as used up."""
+    why = lab.tracker.consumed.get(sample) if isinstance(sample, str) else None
+    if why is None:
+        return []
+    return [{"param": param, "message": f"sample {sample!r} is used up: {why}; use a fresh one"}]
 
 
 def plans_in_module(module: ModuleType) -> list[PlanDefinition]:
@@ -289,6 +302,8 @@ class PlanRegistry:
             model = model_cls.model_validate({**model.model_dump(), **filled})
         if model is not None and not errors and definition.check is not None:
             errors.extend({"param": p, "message": m} for p, m in definition.check(model, lab))
+        if model is not None and definition.consumes:
+            errors.extend(used_up(definition.consumes, getattr(model, definition.consumes), lab))
         if errors:
             raise PlanValidationError(name, errors)
         assert model is not None

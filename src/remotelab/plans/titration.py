@@ -10,6 +10,7 @@ import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 from ophyd import Signal
 
+from remotelab.errors import NoResultError
 from remotelab.plans.analysis import equivalence_volume
 from remotelab.plans.basic import limit_problems, sample_md
 from remotelab.plans.params import DeviceParam, Param, PlanParams, SampleParam
@@ -64,6 +65,16 @@ def _check(p: TitrationParams, lab: Lab) -> Iterator[tuple[str, str]]:
     yield from limit_problems(lab[p.stirrer], "setpoint", {"stir_rpm": p.stir_rpm}, " rpm")
 
 
+def _no_endpoint(phs: list[float], total: float, endpoint_ph: float | None) -> str:
+    """Why a titration found no equivalence point."""
+    if phs and endpoint_ph is not None and phs[0] >= endpoint_ph:
+        return (
+            f"no equivalence point: the pH was {phs[0]:.2f} before any titrant, already at or "
+            f"past the endpoint pH {endpoint_ph:g} (a used-up sample?)"
+        )
+    return f"no equivalence point in {len(phs)} reading(s) up to {total:g} mL of titrant"
+
+
 def _value(reading: dict | None, key: str) -> float | None:
     if not reading or key not in reading:
         return None
@@ -74,6 +85,7 @@ def _value(reading: dict | None, key: str) -> float | None:
     params=TitrationParams,
     check=_check,
     example={"sample_id": "T001", "titrant_molarity": 0.1, "max_volume_ml": 25.0},
+    consumes="sample_id",
 )
 def titration(
     pump: Any,
@@ -94,7 +106,8 @@ def titration(
 ):
     """Add titrant with the pump, stirring, reading the pH after each addition, until the
     endpoint pH or the maximum volume; then report the equivalence volume (steepest rise)
-    in the ``endpoint`` stream."""
+    in the ``endpoint`` stream. The sample is used up once titrant is added; a run that finds
+    no equivalence point fails saying why (:class:`~remotelab.errors.NoResultError`)."""
     if sample_volume_ml is None and lab is not None and sample_id in lab.spec.samples:
         sample_volume_ml = lab.spec.samples[sample_id].volume_ml or None
     added = Signal(name="titrant_added", value=0.0)
@@ -136,6 +149,8 @@ def titration(
                 total = round(total + step, 6)
                 yield from bps.mv(added, total)
                 reading = yield from bps.trigger_and_read([ph_meter, pump, added])
+                if reading is not None and sample_id and lab is not None:  # it ran: used up
+                    lab.tracker.consume(sample_id, "titrated")
                 new_ph = _value(reading, ph_key)
                 if new_ph is not None and ph is not None:
                     rise = max(new_ph - ph, 1e-6)
@@ -147,6 +162,8 @@ def titration(
                 if titrant_molarity and sample_volume_ml:
                     yield from bps.mv(analyte, titrant_molarity * v_eq / sample_volume_ml)
                 yield from bps.trigger_and_read([equivalence, analyte], name="endpoint")
+            elif phs:  # it read the pH (not a dry walk of the plan) but found no endpoint
+                raise NoResultError(_no_endpoint(phs, total, endpoint_ph))
 
         def stop_stirring():
             yield from bps.mv(stirrer, 0.0)

@@ -36,16 +36,20 @@ def running_of(info: dict[str, Any], worker_id: str) -> list[dict[str, Any]]:
 
 def merge(statuses: Iterable[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     """One view of a lab from its workers' ``(worker id, status info)``: ``running``,
-    ``reservations``, ``waiting``, ``concurrency`` (summed) and ``workers`` (their ids)."""
+    ``reservations``, ``waiting``, ``concurrency`` (summed), ``workers`` (their ids) and
+    ``samples`` (``at``: sample → location, ``consumed``: sample → why, as they say)."""
     view: dict[str, Any] = {
         "running": [],
         "reservations": {},
         "waiting": {},
         "concurrency": 0,
         "workers": [],
+        "samples": {"at": {}, "consumed": {}},
     }
     for worker_id, info in statuses:
         view["workers"].append(worker_id)
+        for key, said in (info.get("samples") or {}).items():
+            view["samples"].setdefault(key, {}).update(dict(said or {}))
         view["running"].extend(running_of(info, worker_id))
         view["reservations"].update(dict(info.get("reservations") or {}))
         view["waiting"].update({str(k): str(v) for k, v in (info.get("waiting") or {}).items()})

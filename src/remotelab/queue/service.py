@@ -20,6 +20,7 @@ from prefect.states import Cancelled, Paused, Scheduled, State
 
 from remotelab.errors import ExperimentStateError, QueueError, WorkerUnavailable
 from remotelab.notify import Event, EventKind, Notifier
+from remotelab.queue import samples
 from remotelab.queue.commands import Cancel
 from remotelab.queue.editing import Editing, being_edited
 from remotelab.queue.messages import AWAITING_APPROVAL
@@ -161,6 +162,10 @@ class ExperimentQueue(Editing, Ordering, WorkerControl):
             json.dumps(params)
         except TypeError as exc:
             raise QueueError(f"parameters must be JSON values: {exc}") from None
+        definition = getattr(self.registry, "definition", lambda _: None)(plan)
+        consumed = samples.consumed_sample(definition, params)
+        if consumed:
+            samples.note_used_up(self)  # validation refuses a sample already used up
         validated = self.registry.validate(plan, params, lab=self.lab, role=role)
         approval = needs_approval(self.lab, plan, role)
         if approval:
@@ -180,7 +185,13 @@ class ExperimentQueue(Editing, Ordering, WorkerControl):
                 **({"audit_head": audit_head} if audit_head else {}),
             },
             state,
-            tags=[lab_tag(self.name), priority_tag(prio), f"plan:{plan}", f"submitter:{submitter}"],
+            tags=[
+                lab_tag(self.name),
+                priority_tag(prio),
+                f"plan:{plan}",
+                f"submitter:{submitter}",
+                *samples.consumes_tags(consumed),
+            ],
             work_queue=prio.value,
         )
         exp = Experiment.from_flow_run(run)

@@ -67,6 +67,19 @@ def block_waits(book: Reservations) -> dict[str, str]:
     return {exp: "waiting for " + "; ".join(parts) for exp, parts in waits.items()}
 
 
+def booking_view(book: Reservations, waiting: dict[str, str]) -> dict[str, Any]:
+    """What the worker's status says of its book: ``reservations`` (see
+    :func:`reservations_view`) and ``waiting`` (experiment → why, queued or in a block)."""
+    return {"reservations": reservations_view(book), "waiting": {**waiting, **block_waits(book)}}
+
+
+def samples_view(lab: Any) -> dict[str, Any]:
+    """What the worker's status says of the lab's samples: ``at`` (sample → location, as the
+    tracker knows) and ``consumed`` (sample → why, used up since this worker started)."""
+    tracker = lab.tracker
+    return {"at": tracker.snapshot(), "consumed": dict(tracker.consumed)}
+
+
 class DeviceLeases:
     """This worker's leases on the lab's device slots in Prefect.
 
@@ -279,4 +292,13 @@ class Dispatcher:
         return "waiting for " + "; ".join(reasons)
 
 
-__all__ = ["DeviceLeases", "Dispatcher", "block_waits", "clock_text", "iso", "reservations_view"]
+__all__ = [
+    "DeviceLeases",
+    "Dispatcher",
+    "block_waits",
+    "booking_view",
+    "clock_text",
+    "iso",
+    "reservations_view",
+    "samples_view",
+]

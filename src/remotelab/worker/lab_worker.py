@@ -54,7 +54,7 @@ from remotelab.settings import get_settings, worker_lost_after
 from remotelab.worker.alerts import Alerts
 from remotelab.worker.claiming import Claimer
 from remotelab.worker.commands import CommandTable, watch_prefect_cancels
-from remotelab.worker.dispatch import DeviceLeases, Dispatcher, block_waits, reservations_view
+from remotelab.worker.dispatch import DeviceLeases, Dispatcher, booking_view, samples_view
 from remotelab.worker.faults import FaultGuard
 from remotelab.worker.lanes import Booking, Lane
 from remotelab.worker.link import Link, Watched
@@ -240,8 +240,8 @@ class LabWorker(LaneViews):
             "re_state": first["re_state"] if first else str(self.RE.state),
             "concurrency": len(self.lanes),
             "running": running,
-            "reservations": reservations_view(self.book),
-            "waiting": {**self.dispatcher.waiting, **block_waits(self.book)},
+            **booking_view(self.book, self.dispatcher.waiting),
+            "samples": samples_view(self.lab),
             "leases": sorted(self.leases.leases),
             "alerts": self.alerts.to_value(),
             "prefect": self.link.describe(),

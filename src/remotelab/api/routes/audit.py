@@ -21,6 +21,7 @@ def read_audit(
     lab: str | None = None,
     actor: str | None = None,
     action: str | None = None,
+    target: Annotated[str | None, Query(description="an experiment id, user, token id")] = None,
     since: Annotated[float | None, Query(ge=0, le=1e11, description="epoch seconds")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
@@ -32,7 +33,14 @@ def read_audit(
         who.require(Role.manager, lab, action="reading the audit log")
     labs = None if who.role == Role.admin or not who.labs else who.labs
     return gw.auth.audit(
-        lab=lab, labs=labs, actor=actor, action=action, since=since, limit=limit, offset=offset
+        lab=lab,
+        labs=labs,
+        actor=actor,
+        action=action,
+        target=target,
+        since=since,
+        limit=limit,
+        offset=offset,
     )
 
 

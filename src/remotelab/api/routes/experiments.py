@@ -7,6 +7,7 @@ Researchers submit and change their own experiments; changing anyone's needs ``m
 from __future__ import annotations
 
 from typing import Annotated, Any
+from uuid import UUID
 
 from fastapi import APIRouter, Body, Query
 
@@ -26,15 +27,18 @@ from remotelab.api.models import (
     AnswerRequest,
     CancelRequest,
     EditRequest,
+    ExperimentAction,
+    ExperimentHistory,
     ExperimentPage,
     MoveRequest,
     PriorityRequest,
     RunInfo,
+    StateChange,
     SubmitRequest,
 )
 from remotelab.api.routes.runs import run_info
 from remotelab.queue import listing
-from remotelab.queue.models import Experiment, ExperimentState, Priority
+from remotelab.queue.models import Experiment, ExperimentState, Priority, held_for_edit, state_of
 
 router = APIRouter(tags=["experiments"], responses=ERROR_RESPONSES)
 
@@ -108,6 +112,30 @@ def show_experiment(lab: str, experiment_id: str, who: Who, gw: GW) -> Experimen
     why it waits (``waiting_for``) if it does."""
     queue = served_lab(gw, who, lab).queue
     return queue.annotate([queue.get(experiment_id)])[0]
+
+
+@router.get("/labs/{lab}/experiments/{experiment_id}/history", response_model=ExperimentHistory)
+def experiment_history(lab: str, experiment_id: str, who: Who, gw: GW) -> ExperimentHistory:
+    """What happened to an experiment: every state it went through (with its message: who
+    approved, cancelled or rejected it and why, the question it asked the operator), and the
+    audit log's requests about it (submit, edit, approve, reject, answer, move, priority …).
+    Refused requests and the callers' addresses are shown to managers only."""
+    svc = served_lab(gw, who, lab)
+    exp = svc.queue.get(experiment_id)
+    states = []
+    for st in svc.queue.prefect.history(UUID(exp.id)):
+        kind = ExperimentState.queued if held_for_edit(st) else state_of(st.type.value, st.name)
+        states.append(
+            StateChange(state=kind, name=st.name or "", at=st.timestamp, message=st.message or "")
+        )
+    manager = who.role.at_least(Role.manager)
+    entries = gw.auth.audit(lab=svc.name, target=exp.id, limit=MAX_PAGE)
+    actions = [
+        ExperimentAction.model_validate(e.model_dump())
+        for e in reversed(entries)
+        if manager or e.status < 400
+    ]
+    return ExperimentHistory(states=states, actions=actions)
 
 
 @router.post("/labs/{lab}/experiments/{experiment_id}/cancel", response_model=Experiment)

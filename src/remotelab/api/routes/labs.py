@@ -3,13 +3,22 @@ and the device reservations of the experiments that run."""
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from fastapi import APIRouter
 
 from remotelab.api.deps import ERROR_RESPONSES, GW, Who, served_lab
 from remotelab.api.gateway import Gateway, LabService
-from remotelab.api.models import DeviceStatus, LabReservations, LabSummary, Reservation
+from remotelab.api.models import (
+    DeviceStatus,
+    LabReservations,
+    LabSummary,
+    Reservation,
+    SampleInfo,
+)
 from remotelab.errors import RemotelabError
-from remotelab.queue import listing
+from remotelab.queue import listing, samples
 from remotelab.queue.models import Experiment, ExperimentState
 from remotelab.queue.workers import ACTIVE
 
@@ -52,10 +61,20 @@ def _used_by(svc: LabService, exp: Experiment) -> set[str]:
     return set(getattr(validated, "devices", None) or ())
 
 
-def device_statuses(svc: LabService) -> list[DeviceStatus]:
+def fault_of(name: str, alerts: list[dict[str, Any]]) -> str | None:
+    """The message of the first open alert that names device ``name``, if any."""
+    word = re.compile(rf"\b{re.escape(name)}\b")
+    return next((str(a.get("message")) for a in alerts if word.search(str(a.get("message")))), None)
+
+
+def device_statuses(svc: LabService, gw: Gateway) -> list[DeviceStatus]:
     """The lab's devices, each online if a worker is, held by the experiment whose
-    reservation it is (else busy if a running experiment drives it), with its waiters."""
+    reservation it is (else busy if a running experiment drives it), with its waiters, its
+    latest reading on the live stream and, if an open alert names it, that fault."""
     online = bool(svc.queue.workers())
+    alerts = svc.queue.alerts() if online else []
+    stored = gw.readings.of_lab(gw.store, svc.name) if gw.store is not None else {}
+    readings = {**stored, **gw.live.readings(svc.name)}
     book = svc.queue.reservations()["reservations"] if online else {}
     holders: dict[str, str] = {}
     for exp in svc.queue.read(ACTIVE):
@@ -64,6 +83,8 @@ def device_statuses(svc: LabService) -> list[DeviceStatus]:
     for name, dev in svc.lab.describe()["devices"].items():
         held = Reservation.model_validate(book.get(name) or {})
         holder = held.holder or holders.get(name)
+        fault = fault_of(name, alerts)
+        state = "offline" if not online else "fault" if fault else "busy" if holder else "idle"
         out.append(
             DeviceStatus(
                 name=name,
@@ -77,6 +98,9 @@ def device_statuses(svc: LabService) -> list[DeviceStatus]:
                 busy=holder is not None,
                 experiment=holder,
                 waiters=held.waiters,
+                state=state,
+                fault=fault,
+                reading=readings.get(name),
             )
         )
     return out
@@ -97,7 +121,15 @@ def show_lab(lab: str, who: Who, gw: GW) -> LabSummary:
 @router.get("/labs/{lab}/devices", response_model=list[DeviceStatus])
 def list_devices(lab: str, who: Who, gw: GW) -> list[DeviceStatus]:
     """The lab's devices: class, role, limits, safe state, and live status."""
-    return device_statuses(served_lab(gw, who, lab))
+    return device_statuses(served_lab(gw, who, lab), gw)
+
+
+@router.get("/labs/{lab}/samples", response_model=list[SampleInfo])
+def list_samples(lab: str, who: Who, gw: GW) -> list[SampleInfo]:
+    """The lab's samples: where each is (as its live workers say, else the lab file), the
+    experiment holding it, and whether a plan has used it up (and which experiment)."""
+    queue = served_lab(gw, who, lab).queue
+    return [SampleInfo.model_validate(s) for s in samples.lab_samples(queue)]
 
 
 @router.get("/labs/{lab}/reservations", response_model=LabReservations)
@@ -108,4 +140,11 @@ def lab_reservations(lab: str, who: Who, gw: GW) -> LabReservations:
     return LabReservations.model_validate(served_lab(gw, who, lab).queue.reservations())
 
 
-__all__ = ["device_statuses", "lab_reservations", "lab_summary", "router"]
+__all__ = [
+    "device_statuses",
+    "fault_of",
+    "lab_reservations",
+    "lab_summary",
+    "list_samples",
+    "router",
+]

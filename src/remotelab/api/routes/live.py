@@ -15,6 +15,7 @@ from fastapi.responses import StreamingResponse
 
 from remotelab.api.deps import ERROR_RESPONSES, GW, Who, served_lab
 from remotelab.api.gateway import Gateway, LabService
+from remotelab.api.live import RECENT_EVENTS, RECENT_ITEMS
 from remotelab.data.export import jsonable
 from remotelab.queue.models import Experiment
 
@@ -26,8 +27,9 @@ TOKEN_CHECK = 5.0
 
 
 def sse(event: str, data: Any) -> bytes:
-    """One Server-Sent Event."""
-    return f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n".encode()
+    """One Server-Sent Event (numpy arrays as lists, NaN as null: what a browser's
+    ``JSON.parse`` reads)."""
+    return f"event: {event}\ndata: {json.dumps(jsonable(data), default=str)}\n\n".encode()
 
 
 @router.get(
@@ -46,18 +48,31 @@ async def live_events(
     timeout: Annotated[
         float | None, Query(gt=0, le=86400, description="end the stream after this many seconds")
     ] = None,
+    history: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=RECENT_ITEMS + RECENT_EVENTS,
+            description="first the lab's last N stream items the gateway kept (documents "
+            "other than events, worker state changes, the last events), marked replay",
+        ),
+    ] = 0,
 ) -> StreamingResponse:
     """Server-Sent Events: the lab's live documents (``event: document``, data
     ``{name, doc}``) and worker status (``event: status``). With ``experiment``, only that
     experiment's: documents already stored are sent first, and the stream ends with
     ``event: end`` (data: the experiment) when it finishes. With ``timeout``, the stream
-    ends (``event: timeout``) after that many seconds."""
+    ends (``event: timeout``) after that many seconds. With ``history`` (the whole lab's
+    stream only), the lab's recent items come first, each with ``replay: true`` and ``at``
+    (when the gateway received it)."""
     svc = await run_in_threadpool(served_lab, gw, who, lab)
     exp = None
     if experiment is not None:
         exp = await run_in_threadpool(svc.queue.get, experiment)
     return StreamingResponse(
-        event_stream(gw, svc, exp, heartbeat, timeout, token_id=who.token_id),
+        event_stream(
+            gw, svc, exp, heartbeat, timeout, 0 if exp else history, token_id=who.token_id
+        ),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -69,16 +84,22 @@ async def event_stream(
     exp: Experiment | None,
     heartbeat: float,
     timeout: float | None,
+    history: int = 0,
     *,
     token_id: str = "",
 ) -> AsyncIterator[bytes]:
     """The events of ``svc``'s lab (of ``exp`` only, if given) until the gateway closes,
     ``exp`` finishes, ``timeout`` seconds pass or the caller's token ``token_id`` is revoked
     (or its user disabled: ``event: revoked``, checked every :data:`TOKEN_CHECK` s); a
-    keep-alive every ``heartbeat`` seconds."""
+    keep-alive every ``heartbeat`` seconds; first the lab's last ``history`` items."""
     deadline = None if timeout is None else time.monotonic() + timeout
     last_token_check = time.monotonic()
     with gw.live.listen(svc.name, exp.id if exp else None) as listener:
+        for past in gw.live.recent(svc.name, history) if history else []:
+            if past["name"] == "status":
+                yield sse("status", {**past["doc"], "replay": True, "at": past["at"]})
+            else:
+                yield sse("document", {**past, "replay": True})
         seen: set[tuple[str, str]] = set()
         if exp is not None and gw.store is not None:
             stored = await run_in_threadpool(stored_documents, gw, exp.id)

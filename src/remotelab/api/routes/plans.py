@@ -11,9 +11,27 @@ from remotelab.api.deps import ERROR_RESPONSES, GW, Who, registry_role, served_l
 from remotelab.api.gateway import LabService
 from remotelab.api.models import PlanInfo
 from remotelab.errors import UnknownPlanError
+from remotelab.plans.params import DEVICE_KINDS
 from remotelab.queue.models import needs_approval
 
 router = APIRouter(tags=["plans"], responses=ERROR_RESPONSES)
+
+
+def choices(svc: LabService, schema: dict[str, Any]) -> dict[str, list[str]]:
+    """What each parameter that names something of the lab may name: the devices of its
+    ``device_kind``, the lab's samples, its labware's wells."""
+    lab = svc.lab
+    out: dict[str, list[str]] = {}
+    for name, prop in (schema.get("properties") or {}).items():
+        kind = prop.get("device_kind")
+        if kind in DEVICE_KINDS:
+            fits = DEVICE_KINDS[kind][1]
+            out[name] = [n for n, d in lab.devices.items() if fits(d)]
+        elif prop.get("sample"):
+            out[name] = list(lab.tracker.samples)
+        elif prop.get("well"):
+            out[name] = [w for n, lw in lab.spec.labware.items() for w in lw.well_names(n)]
+    return out
 
 
 def plan_info(svc: LabService, who: Principal, described: dict[str, Any]) -> PlanInfo:
@@ -27,6 +45,7 @@ def plan_info(svc: LabService, who: Principal, described: dict[str, Any]) -> Pla
         example=described["example"],
         allowed=allowed,
         needs_approval=allowed and needs_approval(svc.lab, described["name"], role),
+        choices=choices(svc, described["schema"]),
     )
 
 
@@ -50,4 +69,4 @@ def show_plan(lab: str, plan: str, who: Who, gw: GW) -> PlanInfo:
     )
 
 
-__all__ = ["plan_info", "router"]
+__all__ = ["choices", "plan_info", "router"]

@@ -1,6 +1,9 @@
-// remotelab dashboard: a lab manager's view of one lab, through the gateway's /api/v1 routes.
-// The API token lives in sessionStorage (this tab only) and goes out as a bearer token; the
-// gateway decides what the token may do, the page only hides what its role may not use.
+// remotelab dashboard: the lab's front desk, through the gateway's /api/v1 routes. This file:
+// helpers, signing in, the lab view (status, running cards, queue, devices, live feed).
+// plots.js draws live plots, forms.js the submit/edit form, pages.js the other pages and the
+// router. The API token lives in sessionStorage (this tab only) and goes out as a bearer
+// token; the gateway decides what the token may do, the page only hides what its role may
+// not use. Every text from the gateway is set as text (never as HTML).
 "use strict";
 
 const API = "/api/v1";
@@ -10,6 +13,7 @@ const POLL_MS = 2000;
 const LIVE_LINES = 80;
 const TOKEN_KEY = "remotelab.token";
 const LAB_KEY = "remotelab.lab";
+const HISTORY = 60; // live items the feed starts with
 // actions that cannot be undone ask first
 const CONFIRM = {
   cancel: "Cancel experiment {id}? A running one is aborted.",
@@ -22,7 +26,7 @@ const CONFIRM = {
 const ACTIVE = ["running", "paused"];
 
 const state = { token: null, me: null, lab: null, timer: null, live: null, busy: false,
-  again: false, soon: null, worker: null, status: null, queue: [], book: null };
+  again: false, soon: null, worker: null, status: null, queue: [], book: null, seen: {} };
 const $ = (id) => document.getElementById(id);
 // what each table shows now: a table is rebuilt only when its data changed, so a button is
 // not replaced under the pointer while someone clicks it
@@ -51,6 +55,12 @@ function el(tag, props = {}, ...children) {
 }
 
 const short = (id) => (id ? String(id).slice(0, 8) : "");
+const expLink = (id) => el("a", { href: `#/experiments/${enc(id)}`, class: "exp-link" },
+  el("code", { title: id }, short(id)));
+const fmt = (v) => (typeof v === "number" && !Number.isInteger(v) ? String(Number(v.toPrecision(5)))
+  : typeof v === "string" ? v : JSON.stringify(v));
+const paramsText = (params) => Object.entries(params || {}).map(([k, v]) => `${k}=${fmt(v)}`)
+  .join(", ");
 const enc = encodeURIComponent;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const badge = (text, kind) => el("span", { class: `badge ${kind || text}` }, text);
@@ -67,26 +77,30 @@ function atLeast(role) {
 }
 
 class ApiError extends Error {
-  constructor(status, message) {
+  constructor(status, message, errors) {
     super(message);
     this.status = status;
+    this.errors = errors || [];
+    this.detail = message;
   }
 }
 
 // What an error answer says: the gateway's {detail, type, errors} body, else the status.
 async function errorOf(response) {
   let message = `${response.status} ${response.statusText}`;
+  let errors = [];
   try {
     const body = await response.json();
     if (body.detail) {
       message = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail);
     }
     if (Array.isArray(body.errors) && body.errors.length) {
+      errors = body.errors;
       message += " — " + body.errors.map((e) => (e.param ? `${e.param}: ` : "") + e.message)
         .join("; ");
     }
   } catch (_) { /* not JSON: keep the status line */ }
-  return new ApiError(response.status, message);
+  return new ApiError(response.status, message, errors);
 }
 
 async function api(method, path, body) {
@@ -136,9 +150,22 @@ async function login(token) {
   $("who").textContent = `${state.me.user} · ${state.me.role}`;
   $("logout").hidden = false;
   $("login-view").hidden = true;
-  $("lab-view").hidden = false;
+  $("nav").hidden = false;
   for (const node of document.querySelectorAll(".manager")) node.hidden = !atLeast("manager");
+  for (const node of document.querySelectorAll(".researcher")) {
+    node.hidden = !atLeast("researcher");
+  }
   selectLab($("lab").value);
+  route();
+}
+
+// Show one page of the dashboard (the others hidden).
+const VIEWS = ["lab-view", "submit-view", "experiment-view", "run-view", "audit-view"];
+function showView(id) {
+  for (const v of VIEWS) $(v).hidden = v !== id;
+  for (const a of document.querySelectorAll("#nav a")) {
+    a.classList.toggle("current", `${a.dataset.nav}-view` === id);
+  }
 }
 
 function signOut(message) {
@@ -148,7 +175,8 @@ function signOut(message) {
   $("who").textContent = "";
   $("logout").hidden = true;
   $("lab-picker").hidden = true;
-  $("lab-view").hidden = true;
+  $("nav").hidden = true;
+  for (const v of VIEWS) $(v).hidden = true;
   $("login-view").hidden = false;
   $("token").value = "";
   clearError();
@@ -168,6 +196,8 @@ function selectLab(name) {
   state.worker = null;
   Object.assign(state, { status: null, queue: [], book: null });
   $("running").replaceChildren();
+  state.seen = {};
+  dropPlots();
   state.timer = setInterval(refresh, POLL_MS);
   follow(name);
   refresh();
@@ -192,12 +222,13 @@ async function refresh() {
   const base = `/labs/${enc(lab)}`;
   const finished = FINISHED.map((s) => `state=${s}`).join("&");
   try {
-    const [summary, queue, done, devices, book] = await Promise.all([
+    const [summary, queue, done, devices, book, samples] = await Promise.all([
       api("GET", base),
       api("GET", `${base}/experiments?limit=200`),
       api("GET", `${base}/experiments?${finished}&limit=10`),
       api("GET", `${base}/devices`),
-      reservations(base),
+      optional(`${base}/reservations`),
+      optional(`${base}/samples`),
     ]);
     if (lab !== state.lab) return;
     state.status = summary.status || state.status;
@@ -208,6 +239,7 @@ async function refresh() {
     renderQueue(queue);
     renderFinished(done.items);
     renderDevices(devices);
+    renderSamples(samples);
     $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
   } catch (e) {
     if (e.status === 401) signOut(e.message);
@@ -221,11 +253,10 @@ async function refresh() {
   }
 }
 
-// The lab's reservations (device holders, why experiments wait, what runs); null where the
-// gateway has no such route yet.
-async function reservations(base) {
+// A read the gateway may not offer (reservations, samples): null where it has no such route.
+async function optional(path) {
   try {
-    return await api("GET", `${base}/reservations`);
+    return await api("GET", path);
   } catch (e) {
     if (e.status === 404 || e.status === 405) return null;
     throw e;
@@ -278,8 +309,15 @@ function renderStatus(lab) {
     ),
   );
   $("lab-alerts").hidden = !(lab.alerts || []).length;
-  $("lab-controls").querySelector('[data-control="hold"]').disabled = lab.held;
-  $("lab-controls").querySelector('[data-control="release"]').disabled = !lab.held;
+  // a control that cannot apply now is disabled: no Resume when nothing is paused
+  const runs = lab.running || [];
+  const button = (name) => $("lab-controls").querySelector(`[data-control="${name}"]`);
+  button("hold").disabled = lab.held;
+  button("release").disabled = !lab.held;
+  button("pause").disabled = !runs.some((e) => e.state === "running");
+  button("resume").disabled = !runs.some((e) => e.state === "paused");
+  button("stop").disabled = !runs.length;
+  button("abort").disabled = !runs.length;
 }
 
 // -- the running experiments: one card each ------------------------------------------------
@@ -307,6 +345,7 @@ function runningExperiments() {
     }
   }
   for (const [id, run] of Object.entries(live)) add(id, { plan: run.plan_name });
+  for (const [id, run] of Object.entries(live)) byId.get(id).run_uid = run.run_uid;
   return [...byId.values()].map((exp) => {
     const run = live[exp.id];
     let progress = run && run.progress;
@@ -327,10 +366,12 @@ function runCard(id) {
   controls.hidden = !atLeast("manager");
   return el("div", { class: "run-card", "data-id": id },
     el("div", { class: "run-head" }, el("span", { class: "run-state" }),
-      el("span", { class: "run-plan" }), el("span", { class: "run-by" }),
-      el("code", { title: id }, short(id))),
-    el("progress", { max: 1, value: 0 }), el("div", { class: "run-count" }),
-    el("div", { class: "run-devices" }), el("div", { class: "run-question" }), controls);
+      el("span", { class: "run-plan" }), el("span", { class: "run-by" }), expLink(id)),
+    el("progress", { max: 1, value: 0 }),
+    el("div", { class: "run-progress" }, el("span", { class: "run-count" }),
+      el("span", { class: "run-eta" })),
+    el("div", { class: "run-devices" }), el("div", { class: "run-question" }),
+    el("div", { class: "run-plot plot" }), controls);
 }
 
 // Cards are updated in place (a card's buttons stay under the pointer while progress moves).
@@ -360,14 +401,36 @@ function renderRunning() {
     }
     q(".run-count").textContent = p.total ? `${p.done || 0}/${p.total} points`
       : `${p.done || 0} events`;
+    const eta = timeLeft(run.id, p);
+    q(".run-eta").textContent = eta === null ? "" : ` · about ${duration(eta)} left`;
+    if (eta !== null) card.dataset.eta = String(Math.round(eta));
+    if (run.run_uid) plotRun(q(".run-plot"), run.run_uid);
     q(".run-devices").textContent = run.devices && run.devices.length
       ? `devices: ${run.devices.join(", ")}` : "";
-    q(".run-question").textContent = run.question ? `asks: ${run.question}` : "";
+    const question = run.question && (run.question.prompt || run.question);
+    q(".run-question").textContent = question ? `asks: ${fmt(question)}` : "";
     const paused = run.state === "paused";
     q('[data-run-control="pause"]').disabled = paused;
     q('[data-run-control="resume"]').disabled = !paused;
   }
   box.hidden = !runs.length;
+}
+
+// An estimate of the seconds left: the rate seen in this page since it first saw the run.
+function timeLeft(id, progress) {
+  const done = progress.done || 0;
+  if (!progress.total || !done) return null;
+  const now = Date.now() / 1000;
+  const first = state.seen[id] || (state.seen[id] = { t: now, done });
+  if (done <= first.done || now <= first.t) return null;
+  const rate = (done - first.done) / (now - first.t);
+  return Math.max(0, (progress.total - done) / rate);
+}
+
+function duration(seconds) {
+  if (seconds < 90) return `${Math.round(seconds)} s`;
+  if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
 }
 
 function onRunControl(event) {
@@ -412,9 +475,11 @@ function renderQueue(page) {
     el("td", {}, exp.priority),
     el("td", { title: JSON.stringify(exp.params) }, exp.plan,
       (exp.devices || []).length
-        ? el("div", { class: "note devices" }, exp.devices.join(", ")) : null),
+        ? el("div", { class: "note devices" }, exp.devices.join(", ")) : null,
+      exp.state === "waiting_for_approval" // what a manager approves, in plain sight
+        ? el("div", { class: "note params" }, paramsText(exp.params)) : null),
     el("td", {}, exp.submitter),
-    el("td", {}, el("code", { title: exp.id }, short(exp.id))),
+    el("td", {}, expLink(exp.id)),
     el("td", {}, when(exp.created)),
     el("td", { class: "waiting" }, waitingFor(exp)),
     rowActions(exp)));
@@ -427,9 +492,11 @@ function renderFinished(items) {
     el("td", {}, badge(exp.state)),
     el("td", { title: JSON.stringify(exp.params) }, exp.plan),
     el("td", {}, exp.submitter),
-    el("td", {}, el("code", { title: exp.id }, short(exp.id))),
+    el("td", {}, expLink(exp.id)),
     el("td", {}, when(exp.ended)),
-    el("td", { class: "note" }, exp.error || (exp.exit_status ? `exit ${exp.exit_status}` : ""))));
+    el("td", { class: "note", title: exp.message || "" }, exp.error ||
+      (exp.state === "cancelled" && exp.message) ||
+      (exp.exit_status ? `exit ${exp.exit_status}` : ""))));
   $("finished").tBodies[0].replaceChildren(...rows);
 }
 
@@ -458,17 +525,49 @@ function holderOf(device) {
 function renderDevices(devices) {
   if (!changed("devices", [devices, state.book && state.book.reservations])) return;
   const rows = devices.map((d) => {
-    let status = badge("offline", "failed");
-    if (d.online) {
-      status = d.busy
-        ? el("span", {}, badge("busy", "running"), " ", el("code", {}, short(d.experiment)))
-        : badge("idle", "ok");
-    }
-    return el("tr", { "data-device": d.name },
-      el("td", {}, d.name), el("td", {}, d.class), el("td", {}, d.role),
-      el("td", { class: "holder" }, holderOf(d)), el("td", {}, status));
+    const kind = d.state || (!d.online ? "offline" : d.busy ? "busy" : "idle");
+    let status = badge(kind, { offline: "failed", fault: "failed", busy: "running" }[kind] || "ok");
+    if (kind === "busy" && d.experiment) status = el("span", {}, status, " ", expLink(d.experiment));
+    if (kind === "fault") status.title = d.fault || "";
+    return el("tr", { "data-device": d.name, "data-state": kind },
+      el("td", {}, d.name), el("td", { title: d.role }, d.class),
+      el("td", { class: "holder" }, holderOf(d)), el("td", { class: "reading" }, readingOf(d)),
+      el("td", { class: "status" }, status));
   });
   $("devices").tBodies[0].replaceChildren(...rows);
+}
+
+// A device's latest values on the live stream, and how old they are.
+function readingOf(device) {
+  const r = device.reading;
+  if (!r) return "";
+  const values = Object.entries(r.values).slice(0, 3).map(([k, v]) => {
+    const name = k.startsWith(`${device.name}_`) ? k.slice(device.name.length + 1) : k;
+    return name === device.name ? fmt(v) : `${name} ${fmt(v)}`;
+  });
+  const when = new Date(r.time * 1000).toLocaleString();
+  return el("span", { class: r.stored ? "stored" : "", title: r.stored
+    ? `read at ${when}, the last time a stored run read it` : `read at ${when}` },
+  values.join(", "));
+}
+
+// Where each sample is, and whether it was used up (GET /labs/{lab}/samples, if served).
+function renderSamples(samples) {
+  const items = samples && (Array.isArray(samples) ? samples : samples.samples || samples.items);
+  $("samples-panel").hidden = !items || !items.length;
+  if (!items || !changed("samples", items)) return;
+  const rows = items.map((s) => {
+    let status = badge("available", "ok");
+    if (s.consumed) {
+      status = el("span", { title: s.why_consumed || "" }, badge("consumed", "cancelled"),
+        s.consumed_by ? " by " : "", s.consumed_by ? expLink(s.consumed_by) : "");
+    } else if (s.lost) status = badge("lost", "failed");
+    else if (s.held_by) status = el("span", {}, badge("in use", "running"), " ", expLink(s.held_by));
+    return el("tr", { "data-sample": s.id, "data-consumed": String(!!s.consumed) },
+      el("td", {}, s.id), el("td", {}, s.location + (s.live ? "" : " (lab file)")),
+      el("td", {}, status), el("td", { class: "note" }, s.description || ""));
+  });
+  $("samples").tBodies[0].replaceChildren(...rows);
 }
 
 // -- acting ---------------------------------------------------------------------------------
@@ -515,7 +614,9 @@ async function follow(lab) {
   let delay = 1000;
   while (!ctrl.signal.aborted) {
     try {
-      const response = await fetch(`${API}/labs/${enc(lab)}/events?heartbeat=10`, {
+      // the first connection starts with the lab's recent history; a reconnection does not
+      const history = $("live").children.length ? 0 : HISTORY;
+      const response = await fetch(`${API}/labs/${enc(lab)}/events?heartbeat=10&history=${history}`, {
         headers: { Authorization: `Bearer ${state.token}` },
         signal: ctrl.signal,
       });
@@ -564,17 +665,23 @@ function onMessage(text) {
     return;
   }
   if (event === "status") onStatus(payload);
-  else if (event === "document") onDocument(payload.name, payload.doc || {});
+  else if (event === "document") onDocument(payload.name, payload.doc || {}, payload.at);
 }
 
-function logLine(kind, text) {
+function logLine(kind, text, at) {
   const list = $("live");
-  list.prepend(el("li", { class: kind },
-    el("time", {}, new Date().toLocaleTimeString()), " ", text));
+  const t = at ? new Date(at * 1000) : new Date();
+  list.prepend(el("li", { class: at ? `${kind} replay` : kind },
+    el("time", {}, t.toLocaleTimeString()), " ", text));
   while (list.children.length > LIVE_LINES) list.lastChild.remove();
 }
 
 function onStatus(status) {
+  if (status.replay) {
+    const what = status.state !== "idle" ? ` ${status.plan_name || ""} ${short(status.experiment_id)}` : "";
+    logLine("status", `worker ${status.state}${what}`, status.at);
+    return;
+  }
   state.status = status;
   renderRunning();
   const key = `${status.state}|${status.experiment_id || ""}`;
@@ -587,24 +694,25 @@ function onStatus(status) {
   }
 }
 
-function onDocument(name, doc) {
+function onDocument(name, doc, at) {
+  livePlots(name, doc); // replayed descriptors too: they say which run a live event is of
   if (name === "start") {
     const plan = doc.plan_name || "?";
-    logLine("start", `run started: ${plan} (experiment ${short(doc.experiment_id)})`);
-    refreshSoon();
+    logLine("start", `run started: ${plan} (experiment ${short(doc.experiment_id)})`, at);
+    if (!at) refreshSoon();
   } else if (name === "stop") {
     const reason = doc.reason ? `: ${doc.reason}` : "";
     const events = Object.values(doc.num_events || {}).reduce((a, b) => a + b, 0);
-    logLine("stop", `run ended: ${doc.exit_status}${reason} (${events} events)`);
-    refreshSoon();
+    logLine("stop", `run ended: ${doc.exit_status}${reason} (${events} events)`, at);
+    if (!at) refreshSoon();
   } else if (name === "event") {
     const values = Object.entries(doc.data || {})
       .filter(([, v]) => typeof v === "number")
       .slice(0, 3)
       .map(([k, v]) => `${k}=${Number.isInteger(v) ? v : Number(v.toPrecision(5))}`);
-    logLine("event", `event ${doc.seq_num}: ${values.join(" ")}`);
+    logLine("event", `event ${doc.seq_num}: ${values.join(" ")}`, at);
   } else if (name === "descriptor") {
-    logLine("descriptor", `stream ${doc.name}`);
+    logLine("descriptor", `stream ${doc.name}`, at);
   }
 }
 
@@ -620,6 +728,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("lab-controls").addEventListener("click", onControl);
   $("queue").addEventListener("click", onRowAction);
   $("running").addEventListener("click", onRunControl);
+  wirePages();
   const saved = sessionStorage.getItem(TOKEN_KEY);
   if (saved) login(saved);
 });
