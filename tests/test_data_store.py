@@ -138,6 +138,56 @@ def test_content_hash_detects_tampering(lab, RE, store):
     assert not verdict.ok and "NOT match" in verdict.detail
 
 
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "UPDATE runs SET exit_status='abort' WHERE uid=:uid",  # an outcome rewritten
+        "UPDATE runs SET submitter='mallory' WHERE uid=:uid",
+        "UPDATE runs SET num_events=99 WHERE uid=:uid",
+        "UPDATE run_samples SET sample_id='S999' WHERE run_uid=:uid",
+        "DELETE FROM run_samples WHERE run_uid=:uid",
+    ],
+)
+def test_the_hash_covers_the_runs_record_and_samples(lab, RE, store, sql):
+    """Rewriting what the run store says of a run (its exit status, who ran it, its counts,
+    its samples) without touching its documents is found by ``verify``."""
+    (uid,) = RE(count([lab["thermometer"]], num=3), **md("E-record"))
+    assert store.verify(uid).ok and "record matches" in store.verify(uid).detail
+    with sqlite3.connect(store.path) as conn:
+        conn.execute(sql, {"uid": uid})
+    verdict = store.verify(uid)
+    assert not verdict.ok and "record" in verdict.detail and "NOT match" in verdict.detail
+    assert verdict.problems == (verdict.detail,)
+
+
+def test_a_document_added_to_a_run_after_its_stop_is_found(lab, RE, store):
+    (uid,) = RE(count([lab["thermometer"]], num=2), **md("E-stray"))
+    with sqlite3.connect(store.path) as conn:  # a forged event, appended with the run's uid
+        body = conn.execute(
+            "SELECT body FROM documents WHERE run_uid=? AND name='event' LIMIT 1", (uid,)
+        ).fetchone()[0]
+        conn.execute(
+            "INSERT INTO documents(run_uid, name, uid, body) VALUES (?, 'event', 'forged', ?)",
+            (uid, body),
+        )
+    verdict = store.verify(uid)
+    assert not verdict.ok and "1 document(s) of this run lie outside its range" in verdict.detail
+
+
+def test_a_store_from_before_record_hashes_still_verifies_its_documents(lab, RE, tmp_path):
+    path = tmp_path / "old.sqlite"
+    old = RunStore(path, plots=False)
+    RE.subscribe(old)
+    (uid,) = RE(count([lab["thermometer"]], num=2), **md("E-old"))
+    old.close()
+    with sqlite3.connect(path) as conn:  # as an older remotelab left it: no record hash
+        conn.execute("UPDATE runs SET record_hash=NULL")
+    reopened = RunStore(path, plots=False)
+    verdict = reopened.verify(uid)
+    assert verdict.ok and "no hash" in verdict.detail
+    reopened.close()
+
+
 def test_reopened_store_finishes_a_run_started_by_another_instance(lab, tmp_path):
     docs = []
     probe = RunEngine({}, context_managers=[])

@@ -33,7 +33,8 @@ CREATE TABLE IF NOT EXISTS runs (
     num_events INTEGER,
     content_hash TEXT,
     first_seq INTEGER NOT NULL,
-    last_seq INTEGER
+    last_seq INTEGER,
+    record_hash TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_experiment ON runs(experiment_id);
 CREATE INDEX IF NOT EXISTS runs_plan ON runs(plan_name);
@@ -84,6 +85,26 @@ def connect(path: Path, synchronous: Synchronous) -> sqlite3.Connection:
     return conn
 
 
+def add_record_hash(conn: sqlite3.Connection) -> None:
+    """Give a run table from before record hashes its column (its runs stay without one)."""
+    if "record_hash" not in {row[1] for row in conn.execute("PRAGMA table_info(runs)")}:
+        conn.execute("ALTER TABLE runs ADD COLUMN record_hash TEXT")
+
+
+def run_record(conn: sqlite3.Connection, uid: str) -> tuple[tuple, list[str]] | None:
+    """A run's row (:data:`~remotelab.data.models.RECORD_COLUMNS`) and its sample ids."""
+    from remotelab.data.models import RECORD_COLUMNS
+
+    row = conn.execute(f"SELECT {', '.join(RECORD_COLUMNS)} FROM runs WHERE uid=?", (uid,))
+    found = row.fetchone()
+    if found is None:
+        return None
+    samples = [
+        r[0] for r in conn.execute("SELECT sample_id FROM run_samples WHERE run_uid=?", (uid,))
+    ]
+    return tuple(found), samples
+
+
 def run_rows(conn: sqlite3.Connection, uid: str, columns: str, where: str = "") -> Iterator[tuple]:
     """Rows of a run's documents, in order: a range scan of ``seq`` filtered by run."""
     bounds = conn.execute("SELECT first_seq, last_seq FROM runs WHERE uid=?", (uid,)).fetchone()
@@ -97,4 +118,12 @@ def run_rows(conn: sqlite3.Connection, uid: str, columns: str, where: str = "") 
     return conn.execute(sql + " ORDER BY seq", (first, last if last is not None else 2**62, uid))
 
 
-__all__ = ["SCHEMA", "SUMMARY_COLUMNS", "Synchronous", "connect", "run_rows"]
+__all__ = [
+    "SCHEMA",
+    "SUMMARY_COLUMNS",
+    "Synchronous",
+    "add_record_hash",
+    "connect",
+    "run_record",
+    "run_rows",
+]

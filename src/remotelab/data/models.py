@@ -2,12 +2,15 @@
 
 :class:`RunSummary` (one row of a run query), :class:`EventTable` (a stream's events as
 columns), :class:`Verification` (the verdict of :meth:`RunStore.verify`), and
-:func:`content_hash`, the SHA-256 recorded with each run when its stop document arrives.
+:func:`content_hash`, the SHA-256 recorded with each run when its stop document arrives, and
+:func:`record_hash`, the SHA-256 of the run's own row (lab, submitter, plan, counts, exit
+status, its documents' hash) and its samples, recorded with it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -97,6 +100,36 @@ class Verification:
     expected: str | None
     actual: str
     detail: str
+    #: every problem found, in words (empty: none)
+    problems: tuple[str, ...] = ()
+
+
+#: the columns of a run's row that :func:`record_hash` covers
+RECORD_COLUMNS = (
+    "uid",
+    "time",
+    "stop_time",
+    "experiment_id",
+    "plan_name",
+    "submitter",
+    "lab",
+    "scan_id",
+    "exit_status",
+    "reason",
+    "num_events",
+    "content_hash",
+    "first_seq",
+    "last_seq",
+)
+
+
+def record_hash(row: Iterable[Any], samples: Iterable[str]) -> str:
+    """SHA-256 over a run's row (the values of :data:`RECORD_COLUMNS`, in that order) and
+    its sample ids, as canonical JSON."""
+    record = dict(zip(RECORD_COLUMNS, row, strict=True))
+    record["samples"] = sorted(samples)
+    canonical = json.dumps(record, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def content_hash(documents: Iterable[tuple[str, bytes]]) -> str:
@@ -115,4 +148,12 @@ def hash_document(h: Any, name: str, body: bytes) -> None:
     h.update(body)
 
 
-__all__ = ["EventTable", "RunSummary", "Verification", "content_hash", "hash_document"]
+__all__ = [
+    "RECORD_COLUMNS",
+    "EventTable",
+    "RunSummary",
+    "Verification",
+    "content_hash",
+    "hash_document",
+    "record_hash",
+]

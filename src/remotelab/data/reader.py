@@ -17,8 +17,14 @@ import numpy as np
 from event_model import unpack_event_page
 
 from remotelab.data.codec import decode
-from remotelab.data.database import SUMMARY_COLUMNS, Synchronous, connect, run_rows
-from remotelab.data.models import EventTable, RunSummary, Verification, content_hash
+from remotelab.data.database import SUMMARY_COLUMNS, Synchronous, connect, run_record, run_rows
+from remotelab.data.models import (
+    EventTable,
+    RunSummary,
+    Verification,
+    content_hash,
+    record_hash,
+)
 from remotelab.errors import RunNotFound, StoreError
 
 #: the fewest characters of a run uid that :meth:`RunReader.resolve` accepts as a prefix
@@ -250,18 +256,46 @@ class RunReader:
 
     # -- integrity ---------------------------------------------------------------------------
     def verify(self, uid: str) -> Verification:
-        """Recompute a run's content hash from its stored documents and compare."""
+        """Check a run end to end: its documents against the hash recorded at its stop, its
+        row (lab, submitter, plan, counts, exit status) and samples against their record
+        hash, and no document of the run outside its range of the store."""
         uid = self.resolve(uid)
-        row = self._reader().execute("SELECT content_hash FROM runs WHERE uid=?", (uid,)).fetchone()
-        expected = row[0]
+        conn = self._reader()
+        expected, first, last = conn.execute(
+            "SELECT content_hash, first_seq, last_seq FROM runs WHERE uid=?", (uid,)
+        ).fetchone()
         actual = content_hash(self._raw_documents(uid))
         if expected is None:
             return Verification(uid, False, None, actual, "incomplete run: no hash was recorded")
-        if expected == actual:
-            return Verification(uid, True, expected, actual, "documents match the recorded hash")
-        return Verification(
-            uid, False, expected, actual, "documents do NOT match the recorded hash"
-        )
+        problems = []
+        if expected != actual:
+            problems.append("documents do NOT match the recorded hash")
+        stray = conn.execute(
+            "SELECT COUNT(*) FROM documents WHERE run_uid=? AND (seq < ? OR seq > ?)",
+            (uid, first, last),
+        ).fetchone()[0]
+        if stray:
+            problems.append(f"{stray} document(s) of this run lie outside its range (added later)")
+        sealed = _record_hash_of(conn, uid)
+        record = run_record(conn, uid)
+        if sealed and record is not None and record_hash(*record) != sealed:
+            problems.append(
+                "the run's record (lab, submitter, plan, counts, exit status, samples) does NOT "
+                "match its hash"
+            )
+        if problems:
+            return Verification(uid, False, expected, actual, "; ".join(problems), tuple(problems))
+        detail = "documents match the recorded hash"
+        detail += "; its record matches its hash" if sealed else " (its record has no hash)"
+        return Verification(uid, True, expected, actual, detail)
+
+
+def _record_hash_of(conn: sqlite3.Connection, uid: str) -> str | None:
+    try:
+        row = conn.execute("SELECT record_hash FROM runs WHERE uid=?", (uid,)).fetchone()
+    except sqlite3.OperationalError:  # a store from before record hashes, opened read-only
+        return None
+    return row[0] if row else None
 
 
 def _epoch(value: float | datetime) -> float:

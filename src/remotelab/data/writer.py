@@ -18,8 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from remotelab.data.codec import encode
-from remotelab.data.database import SCHEMA, Synchronous, connect, run_rows
-from remotelab.data.models import hash_document
+from remotelab.data.database import (
+    SCHEMA,
+    Synchronous,
+    add_record_hash,
+    connect,
+    run_record,
+    run_rows,
+)
+from remotelab.data.models import hash_document, record_hash
 from remotelab.errors import StoreError, StoreWriteError
 
 log = logging.getLogger("remotelab.data.store")
@@ -48,6 +55,7 @@ class RunWriter:
         with self._lock:
             try:
                 self._conn.executescript(SCHEMA)
+                add_record_hash(self._conn)
                 # WAL checkpoints (copying the log into the database, with an fsync) happen in
                 # a background thread, not on the RunEngine's path
                 self._conn.execute("PRAGMA wal_autocheckpoint=0")
@@ -188,6 +196,11 @@ class RunWriter:
                     run_uid,
                 ),
             )
+            record = run_record(conn, run_uid)
+            if record is not None:  # the row and its samples sealed as they now stand
+                conn.execute(
+                    "UPDATE runs SET record_hash=? WHERE uid=?", (record_hash(*record), run_uid)
+                )
             conn.execute("COMMIT")
         except BaseException:
             _rollback(conn)
