@@ -3,15 +3,21 @@ protocol through a real HTTP gateway. No worker serves the lab: everything stays
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from api_helpers import free_port
+from typer.testing import CliRunner
 
 from remotelab import Client
 from remotelab.api.server import GatewayServer
+from remotelab.cli.app import app
 from remotelab.cli.backend import Backend, Done
+from remotelab.cli.local import LocalBackend
 from remotelab.cli.remote import RemoteBackend
+from remotelab.errors import RemotelabError
 from remotelab.queue import ExperimentState
 
 ONE = {"detectors": ["thermometer"], "num": 1}
@@ -61,9 +67,50 @@ def test_approval_and_lab_commands_through_the_gateway(site, url):
 
 def test_runs_and_export_through_the_gateway(site, url, tmp_path, capsys):
     with RemoteBackend(Client(url, site.tokens["researcher"], lab=site.name)) as side:
-        (path,) = side.export(site.run_uid, "csv", tmp_path)
-        assert path.read_text().startswith("seq_num,time")
+        path, *arrays = side.export(site.run_uid, "csv", tmp_path)
+        assert path.read_text().startswith("seq_num,time") and arrays
         side.runs(
             experiment=None, sample=None, plan="measure", submitter=None, limit=5, as_json=True
         )
     assert site.run_uid in capsys.readouterr().out
+
+
+def _files(paths: list[Path]) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in paths}
+
+
+def test_data_commands_do_through_the_gateway_what_they_do_here(site, url, tmp_path, monkeypatch):
+    """export (every format, array signals, another stream, file names), plot and verify:
+    the same files and answers through the gateway as on the lab machine, by a uid prefix."""
+    prefix = site.run_uid[:8]
+    remote = RemoteBackend(Client(url, site.tokens["researcher"], lab=site.name))
+    here = LocalBackend(None, store=Path(site.store.path))
+    with remote, here:
+        for fmt in ("csv", "json", "hdf5"):
+            there = _files(remote.export(prefix, fmt, tmp_path / "gateway" / fmt))
+            local = _files(here.export(prefix, fmt, tmp_path / "local" / fmt))
+            assert sorted(there) == sorted(local), fmt
+            if fmt == "csv":
+                assert there == local and len(there) > 1
+            if fmt == "json":
+                assert [json.loads(b) for b in there.values()] == [
+                    json.loads(b) for b in local.values()
+                ]
+        for side in (remote, here):
+            with pytest.raises(RemotelabError, match=r"no stream 'endpoint'.*its streams: primary"):
+                side.export(prefix, "csv", tmp_path / "none", stream="endpoint")
+        shown = remote.plot(prefix, tmp_path / "gateway.png")
+        assert shown.read_bytes().startswith(b"\x89PNG")
+        assert remote.verify(prefix) == here.verify(prefix)
+        assert remote.verify(prefix)["ok"] and remote.verify(prefix)["uid"] == site.run_uid
+    token = site.tokens["researcher"]
+    runner = CliRunner()
+    at = ["--url", url, "--token", token]
+    checked = runner.invoke(app, ["verify", prefix, *at])
+    assert checked.exit_code == 0 and f"OK {site.run_uid}" in checked.output, checked.output
+    monkeypatch.chdir(tmp_path)
+    drawn = runner.invoke(app, ["plot", prefix, *at])
+    assert drawn.exit_code == 0 and drawn.output.strip() == f"run-{prefix}.png"
+    assert Path(f"run-{prefix}.png").is_file()
+    exported = runner.invoke(app, ["export", prefix, "-f", "json", "--stream", "primary", *at])
+    assert exported.output.split() == [f"run-{prefix}.primary.json"], exported.output

@@ -221,6 +221,16 @@ class RunInfo(BaseModel):
     stop: dict[str, Any] | None = Field(None, description="the stop document (one run only)")
 
 
+class RunVerification(BaseModel):
+    """A stored run checked against the content hash recorded when it ended."""
+
+    uid: str
+    ok: bool = Field(description="the documents match the recorded hash")
+    expected: str | None = Field(None, description="the sha256 recorded at the run's end")
+    actual: str = Field(description="the sha256 computed now from the stored documents")
+    detail: str
+
+
 class Whoami(BaseModel):
     user: str
     role: Role
@@ -259,6 +269,7 @@ __all__ = [
     "PriorityRequest",
     "Reservation",
     "RunInfo",
+    "RunVerification",
     "RunningExperiment",
     "SampleInfo",
     "SubmitRequest",

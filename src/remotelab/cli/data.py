@@ -1,8 +1,11 @@
-"""Data commands: ``runs``, ``export``, ``plot``, ``verify``, ``watch`` and ``stream-proxy``."""
+"""The data commands on this machine's run store and stream proxy: what ``runs``, ``export``,
+``plot``, ``verify`` and ``watch`` do here (see :mod:`remotelab.cli.data_commands`), and the
+``stream-proxy`` command."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import sqlite3
 import time
@@ -23,12 +26,6 @@ from remotelab.errors import ExportError, RunNotFound, StoreError, StreamError
 
 if TYPE_CHECKING:
     from remotelab.data import RunStore
-
-OUT_DIR_OPTION = typer.Option(Path("."), "--output", "-o", help="Directory to write into.")
-PNG_OPTION = typer.Option(None, "--output", "-o", help="PNG file to write.")
-STORE_OPTION = typer.Option(
-    None, "--store", help="Run store file; default: runs.sqlite in REMOTELAB_DATA_DIR."
-)
 
 
 @contextlib.contextmanager
@@ -153,47 +150,28 @@ def export(
     return paths
 
 
-@app.command("plot")
-def plot(
-    run: str = typer.Argument(..., help="Run uid (or a unique prefix of it)."),
-    output: Path | None = PNG_OPTION,
-    redraw: bool = typer.Option(False, help="Draw it again even if one is stored."),
-    store_path: Path | None = STORE_OPTION,
-) -> None:
-    """Write a run's PNG summary (the one stored at run end, or drawn now)."""
+def plot(run: str, output: Path | None, *, redraw: bool, store_path: Path | None) -> Path:
+    """Write a run's PNG summary (the one stored at run end, or drawn now); the file."""
     from remotelab.data.export import write_bytes
     from remotelab.data.plots import render_run
 
-    with user_errors():
-        with _store(store_path) as store:
-            uid = store.resolve(run)
-            png = None if redraw else store.plot(uid)
-            if png is None:
-                png = render_run(store, uid)
-                try:
-                    store.put_plot(uid, png)
-                except sqlite3.DatabaseError as exc:  # e.g. a read-only store: still write it
-                    err_console.print(
-                        f"[yellow]warning:[/] the plot was not kept in the store: {exc}"
-                    )
-        path = write_bytes(output or Path(f"run-{uid[:8]}.png"), png)
-    console.print(str(path))
+    with _store(store_path) as store:
+        uid = store.resolve(run)
+        png = None if redraw else store.plot(uid)
+        if png is None:
+            png = render_run(store, uid)
+            try:
+                store.put_plot(uid, png)
+            except sqlite3.DatabaseError as exc:  # e.g. a read-only store: still write it
+                err_console.print(f"[yellow]warning:[/] the plot was not kept in the store: {exc}")
+    return write_bytes(output or Path(f"run-{uid[:8]}.png"), png)
 
 
-@app.command("verify")
-def verify(
-    run: str = typer.Argument(..., help="Run uid (or a unique prefix of it)."),
-    store_path: Path | None = STORE_OPTION,
-) -> None:
-    """Check that a stored run still matches the content hash recorded when it ended."""
-    with user_errors(), _store(store_path) as store:
-        result = store.verify(run)
-    colour = "green" if result.ok else "red"
-    console.print(f"[{colour}]{'OK' if result.ok else 'FAILED'}[/] {result.uid}: {result.detail}")
-    console.print(f"  recorded sha256 {result.expected or '-'}")
-    console.print(f"  computed sha256 {result.actual}")
-    if not result.ok:
-        raise typer.Exit(1)
+def verify(run: str, *, store_path: Path | None) -> dict[str, Any]:
+    """A stored run checked against the content hash recorded when it ended (``uid``,
+    ``ok``, ``expected``, ``actual``, ``detail``)."""
+    with _store(store_path) as store:
+        return dataclasses.asdict(store.verify(run))
 
 
 @app.command("stream-proxy")

@@ -53,7 +53,9 @@ def devices(
 
 
 # -- the lab: show and steer ------------------------------------------------------------------
-lab_app = typer.Typer(help="The lab: show it (the default), or steer it (managers).")
+lab_app = typer.Typer(
+    rich_markup_mode=None, help="The lab: show it (the default), or steer it (managers)."
+)
 app.add_typer(lab_app, name="lab")
 
 

@@ -19,7 +19,9 @@ from remotelab.cli.backend import Backend, open_backend
 from remotelab.cli.target import API, JSON, LAB, LOCAL, TOKEN, URL
 from remotelab.notify import SUBSCRIBABLE
 
-notify_app = typer.Typer(help="Your notifications of a lab: add, list, remove, test.")
+notify_app = typer.Typer(
+    rich_markup_mode=None, help="Your notifications of a lab: add, list, remove, test."
+)
 app.add_typer(notify_app, name="notify")
 
 BY = Annotated[str | None, typer.Option("--by", help="On this machine: whose; default: your user.")]

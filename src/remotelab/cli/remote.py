@@ -36,7 +36,7 @@ from remotelab.cli.render import (
     when,
 )
 from remotelab.cli.target import JSON, TOKEN, URL
-from remotelab.errors import ApiError, ApiNotFound
+from remotelab.errors import ApiError, ApiNotFound, ExportError, RunNotFound
 
 if TYPE_CHECKING:
     from remotelab.client import Client
@@ -289,13 +289,35 @@ class RemoteBackend:
             return
         console.print(runs_table(data))
 
-    def export(self, uid: str, fmt: str, out: Path) -> list[Path]:
-        """Download a run's data (an experiment id: each of its runs)."""
+    def export(self, uid: str, fmt: str, out: Path, *, stream: str | None = None) -> list[Path]:
+        """Download a run's data (an experiment id: each of its runs), as local export writes
+        it: the same files (a CSV of each array signal too) and names."""
+        from remotelab.data.export import FORMATS
+
+        if fmt.lower() not in FORMATS:
+            raise ExportError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
         try:
             uids = [self.client.run(uid)["uid"]]
         except ApiNotFound:
             uids = [r["uid"] for r in self.client.experiment_runs(uid)]
-        return [self.client.export(run_uid, fmt, out) for run_uid in uids]
+            if not uids:
+                raise RunNotFound(f"no run or experiment with runs {uid!r}") from None
+        paths: list[Path] = []
+        for run_uid in uids:
+            paths += self.client.export_files(run_uid, fmt.lower(), out, stream=stream or "primary")
+        return paths
+
+    def plot(self, uid: str, output: Path | None, *, redraw: bool = False) -> Path:
+        """The gateway's summary plot of a run, written as local plot writes it."""
+        from remotelab.data.export import write_bytes
+
+        full = self.client.run(uid)["uid"]
+        return write_bytes(
+            output or Path(f"run-{full[:8]}.png"), self.client.plot(full, redraw=redraw)
+        )
+
+    def verify(self, uid: str) -> dict[str, Any]:
+        return self.client.verify(uid)
 
 
 __all__ = [

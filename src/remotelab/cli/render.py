@@ -238,6 +238,17 @@ def alert_line(alert: dict[str, Any]) -> str:
     return f"[bold red]![/] {escape(str(alert.get('message', '')))} (since {since})"
 
 
+def verification(result: dict[str, Any]) -> None:
+    """A run checked against its recorded content hash: OK or FAILED, and both hashes."""
+    ok = result["ok"]
+    console.print(
+        f"[{'green' if ok else 'red'}]{'OK' if ok else 'FAILED'}[/] "
+        f"{escape(str(result['uid']))}: {escape(str(result['detail']))}"
+    )
+    console.print(f"  recorded sha256 {result.get('expected') or '-'}", markup=False)
+    console.print(f"  computed sha256 {result['actual']}", markup=False)
+
+
 def samples_table(data: list[dict[str, Any]]) -> Table:
     """The lab's samples: where each is, who holds it, whether it is used up (and why)."""
     table = Table(title="samples")
@@ -285,5 +296,6 @@ __all__ = [
     "samples_table",
     "show_experiment",
     "submitted",
+    "verification",
     "when",
 ]

@@ -19,9 +19,13 @@ from rich.table import Table
 from remotelab.api.auth import AuthStore, Role
 from remotelab.cli.app import app, console, user_errors
 
-users_app = typer.Typer(help="Users of the gateway and their roles.", no_args_is_help=True)
+users_app = typer.Typer(
+    rich_markup_mode=None, help="Users of the gateway and their roles.", no_args_is_help=True
+)
 tokens_app = typer.Typer(
-    help="API tokens: create (shown once), list, revoke.", no_args_is_help=True
+    rich_markup_mode=None,
+    help="API tokens: create (shown once), list, revoke.",
+    no_args_is_help=True,
 )
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
