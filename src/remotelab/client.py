@@ -109,6 +109,11 @@ class Submission(Experiment):
         return self._c().edit(self.id, params, lab=self.lab)
 
 
+def _name(value: Any) -> str:
+    """An enum's value, or the text given (the gateway refuses an unknown one: 422)."""
+    return str(getattr(value, "value", value))
+
+
 def _lines(response: httpx.Response) -> Iterator[str]:
     try:
         yield from response.iter_lines()
@@ -232,7 +237,7 @@ class Client:
         lab: str | None = None,
     ) -> Submission:
         """Queue an experiment; :class:`PlanValidationError` names every bad parameter."""
-        body = {"plan": plan, "params": params or {}, "priority": Priority(priority).value}
+        body = {"plan": plan, "params": params or {}, "priority": _name(priority)}
         return self._exp(self._post(f"/labs/{self.lab_name(lab)}/experiments", body))
 
     def experiments(
@@ -250,12 +255,12 @@ class Client:
         params: dict[str, Any] = {
             "submitter": submitter,
             "plan": plan,
-            "priority": Priority(priority).value if priority else None,
+            "priority": _name(priority) if priority else None,
             "limit": limit,
             "offset": offset,
         }
         if state:
-            params["state"] = [ExperimentState(s).value for s in state]
+            params["state"] = [_name(s) for s in state]
         page = self._get(f"/labs/{self.lab_name(lab)}/experiments", **params)
         return [self._exp(e) for e in page["items"]], page["total"]
 
@@ -306,7 +311,7 @@ class Client:
         self, experiment_id: str, priority: Priority | str, *, lab: str | None = None
     ) -> Submission:
         """Give a queued experiment another priority (managers)."""
-        body = {"priority": Priority(priority).value}
+        body = {"priority": _name(priority)}
         return self._exp(self._act(lab, experiment_id, "priority", body))
 
     def approve(self, experiment_id: str, *, lab: str | None = None) -> Submission:

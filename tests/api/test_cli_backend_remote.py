@@ -17,7 +17,7 @@ from remotelab.cli.app import app
 from remotelab.cli.backend import Backend, Done
 from remotelab.cli.local import LocalBackend
 from remotelab.cli.remote import RemoteBackend
-from remotelab.errors import RemotelabError
+from remotelab.errors import ApiInvalid, QueueError, RemotelabError
 from remotelab.queue import ExperimentState
 
 ONE = {"detectors": ["thermometer"], "num": 1}
@@ -114,3 +114,15 @@ def test_data_commands_do_through_the_gateway_what_they_do_here(site, url, tmp_p
     assert Path(f"run-{prefix}.png").is_file()
     exported = runner.invoke(app, ["export", prefix, "-f", "json", "--stream", "primary", *at])
     assert exported.output.split() == [f"run-{prefix}.primary.json"], exported.output
+
+
+def test_a_priority_not_in_the_choices_is_a_typed_error_on_both_sides(site, url, prefect_api):
+    """What a script gives the backends (the CLI refuses it before): a 422, not a traceback."""
+    with RemoteBackend(Client(url, site.tokens["manager"], lab=site.name)) as side:
+        with pytest.raises(ApiInvalid, match=r"priority"):
+            side.submit("measure", ONE, priority="asap")
+        with pytest.raises(ApiInvalid, match=r"priority"):
+            side.client.experiments(priority="asap")
+    here = LocalBackend(site.lab.source, api=prefect_api)
+    with here, pytest.raises(QueueError, match=r"unknown priority 'asap'; use one of urgent"):
+        here.submit("measure", ONE, priority="asap")

@@ -11,7 +11,7 @@ import typer
 from remotelab.cli import render
 from remotelab.cli.app import app, console, user_errors
 from remotelab.cli.backend import open_backend
-from remotelab.cli.target import API, JSON, LAB, LOCAL, SIMULATE, TOKEN, URL
+from remotelab.cli.target import API, JSON, LAB, LOCAL, SIMULATE, TOKEN, URL, RoleName
 from remotelab.errors import CommandLineError
 
 
@@ -20,7 +20,7 @@ from remotelab.errors import CommandLineError
 def plans(
     name: Annotated[str | None, typer.Argument(help="One plan: show its JSON Schema.")] = None,
     role: Annotated[
-        str | None,
+        RoleName | None,
         typer.Option("--role", help="On this machine: only the plans this role may run."),
     ] = None,
     url: URL = None,

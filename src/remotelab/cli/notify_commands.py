@@ -16,7 +16,7 @@ from rich.table import Table
 from remotelab.cli import render
 from remotelab.cli.app import app, console, user_errors
 from remotelab.cli.backend import Backend, open_backend
-from remotelab.cli.target import API, JSON, LAB, LOCAL, TOKEN, URL
+from remotelab.cli.target import API, JSON, LAB, LOCAL, TOKEN, URL, EventName, RoleName
 from remotelab.notify import SUBSCRIBABLE
 
 notify_app = typer.Typer(
@@ -26,10 +26,9 @@ app.add_typer(notify_app, name="notify")
 
 BY = Annotated[str | None, typer.Option("--by", help="On this machine: whose; default: your user.")]
 ROLE = Annotated[
-    str | None,
+    RoleName | None,
     typer.Option("--role", help="On this machine: your role (researcher; manager sees all)."),
 ]
-KINDS = ", ".join(k.value for k in SUBSCRIBABLE)
 
 
 def _side(opts: dict[str, Any]) -> Backend:
@@ -59,8 +58,8 @@ def add(
         str, typer.Argument(help="An apprise URL, e.g. mailto://user:pass@smtp.example.org.")
     ],
     event: Annotated[
-        list[str] | None,
-        typer.Option("--event", "-e", help=f"An event to receive; repeat. Default: all ({KINDS})."),
+        list[EventName] | None,
+        typer.Option("--event", "-e", help="An event to receive; repeat. Default: all."),
     ] = None,
     by: BY = None,
     role: ROLE = None,

@@ -26,7 +26,7 @@ from rich.table import Table
 
 from remotelab.cli.app import app, console, err_console, user_errors
 from remotelab.cli.params import parse_params
-from remotelab.cli.target import SIMULATE
+from remotelab.cli.target import SIMULATE, RoleName
 from remotelab.data import attach
 from remotelab.errors import PlanValidationError, RemotelabError, SafeStateError
 from remotelab.lab import Lab, load_lab
@@ -40,6 +40,7 @@ LAB_OPTION = typer.Option(
 PARAM_OPTION = typer.Option(
     [], "--param", "-p", help="A parameter as key=value (JSON values; a,b for lists)."
 )
+ROLE_OPTION = typer.Option("manager", "--role", help="Run as this role (lab role rules).")
 MAX_COLUMNS = 8
 
 
@@ -263,7 +264,7 @@ def run_plan(
     speed: float = typer.Option(
         1.0, "--speed", help="Simulated clock speed (1.0 = real time; 100 = 100× faster)."
     ),
-    role: str = typer.Option("manager", "--role", help="Run as this role (lab role rules)."),
+    role: RoleName = ROLE_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print the run's readings as JSON."),
     store_runs: bool = typer.Option(
         True,
