@@ -3,22 +3,25 @@ protocol through a real HTTP gateway. No worker serves the lab: everything stays
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from api_helpers import free_port
+from rich.console import Console
 from typer.testing import CliRunner
 
 from remotelab import Client
 from remotelab.api.server import GatewayServer
+from remotelab.cli import render
 from remotelab.cli.app import app
 from remotelab.cli.backend import Backend, Done
 from remotelab.cli.local import LocalBackend
 from remotelab.cli.remote import RemoteBackend
 from remotelab.errors import ApiInvalid, QueueError, RemotelabError
-from remotelab.queue import ExperimentState
+from remotelab.queue import ExperimentState, listing
 
 ONE = {"detectors": ["thermometer"], "num": 1}
 
@@ -126,3 +129,36 @@ def test_a_priority_not_in_the_choices_is_a_typed_error_on_both_sides(site, url,
     here = LocalBackend(site.lab.source, api=prefect_api)
     with here, pytest.raises(QueueError, match=r"unknown priority 'asap'; use one of urgent"):
         here.submit("measure", ONE, priority="asap")
+
+
+def test_experiments_go_by_a_unique_prefix_of_their_id_on_both_sides(site, url, prefect_api):
+    exp = site.queue.submit("measure", ONE, submitter="mia", role="manager")
+    prefix = exp.id[:8]
+    runner = CliRunner()
+    gateway = ["--url", url, "--token", site.tokens["manager"]]
+    here = ["--local", "--lab", site.lab.source, "--api", prefect_api]
+    for side in (gateway, here):
+        shown = runner.invoke(app, ["show", prefix, "--json", *side])
+        assert shown.exit_code == 0, shown.output
+        assert json.loads(shown.output)["id"] == exp.id
+        moved = runner.invoke(app, ["move", prefix, "--to", "back", *side])
+        assert moved.exit_code == 0 and exp.id in moved.output, moved.output
+        short = runner.invoke(app, ["show", exp.id[:3], *side])
+        assert short.exit_code == 2 and f"no experiment {exp.id[:3]}" in short.output
+    with RemoteBackend(Client(url, site.tokens["manager"], lab=site.name)) as side:
+        assert side.cancel(prefix).state == ExperimentState.cancelled
+    # a table keeps whole ids, however narrow the terminal
+    narrow = Console(width=80, record=True, file=io.StringIO())
+    narrow.print(render.experiments_table([site.queue.get(exp.id)], "queue"))
+    assert exp.id in narrow.export_text()
+
+
+def test_a_prefix_of_several_experiments_ids_is_refused(site, monkeypatch):
+    ids = [site.queue.submit("measure", ONE, submitter="mia", role="manager").id for _ in range(17)]
+    firsts = [i[0] for i in ids]  # 17 ids, 16 hex digits: two share their first
+    shared = next(c for c in firsts if firsts.count(c) > 1)
+    monkeypatch.setattr(listing, "MIN_PREFIX", 1)
+    with pytest.raises(QueueError, match=rf"{shared} is the start of \d+ experiments' ids"):
+        site.queue.get(shared)
+    for i in ids:
+        site.queue.cancel(i)

@@ -13,6 +13,20 @@ from rich.table import Table
 
 from remotelab.cli.app import console
 
+#: columns that hold an experiment id or a run uid: never wrapped (a folded id cannot be
+#: copied), as wide as a full id
+ID_COLUMNS = frozenset({"id", "uid", "experiment", "holder", "held by"})
+ID_WIDTH = 36
+
+
+def add_columns(table: Table, names: Sequence[str]) -> None:
+    """Add columns that fold long text, but those of :data:`ID_COLUMNS`, kept whole."""
+    for name in names:
+        if name in ID_COLUMNS:
+            table.add_column(name, no_wrap=True, min_width=ID_WIDTH)
+        else:
+            table.add_column(name, overflow="fold")
+
 
 def dump(data: Any) -> None:
     """Print a model, a list of models or plain data as JSON."""
@@ -37,8 +51,7 @@ def experiments_table(items: list, title: str) -> Table:
     table = Table(title=title)
     waits = any(getattr(e, "waiting_for", None) for e in items)
     columns = ["id", "plan", "submitter", "priority", "state", "devices", "created", "message"]
-    for column in columns + (["waiting for"] if waits else []):
-        table.add_column(column, overflow="fold")
+    add_columns(table, columns + (["waiting for"] if waits else []))
     for e in items:
         row = [e.id, e.plan, e.submitter, e.priority.value, e.state.value]
         row += [", ".join(getattr(e, "devices", None) or []), when(e.created), e.message]
@@ -118,8 +131,7 @@ def activity(view: dict[str, Any], experiments: Sequence[Any] = ()) -> list[Tabl
         e = e.model_dump(mode="json") if hasattr(e, "model_dump") else dict(e)
         known[e["id"]] = e
     running = Table(title=f"running ({len(view.get('running', []))})")
-    for column in ("experiment", "plan", "submitter", "state", "devices", "since", "worker"):
-        running.add_column(column, overflow="fold")
+    add_columns(running, ("experiment", "plan", "submitter", "state", "devices", "since", "worker"))
     for r in view.get("running", []):
         exp = known.get(r["id"], {})
         running.add_row(
@@ -132,8 +144,7 @@ def activity(view: dict[str, Any], experiments: Sequence[Any] = ()) -> list[Tabl
             r.get("worker") or "",
         )
     book = Table(title="reservations")
-    for column in ("resource", "holder", "since", "waiters"):
-        book.add_column(column, overflow="fold")
+    add_columns(book, ("resource", "holder", "since", "waiters"))
     for resource, held in sorted((view.get("reservations") or {}).items()):
         waiters = ", ".join(
             f"{w.get('experiment')} since {_since(w.get('since'))}" for w in held.get("waiters", [])
@@ -141,8 +152,7 @@ def activity(view: dict[str, Any], experiments: Sequence[Any] = ()) -> list[Tabl
         holder = (held.get("holder") or "free") + (" (block)" if held.get("block") else "")
         book.add_row(resource, holder, _since(held.get("since")), waiters)
     waiting = Table(title="waiting")
-    for column in ("experiment", "why"):
-        waiting.add_column(column, overflow="fold")
+    add_columns(waiting, ("experiment", "why"))
     for exp_id, why in (view.get("waiting") or {}).items():
         waiting.add_row(exp_id, why)
     return [running, book, waiting]
@@ -177,8 +187,7 @@ def print_event(event: Any) -> None:
 def plans_table(data: list[dict[str, Any]], title: str) -> Table:
     """A gateway's plans and whether the token may submit them."""
     table = Table(title=title)
-    for column in ("plan", "description", "you may submit", "needs approval"):
-        table.add_column(column, overflow="fold")
+    add_columns(table, ("plan", "description", "you may submit", "needs approval"))
     for p in data:
         table.add_row(p["name"], p["description"], str(p["allowed"]), str(p["needs_approval"]))
     return table
@@ -188,8 +197,7 @@ def devices_table(data: list[dict[str, Any]], title: str) -> Table:
     """Devices with their live status (as a gateway describes them)."""
     table = Table(title=title)
     columns = ("device", "class", "role", "online", "busy", "holder", "limits", "safe state")
-    for column in columns:
-        table.add_column(column, overflow="fold")
+    add_columns(table, columns)
     for d in data:
         limits = ", ".join(f"{k} {lo:g}…{hi:g}" for k, (lo, hi) in d["limits"].items())
         safe = ", ".join(f"{k}={v}" for k, v in d.get("safe_state", {}).items())
@@ -252,8 +260,7 @@ def verification(result: dict[str, Any]) -> None:
 def samples_table(data: list[dict[str, Any]]) -> Table:
     """The lab's samples: where each is, who holds it, whether it is used up (and why)."""
     table = Table(title="samples")
-    for column in ("sample", "location", "held by", "used up", "description"):
-        table.add_column(column, overflow="fold")
+    add_columns(table, ("sample", "location", "held by", "used up", "description"))
     for s in data:
         where = str(s.get("location", "")) + ("" if s.get("live", True) else " (lab file)")
         used = s.get("why_consumed") or ("yes" if s.get("consumed") else "")
@@ -265,8 +272,7 @@ def samples_table(data: list[dict[str, Any]]) -> Table:
 def runs_table(data: list[dict[str, Any]]) -> Table:
     """Stored runs as a gateway lists them."""
     table = Table(title=f"{len(data)} run(s)")
-    for column in ("uid", "plan", "experiment", "submitter", "start", "events", "exit"):
-        table.add_column(column, overflow="fold")
+    add_columns(table, ("uid", "plan", "experiment", "submitter", "start", "events", "exit"))
     for r in data:
         table.add_row(
             r["uid"],
@@ -281,7 +287,9 @@ def runs_table(data: list[dict[str, Any]]) -> Table:
 
 
 __all__ = [
+    "ID_COLUMNS",
     "activity",
+    "add_columns",
     "devices_table",
     "done",
     "dump",
