@@ -18,9 +18,10 @@ import numpy as np
 import typer
 from rich.console import Group
 from rich.live import Live
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from remotelab.cli import render
 from remotelab.cli.app import app, console, err_console, user_errors
 from remotelab.errors import ExportError, RunNotFound, StoreError, StreamError
 
@@ -203,6 +204,8 @@ class RunView:
         self.run_uid: str | None = None
         self.plan_name = ""
         self.descriptors: set[str] = set()
+        self.secondary: set[str] = set()  # descriptors of streams but the primary
+        self.done = 0  # events of the primary stream (what num_points counts)
         self.events: list[dict[str, Any]] = []
         self.columns: list[str] = []
         self.state = "waiting for the experiment to start"
@@ -210,25 +213,29 @@ class RunView:
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
-            MofNCompleteColumn(),
+            TextColumn("{task.fields[count]}"),
             TimeElapsedColumn(),
             console=console,
         )
-        self.task = self.progress.add_task("events", total=None)
+        self.task = self.progress.add_task("events", total=None, count="")
 
     # documents and status ---------------------------------------------------------------
     def document(self, name: str, doc: dict[str, Any]) -> None:
         if name == "start" and doc.get("experiment_id") == self.experiment_id:
             if self.run_uid is None or doc["uid"] != self.run_uid:
                 self.run_uid, self.events, self.descriptors = doc["uid"], [], set()
+                self.done = 0
             self.plan_name = str(doc.get("plan_name", ""))
             total = doc.get("num_points")
             self.progress.update(self.task, total=total if isinstance(total, int) else None)
+            self._count()
             self.state = "running"
         elif self.run_uid is None:
             return
         elif name == "descriptor" and doc.get("run_start") == self.run_uid:
             self.descriptors.add(doc["uid"])
+            if doc.get("name", "primary") != "primary":
+                self.secondary.add(doc["uid"])
         elif name == "event" and doc.get("descriptor") in self.descriptors:
             self._event(doc)
         elif name == "event_page" and doc.get("descriptor") in self.descriptors:
@@ -252,6 +259,10 @@ class RunView:
             progress = status.get("progress", {})
             if isinstance(progress.get("total"), int):
                 self.progress.update(self.task, total=progress["total"])
+                self._count()
+            if isinstance(progress.get("done"), int) and progress["done"] > self.done:
+                self.done = progress["done"]  # joined late: the events before, as counted
+                self._count()
             if self.exit_status is None:
                 self.state = str(status.get("state", "running"))
 
@@ -260,7 +271,15 @@ class RunView:
         for key in event.get("data", {}):
             if key not in self.columns:
                 self.columns.append(key)
-        self.progress.update(self.task, completed=len(self.events))
+        if event.get("descriptor") not in self.secondary:
+            self.done += 1
+            self._count()
+
+    def _count(self) -> None:
+        """The bar and its ``done/total`` (or ``n events`` when the plan gives no total)."""
+        total = self.progress.tasks[0].total
+        shown = {"done": self.done, "total": int(total) if total else None}
+        self.progress.update(self.task, completed=self.done, count=render.progress_text(shown))
 
     # rendering ------------------------------------------------------------------------------
     def render(self) -> Group:

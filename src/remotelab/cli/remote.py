@@ -23,6 +23,7 @@ import typer
 from remotelab.cli.app import app, console, err_console, user_errors
 from remotelab.cli.backend import Done
 from remotelab.cli.render import (
+    EventPrinter,
     activity,
     devices_table,
     dump,
@@ -147,9 +148,10 @@ class RemoteBackend:
 
     def follow(self, experiment_id: str, *, as_json: bool) -> None:
         """The experiment's live documents (Server-Sent Events) until it ends."""
+        show = EventPrinter()
         for event in self.client.events(experiment=experiment_id):
             if not as_json:
-                print_event(event)
+                show(event)
 
     def edit(self, experiment_id: str, params: dict[str, Any]) -> Any:
         return self.client.edit(experiment_id, params)
@@ -229,12 +231,13 @@ class RemoteBackend:
     # -- what this side shows -----------------------------------------------------------------
     def watch(self, experiment_id: str | None, *, timeout: float | None, as_json: bool) -> None:
         """The lab's live documents and worker status, or one experiment's until it ends."""
+        show = EventPrinter()
         try:
             for event in self.client.events(experiment=experiment_id, timeout=timeout):
                 if as_json:
                     print(json.dumps({"event": event.kind, "data": event.data}, default=str))
                 else:
-                    print_event(event)
+                    show(event)
         except KeyboardInterrupt:
             pass
 

@@ -158,30 +158,68 @@ def activity(view: dict[str, Any], experiments: Sequence[Any] = ()) -> list[Tabl
     return [running, book, waiting]
 
 
-def print_event(event: Any) -> None:
-    """One live update from a gateway (a document, the worker's status, the end)."""
-    if event.kind == "document":
-        name, doc = event.document
+def progress_text(progress: dict[str, Any] | None) -> str:
+    """A run's progress as ``done/total`` (events of its primary stream), or ``n event(s)``
+    when the plan does not say how many (or did more than it said)."""
+    progress = progress or {}
+    done, total = progress.get("done") or 0, progress.get("total")
+    if isinstance(total, int) and total > 0 and done <= total:
+        return f"{done}/{total}"
+    return f"{done} event{'s' if done != 1 else ''}"
+
+
+def _reading(value: Any) -> str:
+    """One value of an event as a short text: numbers to 6 digits, arrays by their shape."""
+    if isinstance(value, list):
+        return f"[{len(value)} values]"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+class EventPrinter:
+    """Prints a gateway's live updates, one line each (a document, the worker's status, the
+    end); a status line only when it says something new."""
+
+    def __init__(self) -> None:
+        self.last_status: str | None = None
+
+    def __call__(self, event: Any) -> None:
+        if event.kind == "document":
+            self.document(*event.document)
+        elif event.kind == "status":
+            d = event.data
+            line = f"worker {d.get('state')} {d.get('experiment_id') or ''}".rstrip()
+            if d.get("run_uid"):
+                line += f" {progress_text(d.get('progress'))}"
+            if line != self.last_status:
+                self.last_status = line
+                console.print(line, style="dim", markup=False, highlight=False)
+        elif event.kind == "end":
+            exp = event.data
+            line = f"experiment {exp['id']} {exp['state']}"
+            if exp.get("message"):
+                line += f": {exp['message']}"
+            console.print(line, style="bold", markup=False, highlight=False)
+
+    def document(self, name: str, doc: dict[str, Any]) -> None:
         if name == "start":
-            console.print(f"[bold]start[/] run {doc['uid']} plan {doc.get('plan_name')}")
+            line = f"start run {doc['uid']} plan {doc.get('plan_name')}"
         elif name == "event":
-            data = {k: v for k, v in doc["data"].items() if not isinstance(v, list)}
-            console.print(f"event {doc.get('seq_num')}: {data}")
+            data = ", ".join(f"{k}={_reading(v)}" for k, v in doc["data"].items())
+            line = f"event {doc.get('seq_num')}: {data}"
         elif name == "event_page":
-            console.print(f"event page {doc.get('seq_num')}")
+            line = f"event page {doc.get('seq_num')}"
         elif name == "stop":
-            console.print(f"[bold]stop[/] {doc.get('exit_status')} {doc.get('reason') or ''}")
+            line = f"stop {doc.get('exit_status')} {doc.get('reason') or ''}".rstrip()
         else:
-            console.print(name)
-    elif event.kind == "status":
-        d = event.data
-        progress = d.get("progress") or {}
-        console.print(
-            f"[dim]worker {d.get('state')} {d.get('experiment_id') or ''} "
-            f"{progress.get('done', '')}/{progress.get('total') or '?'}[/]"
-        )
-    elif event.kind == "end":
-        console.print(f"[bold]experiment {event.data['id']} {event.data['state']}[/]")
+            line = name
+        console.print(line, markup=False, highlight=False)
+
+
+def print_event(event: Any) -> None:
+    """One live update from a gateway, printed without memory (see :class:`EventPrinter`)."""
+    EventPrinter()(event)
 
 
 def plans_table(data: list[dict[str, Any]], title: str) -> Table:
@@ -288,6 +326,7 @@ def runs_table(data: list[dict[str, Any]]) -> Table:
 
 __all__ = [
     "ID_COLUMNS",
+    "EventPrinter",
     "activity",
     "add_columns",
     "devices_table",
@@ -300,6 +339,7 @@ __all__ = [
     "plans_table",
     "print_event",
     "print_queue",
+    "progress_text",
     "runs_table",
     "samples_table",
     "show_experiment",

@@ -22,8 +22,8 @@ router = APIRouter(tags=["live"], responses=ERROR_RESPONSES)
 
 
 def sse(event: str, data: Any) -> bytes:
-    """One Server-Sent Event."""
-    return f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n".encode()
+    """One Server-Sent Event; its data as plain JSON (arrays as lists, NaN as null)."""
+    return f"event: {event}\ndata: {json.dumps(jsonable(data), default=str)}\n\n".encode()
 
 
 @router.get(
