@@ -291,3 +291,17 @@ def test_the_gateway_sends_arrays_as_json_lists_not_numpy_reprs():
     assert "array(" not in sent and "\\n" not in sent
     data = json.loads(sent.split("data: ", 1)[1])
     assert data["doc"]["data"]["spectrum"] == spectrum.tolist()
+
+
+def test_a_status_line_gives_each_running_experiments_own_state():
+    status = {
+        "state": "running",
+        "running": {
+            "E-a": {"state": "paused", "progress": {"done": 3, "total": 8}},
+            "E-b": {"state": "running", "progress": {"done": 5, "total": None}},
+        },
+    }
+    assert render.status_line(status) == "worker: E-a paused 3/8; E-b running 5 events"
+    said = {"ok": True, "note": "pause requested: pending until the plan's next checkpoint"}
+    assert render.done("pause", "sim", said) == f"lab sim: pause: {said['note']}"
+    assert render.done("hold", "sim") == "lab sim: hold done"

@@ -254,6 +254,38 @@ def test_cli_orders_and_steers_through_the_gateway(live):
     assert json.loads(_run("lab", "--json", *alice))["held"] is False
 
 
+def test_pause_says_what_happened_and_a_pending_pause_can_be_called_off(live):
+    """Through the gateway: a pause at the next checkpoint says it is pending, and a resume
+    right after is not refused; an immediate pause says paused, and every side agrees."""
+    manager = ["--url", live.url, "--token", live.tokens["demo-manager"]]
+    long = ["-p", "detectors=thermometer", "-p", "num=10000", "--json"]
+    exp = json.loads(_run("submit", "measure", *long, *manager))
+    with Client(live.url, live.tokens["demo-manager"]) as c:
+        _wait(lambda: c.experiment(exp["id"]).state == ExperimentState.running, "it runs")
+        pending = _run("lab", "pause", *manager)
+        assert "pause: pause requested: pending until the plan's next checkpoint" in pending
+        assert "done" not in pending
+        resumed = _run("lab", "resume", *manager)  # called off, or resumed if it paused already
+        assert "the pending pause was called off" in resumed or "resume done" in resumed
+        _wait(lambda: c.experiment(exp["id"]).state == ExperimentState.running, "it runs on")
+        assert "pause: paused" in _run("lab", "pause", "--immediate", *manager)
+        _wait(lambda: c.experiment(exp["id"]).state == ExperimentState.paused, "paused")
+        summary = json.loads(_run("lab", "--json", *manager))
+        assert [e["state"] for e in summary["running"]] == ["paused"]
+        assert "resume done" in _run("lab", "resume", *manager)
+        _wait(lambda: c.experiment(exp["id"]).state == ExperimentState.running, "resumed")
+        assert "abort" in _run("lab", "abort", *manager)
+        assert c.experiment(exp["id"]).wait(timeout=60).state == ExperimentState.cancelled
+
+
+def _wait(condition, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not in {timeout} s")
+        time.sleep(0.05)
+
+
 # -- as a new user would: `remotelab demo`, then the CLI ------------------------------------
 def _env(tmp: Path) -> dict[str, str]:
     return {

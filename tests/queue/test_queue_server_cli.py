@@ -131,7 +131,14 @@ def test_approve_answer_and_steer_on_this_machine(prefect_api, tmp_path, start_w
             what="the long experiment running",
         )
         wait_until(lambda: lab["stirrer"].setpoint.get() == 300, timeout=30, what="stirring")
-        assert "pause done" in _ok("lab", "pause", "--immediate", *common)
+        pending = _ok("lab", "pause", *common)  # at the next checkpoint: said to be pending
+        assert "pause: pause requested: pending until the plan's next checkpoint" in pending
+        resumed = _ok("lab", "resume", *common)  # not refused: called off (or resumed)
+        assert "the pending pause was called off" in resumed or "resume done" in resumed
+        wait_until(
+            lambda: q.get(long["id"]).state == ExperimentState.running, timeout=30, what="runs on"
+        )
+        assert "pause: paused" in _ok("lab", "pause", "--immediate", *common)
         wait_until(
             lambda: q.get(long["id"]).state == ExperimentState.paused, timeout=30, what="paused"
         )

@@ -214,19 +214,19 @@ class RemoteBackend:
 
     def pause(self, *, immediate: bool = False, experiment: str | None = None) -> Done:
         answer = self.client.pause(immediate=immediate, experiment=experiment)
-        return Done(answer["lab"], experiment=answer.get("experiment"))
+        return Done(answer["lab"], answer.get("worker"), answer.get("experiment"))
 
     def resume(self, *, experiment: str | None = None) -> Done:
         answer = self.client.resume(experiment=experiment)
-        return Done(answer["lab"], experiment=answer.get("experiment"))
+        return Done(answer["lab"], answer.get("worker"), answer.get("experiment"))
 
     def stop(self, *, experiment: str | None = None) -> Done:
         answer = self.client.stop(experiment=experiment)
-        return Done(answer["lab"], experiment=answer.get("experiment"))
+        return Done(answer["lab"], answer.get("worker"), answer.get("experiment"))
 
     def abort(self, reason: str = "", *, experiment: str | None = None) -> Done:
         answer = self.client.abort(reason, experiment=experiment)
-        return Done(answer["lab"], experiment=answer.get("experiment"))
+        return Done(answer["lab"], answer.get("worker"), answer.get("experiment"))
 
     # -- what this side shows -----------------------------------------------------------------
     def watch(self, experiment_id: str | None, *, timeout: float | None, as_json: bool) -> None:

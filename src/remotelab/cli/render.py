@@ -107,9 +107,26 @@ def submitted(exp: Any) -> None:
 
 
 def done(action: str, lab: str, detail: Any = None, experiment: str | None = None) -> str:
-    """The line that says a lab command (hold, pause…) was done, with any detail."""
+    """The line that says what a lab command (hold, pause…) did: the worker's word for it if
+    it said one (``paused``, ``pause requested: pending…``), else ``done``."""
     what = f"{action} of {experiment}" if experiment else action
-    return f"lab {lab}: {what} done" + (f" ({detail})" if detail else "")
+    said = worker_said(detail)
+    if said:
+        return f"lab {lab}: {what}: {said}"
+    return f"lab {lab}: {what} done" + (
+        f" ({detail})" if detail and not isinstance(detail, dict) else ""
+    )
+
+
+def worker_said(reply: Any) -> str:
+    """What a worker's reply (or the replies of several experiments) says happened."""
+    if not isinstance(reply, dict):
+        return ""
+    if isinstance(reply.get("experiments"), dict):
+        return "; ".join(
+            f"{k}: {worker_said(v) or 'done'}" for k, v in reply["experiments"].items()
+        )
+    return str(reply.get("note") or reply.get("error") or "")
 
 
 def _since(value: Any) -> str:
@@ -177,6 +194,22 @@ def _reading(value: Any) -> str:
     return str(value)
 
 
+def status_line(status: dict[str, Any]) -> str:
+    """A worker's live status in one line: each running experiment's own state (running,
+    paused) and progress, else the worker's state."""
+    running = status.get("running") or {}
+    if isinstance(running, dict) and running:
+        each = [
+            f"{key} {entry.get('state', '?')} {progress_text(entry.get('progress'))}"
+            for key, entry in running.items()
+        ]
+        return "worker: " + "; ".join(each)
+    line = f"worker {status.get('state')} {status.get('experiment_id') or ''}".rstrip()
+    if status.get("run_uid"):
+        line += f" {progress_text(status.get('progress'))}"
+    return line
+
+
 class EventPrinter:
     """Prints a gateway's live updates, one line each (a document, the worker's status, the
     end); a status line only when it says something new."""
@@ -188,10 +221,7 @@ class EventPrinter:
         if event.kind == "document":
             self.document(*event.document)
         elif event.kind == "status":
-            d = event.data
-            line = f"worker {d.get('state')} {d.get('experiment_id') or ''}".rstrip()
-            if d.get("run_uid"):
-                line += f" {progress_text(d.get('progress'))}"
+            line = status_line(event.data)
             if line != self.last_status:
                 self.last_status = line
                 console.print(line, style="dim", markup=False, highlight=False)
@@ -343,7 +373,9 @@ __all__ = [
     "runs_table",
     "samples_table",
     "show_experiment",
+    "status_line",
     "submitted",
     "verification",
     "when",
+    "worker_said",
 ]
