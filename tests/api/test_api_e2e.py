@@ -4,9 +4,11 @@ new user would, ``remotelab demo`` in one process and the CLI in others."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import queue
+import re
 import signal
 import socket
 import subprocess
@@ -254,6 +256,19 @@ def test_cli_orders_and_steers_through_the_gateway(live):
     assert json.loads(_run("lab", "--json", *alice))["held"] is False
 
 
+def test_watch_through_the_gateway_prints_readings_not_numpy_reprs_and_no_repeats(live):
+    alice = ["--url", live.url, "--token", live.tokens["alice"]]
+    spectra = ["-p", "detectors=thermometer,spectrometer", "-p", "num=5"]
+    shown = _run("submit", "measure", *spectra, "--watch", *alice)
+    assert "array(" not in shown and "\\n" not in shown
+    events = [line for line in shown.splitlines() if line.startswith("event ")]
+    assert len(events) == 5 and all("spectrometer_absorbance=[201 values]" in e for e in events)
+    status = [line for line in shown.splitlines() if line.startswith("worker")]
+    assert all(a != b for a, b in itertools.pairwise(status)), shown  # said once, each
+    counts = [tuple(map(int, m)) for line in status for m in re.findall(r"(\d+)/(\d+)", line)]
+    assert all(done <= total for done, total in counts), shown
+
+
 def test_pause_says_what_happened_and_a_pending_pause_can_be_called_off(live):
     """Through the gateway: a pause at the next checkpoint says it is pending, and a resume
     right after is not refused; an immediate pause says paused, and every side agrees."""
@@ -267,7 +282,12 @@ def test_pause_says_what_happened_and_a_pending_pause_can_be_called_off(live):
         assert "done" not in pending
         resumed = _run("lab", "resume", *manager)  # called off, or resumed if it paused already
         assert "the pending pause was called off" in resumed or "resume done" in resumed
-        _wait(lambda: c.experiment(exp["id"]).state == ExperimentState.running, "it runs on")
+
+        def engine() -> str | None:
+            running = c.reservations()["running"]
+            return running[0].get("re_state") if running else None
+
+        _wait(lambda: engine() == "running", "its RunEngine runs on")
         assert "pause: paused" in _run("lab", "pause", "--immediate", *manager)
         _wait(lambda: c.experiment(exp["id"]).state == ExperimentState.paused, "paused")
         summary = json.loads(_run("lab", "--json", *manager))

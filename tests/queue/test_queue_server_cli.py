@@ -136,7 +136,9 @@ def test_approve_answer_and_steer_on_this_machine(prefect_api, tmp_path, start_w
         resumed = _ok("lab", "resume", *common)  # not refused: called off (or resumed)
         assert "the pending pause was called off" in resumed or "resume done" in resumed
         wait_until(
-            lambda: q.get(long["id"]).state == ExperimentState.running, timeout=30, what="runs on"
+            lambda: [e.get("re_state") for e in q.reservations()["running"]] == ["running"],
+            timeout=30,
+            what="its RunEngine running on",
         )
         assert "pause: paused" in _ok("lab", "pause", "--immediate", *common)
         wait_until(
