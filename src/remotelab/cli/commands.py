@@ -281,4 +281,4 @@ def answer(
         parsed = parse_value(value)
     with user_errors(), open_backend(url, token, lab, local=local, api=api) as side:
         side.answer(experiment_id, parsed)
-    console.print(f"answered {parsed!r}")
+    console.print(f"answered {parsed!r}", markup=False)

@@ -18,6 +18,7 @@ import numpy as np
 import typer
 from rich.console import Group
 from rich.live import Live
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -164,7 +165,9 @@ def plot(run: str, output: Path | None, *, redraw: bool, store_path: Path | None
             try:
                 store.put_plot(uid, png)
             except sqlite3.DatabaseError as exc:  # e.g. a read-only store: still write it
-                err_console.print(f"[yellow]warning:[/] the plot was not kept in the store: {exc}")
+                err_console.print(
+                    f"[yellow]warning:[/] the plot was not kept in the store: {escape(str(exc))}"
+                )
     return write_bytes(output or Path(f"run-{uid[:8]}.png"), png)
 
 
@@ -391,7 +394,7 @@ def watch(
             if live is not None:
                 live.update(view.render())
     except StreamError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
@@ -401,7 +404,9 @@ def watch(
         if as_json:
             print(json.dumps({"event": "end", "data": {"id": experiment, "state": final}}))
         elif view.run_uid is None:
-            console.print(f"experiment {experiment} ended {final} before a run was seen")
+            console.print(
+                f"experiment {experiment} ended {final} before a run was seen", markup=False
+            )
         else:
             console.print(
                 f"experiment {experiment} ended {final}; the stop document of run "

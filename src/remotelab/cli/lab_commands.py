@@ -124,7 +124,7 @@ def _steer(action: str, common: dict[str, Any], **kw: Any) -> None:
     url, token, local, lab, api = (common[k] for k in ("url", "token", "local", "lab", "api"))
     with user_errors(), open_backend(url, token, lab, local=local, api=api) as side:
         done = getattr(side, action)(**kw)
-    console.print(render.done(action, done.lab, done.detail, done.experiment))
+    console.print(render.done(action, done.lab, done.detail, done.experiment), markup=False)
 
 
 def _steering(action: str, doc: str) -> Callable[..., None]:

@@ -76,7 +76,9 @@ def add(
     if as_json:
         render.dump(sub)
     else:
-        console.print(f"subscribed {sub['id']}: {sub['url']} ({', '.join(sub['events'])})")
+        console.print(
+            f"subscribed {sub['id']}: {sub['url']} ({', '.join(sub['events'])})", markup=False
+        )
 
 
 @notify_app.command("list")
@@ -119,7 +121,7 @@ def remove(
     if as_json:
         render.dump(sub)
     else:
-        console.print(f"removed {sub['id']}: {sub['url']}")
+        console.print(f"removed {sub['id']}: {sub['url']}", markup=False)
 
 
 @notify_app.command("test")

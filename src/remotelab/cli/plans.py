@@ -21,6 +21,7 @@ from bluesky.callbacks.core import CallbackBase
 from bluesky.utils import RunEngineInterrupted
 from rich.console import Group
 from rich.live import Live
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -353,10 +354,12 @@ def run_plan(
             )
             raise typer.Exit(130)
         if outcome == "fail":
-            err_console.print(f"[bold red]failed:[/] {error}; the lab is in its safe state")
+            err_console.print(
+                f"[bold red]failed:[/] {escape(str(error))}; the lab is in its safe state"
+            )
             raise typer.Exit(1)
     except SafeStateError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(3) from None
     finally:
         try:

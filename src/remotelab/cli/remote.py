@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import platformdirs
 import typer
+from rich.markup import escape
 
 from remotelab.cli.app import app, console, err_console, user_errors
 from remotelab.cli.backend import Done
@@ -63,7 +64,7 @@ def read_config() -> dict[str, Any]:
     try:
         return tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        err_console.print(f"[yellow]warning:[/] ignoring {path}: {exc}")
+        err_console.print(f"[yellow]warning:[/] ignoring {escape(str(path))}: {escape(str(exc))}")
         return {}
 
 
@@ -101,7 +102,7 @@ def login(
         lines.append(f"lab = {json.dumps(lab)}")
     path.write_text("\n".join(lines) + "\n")
     path.chmod(0o600)
-    console.print(f"logged in as {who['user']} ({who['role']}); saved in {path}")
+    console.print(f"logged in as {who['user']} ({who['role']}); saved in {path}", markup=False)
 
 
 @app.command("whoami")
@@ -112,7 +113,9 @@ def whoami(url: URL = None, token: TOKEN = None, as_json: JSON = False) -> None:
     if as_json:
         dump(who)
     else:
-        console.print(f"{who['user']} ({who['role']}), labs: {', '.join(who['labs']) or 'all'}")
+        console.print(
+            f"{who['user']} ({who['role']}), labs: {', '.join(who['labs']) or 'all'}", markup=False
+        )
 
 
 class RemoteBackend:

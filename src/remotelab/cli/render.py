@@ -14,16 +14,15 @@ from rich.table import Table
 from remotelab.cli.app import console
 
 #: columns that hold an experiment id or a run uid: never wrapped (a folded id cannot be
-#: copied), as wide as a full id
+#: copied); the other columns fold around them
 ID_COLUMNS = frozenset({"id", "uid", "experiment", "holder", "held by"})
-ID_WIDTH = 36
 
 
 def add_columns(table: Table, names: Sequence[str]) -> None:
     """Add columns that fold long text, but those of :data:`ID_COLUMNS`, kept whole."""
     for name in names:
         if name in ID_COLUMNS:
-            table.add_column(name, no_wrap=True, min_width=ID_WIDTH)
+            table.add_column(name, no_wrap=True)
         else:
             table.add_column(name, overflow="fold")
 
@@ -98,7 +97,7 @@ def experiment_line(exp: Any, as_json: bool) -> None:
     if as_json:
         dump(exp)
     else:
-        console.print(f"experiment {exp.id}: {exp.state.value} {exp.message}")
+        console.print(f"experiment {exp.id}: {exp.state.value} {exp.message}", markup=False)
 
 
 def submitted(exp: Any) -> None:
@@ -288,11 +287,17 @@ def lab_summary(summary: dict[str, Any]) -> str:
         + (" (simulated)" if summary["simulated"] else "")
         + (" [bold red]HELD[/]" if summary["held"] else "")
         + f": {summary['workers']} worker(s), {summary['queued']} waiting"
-        + (", running " + ", ".join(f"{e['id']} ({e['plan']})" for e in running) if running else "")
+        + (", running " + ", ".join(_running(e) for e in running) if running else "")
     ]
     lines += [alert_line(a) for a in summary.get("alerts") or []]
     lines += [lost_line(r) for r in summary.get("lost") or []]
     return "\n".join(lines)
+
+
+def _running(exp: dict[str, Any]) -> str:
+    """A running experiment in the lab's summary line: its id, plan and state if not running."""
+    state = exp.get("state")
+    return f"{exp['id']} ({exp['plan']}{'' if state in (None, 'running') else f', {state}'})"
 
 
 def lost_line(record: dict[str, Any]) -> str:
@@ -327,13 +332,13 @@ def verification(result: dict[str, Any]) -> None:
 
 def samples_table(data: list[dict[str, Any]]) -> Table:
     """The lab's samples: where each is, who holds it, whether it is used up (and why)."""
-    table = Table(title="samples")
+    said = any(s.get("live") for s in data)
+    table = Table(title="samples" + ("" if said else " (where the lab file puts them)"))
     add_columns(table, ("sample", "location", "held by", "used up", "description"))
     for s in data:
-        where = str(s.get("location", "")) + ("" if s.get("live", True) else " (lab file)")
         used = s.get("why_consumed") or ("yes" if s.get("consumed") else "")
-        row = (s["id"], where, s.get("held_by") or "", used, s.get("description") or "")
-        table.add_row(*(escape(str(v)) for v in row))
+        row = (s["id"], s.get("location", ""), s.get("held_by") or "", used, s.get("description"))
+        table.add_row(*(escape(str(v or "")) for v in row))
     return table
 
 
