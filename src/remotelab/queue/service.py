@@ -185,7 +185,7 @@ class ExperimentQueue(Editing, Ordering, WorkerControl):
                 priority_tag(prio),
                 f"plan:{plan}",
                 f"submitter:{submitter}",
-                *samples.consumes_tags(consumed),
+                *samples.consumes_tags(definition),
             ],
             work_queue=prio.value,
         )
