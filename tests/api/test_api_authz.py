@@ -212,6 +212,7 @@ CASES = [
     Case("stop", "POST", "/labs/{lab}/stop", at_least("manager", 409)),
     Case("abort", "POST", "/labs/{lab}/abort", at_least("manager", 409), {"reason": "t"}),
     Case("reservations", "GET", "/labs/{lab}/reservations", everyone(200)),
+    Case("samples", "GET", "/labs/{lab}/samples", everyone(200)),
     *(
         Case(
             f"{action} one",
@@ -229,6 +230,7 @@ CASES = [
         "run data", "GET", "/runs/{uid}/data?format=csv", everyone(200), template="/runs/{uid}/data"
     ),
     Case("run plot", "GET", "/runs/{uid}/plot.png", everyone(200)),
+    Case("run verify", "GET", "/runs/{uid}/verify", everyone(200)),
     Case("audit", "GET", "/audit", at_least("manager", 200)),
     Case("users", "GET", "/users", at_least("admin", 200)),
     Case("add user", "POST", "/users", at_least("admin", 201), new_user_body),  # type: ignore[arg-type]
