@@ -130,6 +130,17 @@ def runs(
     console.print(table)
 
 
+def _experiment(store: RunStore, name: str) -> str:
+    """The experiment id ``name`` is, or the one stored experiment whose id starts with it."""
+    ids = {r.experiment_id for r in store.runs() if r.experiment_id}
+    if name in ids or len(name) < 4:
+        return name
+    found = sorted(i for i in ids if i.startswith(name))
+    if len(found) > 1:
+        raise StoreError(f"{name} is the start of {len(found)} experiments' ids: give more of it")
+    return found[0] if found else name
+
+
 def export(
     run: str, fmt: str, out_dir: Path, *, stream: str | None, store_path: Path | None
 ) -> list[Path]:
@@ -143,7 +154,7 @@ def export(
         try:
             uids = [store.resolve(run)]
         except RunNotFound:
-            uids = [r.uid for r in store.runs(experiment_id=run)]
+            uids = [r.uid for r in store.runs(experiment_id=_experiment(store, run))]
             if not uids:
                 raise
         paths: list[Path] = []
