@@ -145,6 +145,8 @@ def test_experiments_go_by_a_unique_prefix_of_their_id_on_both_sides(site, url, 
         assert moved.exit_code == 0 and exp.id in moved.output, moved.output
         short = runner.invoke(app, ["show", exp.id[:3], *side])
         assert short.exit_code == 2 and f"no experiment {exp.id[:3]}" in short.output
+    with LocalBackend(site.lab.source, api=prefect_api) as local:  # watch follows the full id
+        assert local._full_id(prefix) == exp.id and local._full_id("E-x") == "E-x"
     with RemoteBackend(Client(url, site.tokens["manager"], lab=site.name)) as side:
         assert side.cancel(prefix).state == ExperimentState.cancelled
     # a table keeps whole ids, however narrow the terminal

@@ -213,8 +213,24 @@ class LocalBackend:
         if experiment_id is None:
             raise CommandLineError("on this machine, watch needs an experiment id")
         data.watch(
-            experiment_id, stream=self.stream, timeout=timeout, rows=self.rows, as_json=as_json
+            self._full_id(experiment_id),
+            stream=self.stream,
+            timeout=timeout,
+            rows=self.rows,
+            as_json=as_json,
         )
+
+    def _full_id(self, experiment_id: str) -> str:
+        """The full id a prefix names, as the queue says; as given if the queue knows none or
+        cannot be asked (the stream alone needs no Prefect; watch then says it did not start)."""
+        import httpx
+
+        if len(experiment_id) >= 36:
+            return experiment_id
+        try:
+            return self.queue.get(experiment_id).id
+        except (QueueError, httpx.HTTPError, OSError):
+            return experiment_id
 
     def plans(self, name: str | None, *, as_json: bool) -> None:
         from remotelab.cli import plans
