@@ -150,15 +150,17 @@ def demo(tmp: Path, write_slots: int) -> Iterator[tuple[str, dict[str, str]]]:
         text=True,
     )
     tokens: dict[str, str] = {}
+    said: list[str] = []
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
+            said.append(line)
             if line.startswith(("manager token:", "researcher token:")):
                 tokens[line.split()[0]] = line.split()[-1]
             if line.startswith("ready"):
                 break
         else:
-            raise SystemExit("remotelab demo did not start")
+            raise SystemExit("remotelab demo did not start:\n" + "".join(said[-40:]))
         threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
         yield f"http://127.0.0.1:{port}", tokens
     finally:

@@ -24,6 +24,14 @@ TINY: dict[str, tuple[list[str], list[str]]] = {
         ["--clients", "2", "--each", "2", "--lists", "1"],
         ["accepted: 4", "submissions per second", "submit latency", "lost: 0", "list 4 of"],
     ),
+    "lab_check.py": (
+        ["--rounds", "1"],
+        [
+            "remotelab check serial-sim.yaml: checks",
+            "remotelab check sim.yaml: checks",
+            "all passed",
+        ],
+    ),
     "optimize_vs_random.py": (
         ["--budget", "1", "--seeds", "1"],
         ["budget 1 experiments", "tpe", "random", "mean best", "within 0.03"],

@@ -498,7 +498,18 @@ class Client:
 
     # -- audit, users, tokens ----------------------------------------------------------------
     def audit(self, **filters: Any) -> list[dict[str, Any]]:
+        """Audit entries, newest first (filters: ``lab``, ``actor``, ``action``, ``since``,
+        ``limit``, ``offset``); managers."""
         return self._get("/audit", **filters)
+
+    def audit_head(self) -> dict[str, Any]:
+        """``{"head": …}``: the hash of the audit log's newest row."""
+        return self._get("/audit/head")
+
+    def verify_audit(self, head: str | None = None) -> dict[str, Any]:
+        """Walk the audit log's hash chain (``ok``, ``first_bad``, ``problem``, ``head``);
+        ``head``: also check that a head recorded earlier is still in the chain."""
+        return self._get("/audit/verify", head=head)
 
     def users(self) -> list[dict[str, Any]]:
         return self._get("/users")

@@ -40,6 +40,19 @@ class Settings(BaseSettings):
         None,
         description="Prefect API of the queue (else $PREFECT_API_URL, else the embedded server).",
     )
+    prefect_auth_string: str | None = Field(
+        None,
+        description="The Prefect API's auth string (else $PREFECT_API_AUTH_STRING, else the "
+        "embedded server's, kept in <data dir>/prefect/api_auth_string).",
+    )
+    max_body: int = Field(
+        1 << 20,
+        ge=1024,
+        description="Largest request body (bytes) the gateway takes; larger ones get 413.",
+    )
+    max_json_depth: int = Field(
+        32, ge=4, le=512, description="Deepest nesting of a JSON body the gateway takes (422)."
+    )
     retry_cap: float = Field(
         15.0,
         gt=0,

@@ -232,6 +232,8 @@ CASES = [
     Case("run plot", "GET", "/runs/{uid}/plot.png", everyone(200)),
     Case("run verify", "GET", "/runs/{uid}/verify", everyone(200)),
     Case("audit", "GET", "/audit", at_least("manager", 200)),
+    Case("audit head", "GET", "/audit/head", at_least("manager", 200)),
+    Case("audit verify", "GET", "/audit/verify", at_least("manager", 200)),
     Case("users", "GET", "/users", at_least("admin", 200)),
     Case("add user", "POST", "/users", at_least("admin", 201), new_user_body),  # type: ignore[arg-type]
     Case(

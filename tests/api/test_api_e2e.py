@@ -119,6 +119,13 @@ def test_approval_flow_and_audit(live):
             ("alice", "experiment.approve", 403),
             ("alice", "experiment.submit", 201),
         ]
+        # the provenance of a run names the audit chain's head as the gateway accepted it
+        before = manager.audit(limit=1)[0]["hash"]
+        second = researcher.submit("measure", MEASURE)
+        (uid,) = second.wait(timeout=60).run_uids
+        assert manager.run(uid)["start"]["audit_head"] == before
+        report = manager.verify_audit(head=before)
+        assert report["ok"] is True and report["head_found"] is True
 
 
 def test_client_edits_a_waiting_experiment_and_the_worker_runs_the_edit(live):
@@ -364,7 +371,7 @@ def test_demo_then_cli_submit_watch_export(tmp_path):
             if line.startswith(("manager token:", "researcher token:")):
                 tokens[line.split()[0]] = line.split()[-1]
             if line.startswith("Prefect UI:"):
-                prefect_ui = line.split()[-1]
+                prefect_ui = line.split()[2]  # then where its auth string is
             if line.startswith("dashboard:"):
                 dashboard = line.split()[1]
         url = f"http://127.0.0.1:{port}"

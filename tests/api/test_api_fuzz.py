@@ -63,3 +63,32 @@ def test_fuzz(api_schema, fuzz_site, method, path):
         case.call_and_validate(headers=headers, checks=CHECKS)
 
     check()
+
+
+BODY_OPERATIONS = [(m, p) for m, p in OPERATIONS if m in ("POST", "PATCH", "PUT")]
+HOSTILE_BODIES = {
+    "oversized": b'{"reason": "' + b"y" * (2 << 20) + b'"}',
+    "deep": b'{"params": ' + b'{"x": ' * 900 + b"1" + b"}" * 901,
+    "non-finite": b'{"params": {"num": NaN}, "reason": Infinity, "value": -Infinity}',
+    "bidi": '{"reason": "ok\u202e", "name": "a\\u0000b"}'.encode(),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE_BODIES))
+def test_hostile_bodies_get_4xx_everywhere_and_the_audit_log_still_reads(fuzz_site, kind):
+    """Every operation that takes a body answers an oversized, deeply nested, non-finite or
+    bidi-laden one with 4xx (413/422), never 5xx; the audit log stays readable after."""
+    headers = {**fuzz_site.headers("admin"), "content-type": "application/json"}
+    for method, path in BODY_OPERATIONS:
+        url = path.format(
+            lab=fuzz_site.name, experiment_id="0" * 8, name="nobody", subscription_id="x",
+            user="nobody", token_id="x", uid=fuzz_site.run_uid,
+        )  # fmt: skip
+        answer = fuzz_site.client.request(
+            method, url, content=HOSTILE_BODIES[kind], headers=headers
+        )
+        expected = 413 if kind == "oversized" else 422  # refused before any route
+        assert answer.status_code == expected, (method, path, answer.status_code, answer.text)
+        assert answer.json()["detail"]
+    audit = fuzz_site.client.get("/api/v1/audit?limit=500", headers=fuzz_site.headers("admin"))
+    assert audit.status_code == 200

@@ -159,3 +159,23 @@ def test_an_unknown_kind_is_refused_at_once(tmp_path):
     with pytest.raises(ValueError, match="no handler"):
         box.put("a", "nonsense", {})
     box.close()
+
+
+def test_an_outcome_held_for_its_start_is_due_at_once_for_the_worker_that_adopts_it(tmp_path):
+    """A worker killed while it waited for a run's Running state: the record it put with a
+    delay is delivered by the next worker at start-up, not after the delay."""
+    path = tmp_path / "o.sqlite"
+    code = (
+        "import sys; sys.path[:0] = sys.argv[2:];"
+        "from test_outbox import Receiver, outbox;"
+        "box = outbox(sys.argv[1], Receiver(), owner='dead');"
+        "box.put('a', 'state', {'name': 'held'}, delay=3600); import os; os._exit(9)"
+    )
+    here = str(__import__("pathlib").Path(__file__).parent)
+    subprocess.run([sys.executable, "-c", code, str(path), here, *sys.path], check=False)
+    rx = Receiver()
+    box = outbox(path, rx, owner="w2")
+    assert box.adopt() == 1
+    assert box.flush(5)  # delivers only what is due: the adopted record is
+    assert rx.got == [("state", {"name": "held"})]
+    box.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -214,3 +215,46 @@ def test_the_announcement_says_where_and_what(fake, worker):
     (me,) = [a for a in fake.workers() if a.id == "w1"]
     assert me.pid == os.getpid() and me.host == socket.gethostname()
     assert me.control == worker.control.endpoint and me.current is None
+
+
+def test_a_plan_that_ends_before_its_start_is_told_has_its_outcome_on_disk_first(
+    lab, q, fake, registry, tmp_path
+):
+    """A short plan can end before Prefect has taken its Running state: its outcome is in the
+    outbox on disk before the worker waits for that, so a worker killed meanwhile leaves it for
+    the next one (which delivers it at once) instead of an experiment marked crashed."""
+    w = LabWorker(
+        lab, prefect=fake, registry=registry, worker_id="w1", poll_interval=60.0,
+        outbox=tmp_path / "outbox.sqlite",
+    )  # fmt: skip
+    gate, told = threading.Event(), threading.Event()
+    start = w.claimer.start
+
+    def slow_start(run_id, *, settle=True):
+        told.set()
+        assert gate.wait(30)
+        return start(run_id, settle=settle)
+
+    w.claimer.start = slow_start
+    w.start()
+    try:
+        exp = q.submit("measure", MEASURE, submitter="ada")
+        assert w.start_next() is not None
+        assert told.wait(30)
+        deadline = time.monotonic() + 30
+        while not [r for r in w.recorder.outbox.pending() if r.kind == "state"]:
+            assert time.monotonic() < deadline, "the outcome never reached the outbox"
+            time.sleep(0.01)
+        (record,) = [r for r in w.recorder.outbox.pending() if r.kind == "state"]
+        assert record.experiment == exp.id and record.payload["state"]["type"] == "COMPLETED"
+        assert fake.history(exp.id)[-1].type.value == "PENDING"  # claimed, not yet Running
+        gate.set()
+        deadline = time.monotonic() + 30
+        while q.get(exp.id).state != ExperimentState.completed:
+            assert time.monotonic() < deadline, "the outcome was not delivered after the start"
+            time.sleep(0.01)
+        types = [s.type.value for s in fake.history(exp.id)]
+        assert types[-2:] == ["RUNNING", "COMPLETED"]
+    finally:
+        gate.set()
+        w.close()

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 
 from remotelab.api.auth import AuthStore
+from remotelab.api.bounds import InputBounds
 from remotelab.api.dashboard import install_dashboard
 from remotelab.api.deps import AuditRecord, audited, get_gateway, principal, registry_role
 from remotelab.api.errors import install_handlers
@@ -25,6 +26,7 @@ from remotelab.api.gateway import Gateway, LabService
 from remotelab.api.live import LiveHub
 from remotelab.api.routes import router
 from remotelab.api.watchers import lost_worker_watchers
+from remotelab.settings import get_settings
 from remotelab.version import __version__
 
 if TYPE_CHECKING:
@@ -91,6 +93,8 @@ def create_app(
     )
     app.state.gateway = gateway
     install_handlers(app)
+    settings = get_settings()
+    app.add_middleware(InputBounds, max_body=settings.max_body, max_depth=settings.max_json_depth)
     app.include_router(router, prefix=API_PREFIX)
     install_dashboard(app)
     return app

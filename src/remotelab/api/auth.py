@@ -12,7 +12,9 @@ has a role:
 - ``admin``: everything on every lab, plus users and tokens.
 
 A user may be limited to some labs (``labs``); an empty list means every lab.
-The audit log is append-only: triggers in the database refuse updates and deletes.
+The audit log is append-only: triggers in the database refuse updates and deletes, and each
+row is chained to the one before it by hash (:mod:`remotelab.api.audit_chain`), so a change
+made around the triggers is found by :meth:`AuthStore.verify_audit`.
 """
 
 from __future__ import annotations
@@ -31,6 +33,15 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from remotelab.api.audit_chain import (
+    CONTENT,
+    GENESIS,
+    MAX_DETAIL_CHARS,
+    ChainReport,
+    bounded_detail,
+    row_hash,
+    verify_rows,
+)
 from remotelab.errors import (
     AccountError,
     AccountExistsError,
@@ -111,6 +122,7 @@ class AuditEntry(BaseModel):
     client: str = ""
     status: int = Field(description="HTTP status the action ended with")
     detail: dict[str, Any] = Field(default_factory=dict)
+    hash: str = Field("", description="the row's hash in the audit chain (empty: before it)")
 
 
 @dataclass(frozen=True)
@@ -162,7 +174,9 @@ CREATE TABLE IF NOT EXISTS audit (
     lab TEXT NOT NULL DEFAULT '',
     client TEXT NOT NULL DEFAULT '',
     status INTEGER NOT NULL,
-    detail TEXT NOT NULL DEFAULT '{}'
+    detail TEXT NOT NULL DEFAULT '{}',
+    prev_hash TEXT NOT NULL DEFAULT '',
+    hash TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS audit_actor ON audit(actor);
 CREATE INDEX IF NOT EXISTS audit_lab ON audit(lab);
@@ -171,6 +185,24 @@ BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 """
+
+
+def _add_chain_columns(conn: sqlite3.Connection) -> None:
+    """Give an audit table from before the hash chain its two columns (its rows stay
+    unchained; new rows chain after them)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(audit)")}
+    for column in ("prev_hash", "hash"):
+        if column not in columns:
+            conn.execute(f"ALTER TABLE audit ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
+
+
+def _detail(text: str) -> dict[str, Any]:
+    """A stored detail read back; a row that is not a JSON object reads as its text."""
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return {"unreadable": text[:MAX_DETAIL_CHARS]}
+    return value if isinstance(value, dict) else {"value": value}
 
 
 def hash_token(token: str) -> str:
@@ -196,6 +228,7 @@ class AuthStore:
             )
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.executescript(SCHEMA)
+            _add_chain_columns(self._conn)
         except (OSError, sqlite3.DatabaseError) as exc:
             raise AccountError(f"cannot open the user database {self.path}: {exc}") from None
         self._lock = threading.RLock()
@@ -363,22 +396,50 @@ class AuthStore:
         client: str = "",
         detail: dict[str, Any] | None = None,
     ) -> None:
-        """Append one entry to the audit log."""
-        self._q(
-            "INSERT INTO audit (time, actor, role, action, target, lab, client, status, detail) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                time.time(),
-                actor,
-                role,
-                action,
-                target,
-                lab,
-                client,
-                int(status),
-                json.dumps(detail or {}, default=str),
-            ),
-        )
+        """Append one entry to the audit log, chained to the one before it (its detail
+        bounded: :func:`~remotelab.api.audit_chain.bounded_detail`)."""
+        text = bounded_detail(detail)
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")  # one writer links at a time, across processes
+            try:
+                last = self._conn.execute(
+                    "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
+                ).fetchone()
+                seq = (last[0] if last else 0) + 1
+                prev = (last[1] if last else "") or GENESIS
+                content = dict(
+                    seq=seq,
+                    time=time.time(),
+                    actor=actor,
+                    role=role,
+                    action=action,
+                    target=target,
+                    lab=lab,
+                    client=client,
+                    status=int(status),
+                    detail=text,
+                )
+                self._conn.execute(
+                    f"INSERT INTO audit ({', '.join(CONTENT)}, prev_hash, hash) "
+                    f"VALUES ({', '.join('?' * (len(CONTENT) + 2))})",
+                    (*(content[key] for key in CONTENT), prev, row_hash(prev, content)),
+                )
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def audit_head(self) -> str:
+        """The hash of the newest row of the audit log (empty if none is chained)."""
+        rows = self._q("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1")
+        return str(rows[0][0]) if rows else ""
+
+    def verify_audit(self, *, expect_head: str | None = None) -> ChainReport:
+        """Walk the audit log's hash chain: the first row changed, deleted or out of order."""
+        with self._lock:
+            cursor = self._conn.cursor()
+            cursor.execute(f"SELECT {', '.join(CONTENT)}, prev_hash, hash FROM audit ORDER BY seq")
+            return verify_rows(cursor, expect_head=expect_head)
 
     def audit(
         self,
@@ -408,7 +469,8 @@ class AuthStore:
             where.append("time>=?")
             args.append(since)
         sql = (
-            "SELECT seq, time, actor, role, action, target, lab, client, status, detail FROM audit"
+            "SELECT seq, time, actor, role, action, target, lab, client, status, detail, hash "
+            "FROM audit"
         )
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -425,7 +487,8 @@ class AuthStore:
                 lab=r[6],
                 client=r[7],
                 status=r[8],
-                detail=json.loads(r[9]),
+                detail=_detail(r[9]),
+                hash=r[10],
             )
             for r in self._q(sql, tuple(args))
         ]

@@ -253,9 +253,16 @@ class TokenCreate(_Body):
     description: str = Field("", max_length=200)
 
 
+class AuditHead(BaseModel):
+    """The newest row of the audit log's hash chain."""
+
+    head: str = Field(description="its hash (empty: no chained row yet)")
+
+
 __all__ = [
     "AbortRequest",
     "AnswerRequest",
+    "AuditHead",
     "CancelRequest",
     "Control",
     "DeviceStatus",

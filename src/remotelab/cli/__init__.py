@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from remotelab.cli import audit as _audit  # noqa: F401  (registers commands)
 from remotelab.cli import check as _check  # noqa: F401  (registers commands)
 from remotelab.cli import commands as _commands  # noqa: F401  (registers commands)
 from remotelab.cli import data as _data  # noqa: F401  (registers commands)

@@ -184,7 +184,13 @@ def demo(
                 f"gateway:          {site.url}/api/v1   (API explorer: {site.url}/docs)",
                 soft_wrap=True,
             )
-            console.print(f"Prefect UI:       {site.prefect.ui_url}")
+            from remotelab.queue.server import AUTH_FILE
+
+            console.print(
+                f"Prefect UI:       {site.prefect.ui_url}  (its auth string is in "
+                f"{site.prefect.home / AUTH_FILE})",
+                markup=False,
+            )
             for line in stream_lines(site.proxy.in_address, site.proxy.out_address):
                 console.print(line, soft_wrap=True)
             console.print(f"manager token:    {manager}", soft_wrap=True)

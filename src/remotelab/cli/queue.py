@@ -85,6 +85,7 @@ def server(
     remote gateway (HTTP API and dashboard) in front of them (--no-gateway: not)."""
     from remotelab.cli.gateway import build_gateway, serve_gateway
     from remotelab.queue import PrefectServer, connect, ensure_lab
+    from remotelab.queue.server import AUTH_FILE
     from remotelab.settings import data_dir
 
     with user_errors():
@@ -109,6 +110,11 @@ def server(
             if embedded is not None:
                 console.print(f"Prefect API {api}  (UI {embedded.ui_url})")
                 console.print(f"export REMOTELAB_PREFECT_API_URL={api}")
+                console.print(
+                    f"its auth string (for workers on other hosts, and the UI's login) is in "
+                    f"{embedded.home / AUTH_FILE}: export PREFECT_API_AUTH_STRING=…",
+                    markup=False,
+                )
             if gateway:
                 app_, names = build_gateway(lab_files or None, api, None, simulate=simulate)
                 serve_gateway(app_, gateway_host, gateway_port, names)  # until SIGINT/SIGTERM

@@ -3,7 +3,9 @@
 Every run a registered plan makes carries ``experiment_id``, ``submitter``, ``lab``,
 ``plan_name``, ``plan_params`` (as submitted), ``plan_params_resolved`` (with defaults
 filled), ``sample_ids``, ``remotelab_version`` and ``device_config`` (a snapshot of
-the configuration of the devices the plan uses), so a run can be traced and repeated.
+the configuration of the devices the plan uses), so a run can be traced and repeated. A run
+of an experiment accepted by the gateway also carries ``audit_head``: the hash of the audit
+log's newest row at that moment (``remotelab audit verify --head`` checks it is still there).
 """
 
 from __future__ import annotations

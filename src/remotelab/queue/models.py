@@ -4,7 +4,8 @@ An experiment *is* a flow run of the lab's deployment. remotelab keeps its field
 
 - ``parameters``: ``plan``, ``params``, ``submitter``, ``role``, ``devices`` (what the plan
   will drive, as the registry computed it on submission or the last edit), and ``edits`` (who
-  changed ``params`` while it waited, when, and what they were before);
+  changed ``params`` while it waited, when, and what they were before), and ``audit_head``
+  (the gateway's audit-log head when it accepted the submission);
 - tags: ``lab:<lab>``, ``priority:<priority>``, ``plan:<plan>``, ``submitter:<name>``;
 - labels: ``remotelab.run_uids``, ``remotelab.exit_status``, ``remotelab.worker``;
 - state names and messages: ``AwaitingApproval``, ``AwaitingOperator`` (with the question), the
@@ -156,6 +157,11 @@ class Experiment(BaseModel):
         default_factory=list,
         description="the devices its plan drives (computed by the lab's registry on submission)",
     )
+    audit_head: str = Field(
+        "",
+        description="the gateway's audit-log head hash when it accepted the submission "
+        "(empty: not submitted through a gateway)",
+    )
     waiting_for: str | None = Field(
         None,
         description="why it waits, as the lab's worker says (e.g. 'waiting for heater, held by "
@@ -209,6 +215,7 @@ class Experiment(BaseModel):
             worker=None if editing else recorded.worker,
             edits=list(params.get("edits") or []),
             devices=[str(d) for d in params.get("devices") or []],
+            audit_head=str(params.get("audit_head") or ""),
         )
         exp._held_for_edit = editing
         return exp

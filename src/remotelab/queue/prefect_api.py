@@ -35,6 +35,7 @@ PARAMETER_SCHEMA: dict[str, Any] = {
         "role": {"title": "role", "type": "string", "position": 3},
         "edits": {"title": "edits", "type": "array", "position": 4},
         "devices": {"title": "devices", "type": "array", "position": 5},
+        "audit_head": {"title": "audit_head", "type": "string", "position": 6},
     },
     "required": ["plan"],
 }
@@ -103,6 +104,23 @@ def unreachable(exc: BaseException) -> bool:
     return False
 
 
+def auth_string() -> str | None:
+    """The Prefect API's auth string for remotelab's clients: ``PREFECT_API_AUTH_STRING``,
+    else ``REMOTELAB_PREFECT_AUTH_STRING``, else the one the embedded server of this
+    machine's data directory keeps (``<data dir>/prefect/api_auth_string``), else none."""
+    from remotelab.settings import get_settings
+
+    settings = get_settings()
+    given = os.environ.get("PREFECT_API_AUTH_STRING") or settings.prefect_auth_string
+    if given:
+        return given
+    kept = settings.data_dir / "prefect" / "api_auth_string"
+    try:
+        return kept.read_text().strip() or None
+    except OSError:
+        return None
+
+
 def connect(api_url: str | None = None) -> SyncPrefectClient:
     """An open synchronous Prefect client for ``api_url`` (default: from the environment).
 
@@ -113,7 +131,7 @@ def connect(api_url: str | None = None) -> SyncPrefectClient:
         settings["transport"] = BusyRetryTransport()
     client = SyncPrefectClient(
         resolve_api_url(api_url),
-        auth_string=os.environ.get("PREFECT_API_AUTH_STRING") or None,
+        auth_string=auth_string(),
         api_key=os.environ.get("PREFECT_API_KEY") or None,
         httpx_settings=settings,
     )

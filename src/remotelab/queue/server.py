@@ -1,5 +1,11 @@
 """The embedded Prefect server: ``prefect server start`` on SQLite under remotelab's data directory.
 
+Its API is closed to anyone without its auth string (Prefect's own
+``PREFECT_SERVER_API_AUTH_STRING``): generated at the first start, kept in ``api_auth_string``
+in the server's home (mode 0600), and passed to remotelab's Prefect clients (see
+:func:`auth_string`); cross-origin requests are allowed from the server's own UI only and
+Prefect's CSRF protection is on.
+
 For a real deployment point remotelab at an existing Prefect API (PostgreSQL-backed) instead;
 :func:`prefect_env` gives the settings either way.
 """
@@ -8,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -30,6 +37,28 @@ EMBEDDED_SERVER_SETTINGS = {
     "PREFECT_UI_ENABLED": "true",
     "PREFECT_LOGGING_LEVEL": "WARNING",
 }
+
+
+#: the file in a server's home holding its API auth string
+AUTH_FILE = "api_auth_string"
+
+
+def load_or_make_auth_string(home: Path) -> str:
+    """The auth string of the server whose home is ``home``: ``PREFECT_API_AUTH_STRING`` if
+    set (every server of this process and its clients then share it), else the one kept in
+    its home, else a new random one, kept there readable by this user only (0600)."""
+    given = os.environ.get("PREFECT_API_AUTH_STRING")
+    if given:
+        return given
+    path = home / AUTH_FILE
+    if path.exists():
+        return path.read_text().strip()
+    home.mkdir(parents=True, exist_ok=True)
+    made = f"remotelab:{secrets.token_urlsafe(32)}"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(made + "\n")
+    return made
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -70,12 +99,18 @@ class PrefectServer:
         host: str = "127.0.0.1",
         port: int | None = None,
         log: Path | str | None = None,
+        auth_string: str | None = None,
+        cors_origins: str | None = None,
     ):
         self.home = Path(home)
         self.host = host
         self.port = port or free_port(host)
         self.log = Path(log) if log else self.home / "server.log"
         self.proc: subprocess.Popen | None = None
+        #: what every client must send (HTTP Basic); see :func:`load_or_make_auth_string`
+        self.auth_string = auth_string or load_or_make_auth_string(self.home)
+        #: the web origins allowed to call the API from a browser (default: its own UI)
+        self.cors_origins = cors_origins or self.ui_url
 
     @property
     def api_url(self) -> str:
@@ -94,10 +129,22 @@ class PrefectServer:
             "PREFECT_API_URL": self.api_url,
             "PREFECT_SERVER_API_HOST": self.host,
             "PREFECT_SERVER_API_PORT": str(self.port),
+            "PREFECT_SERVER_API_AUTH_STRING": self.auth_string,
+            "PREFECT_API_AUTH_STRING": self.auth_string,  # its own services' client
+            "PREFECT_SERVER_CORS_ALLOWED_ORIGINS": self.cors_origins,
+            "PREFECT_SERVER_CSRF_PROTECTION_ENABLED": "true",
         }
 
+    def client_env(self) -> dict[str, str]:
+        """What a remotelab process needs to use this server: its API URL and auth string."""
+        return {"PREFECT_API_URL": self.api_url, "PREFECT_API_AUTH_STRING": self.auth_string}
+
     def start(self, timeout: float = 90.0) -> PrefectServer:
+        """Start the server and wait until it answers. This process's Prefect clients (and
+        the processes it starts) get its auth string through ``PREFECT_API_AUTH_STRING``
+        unless that is set already."""
         self.home.mkdir(parents=True, exist_ok=True)
+        os.environ.setdefault("PREFECT_API_AUTH_STRING", self.auth_string)
         out = open(self.log, "ab")  # noqa: SIM115 (kept open for the child's lifetime)
         self.proc = subprocess.Popen(
             [

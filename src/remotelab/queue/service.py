@@ -145,8 +145,12 @@ class ExperimentQueue(Editing, Ordering, WorkerControl):
         submitter: str,
         role: str = "researcher",
         priority: Priority | str = Priority.normal,
+        audit_head: str = "",
     ) -> Experiment:
-        """Validate and queue an experiment; it waits for approval if the lab requires it."""
+        """Validate and queue an experiment; it waits for approval if the lab requires it.
+
+        ``audit_head``: the gateway's audit-log head hash as it accepts the submission,
+        recorded in the provenance of the experiment's runs."""
         params = dict(params or {})
         try:
             prio = Priority(priority)
@@ -178,6 +182,7 @@ class ExperimentQueue(Editing, Ordering, WorkerControl):
                 "submitter": submitter,
                 "role": role,
                 "devices": devices_of(validated),
+                **({"audit_head": audit_head} if audit_head else {}),
             },
             state,
             tags=[

@@ -145,7 +145,8 @@ def remotelab_prefect(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pref
         PrefectServer(tmp_path_factory.mktemp("remotelab-prefect")) as server,
         pytest.MonkeyPatch.context() as env,
     ):
-        env.setenv("PREFECT_API_URL", server.api_url)
+        for name, value in server.client_env().items():
+            env.setenv(name, value)
         yield server
 
 

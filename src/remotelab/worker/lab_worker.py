@@ -491,15 +491,14 @@ class LabWorker(LaneViews):
         ended = lane.runner.run(run)
         lane.questions.clear()
         starting = self._starting.pop(exp_id, None)
-        if starting is not None:
-            wait([starting])
         try:
             own = None
             if len(self.lanes) > 1:  # the others' devices stay as they are
                 need = lane.booking.need
                 held = {d for d in need.shared if self.book.holder_of(d) in (None, exp_id)}
                 own = need.devices | held
-            lane.last = self.recorder.finish(ended, own)
+            started = None if starting is None else (lambda: wait([starting]))
+            lane.last = self.recorder.finish(ended, own, started=started)
             self.faults.after(lane.last, ended.error)
             self.notices.ended(lane.last)
             return lane.last

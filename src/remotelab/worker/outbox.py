@@ -139,7 +139,7 @@ class Outbox:
 
     def adopt(self) -> int:
         """Take over the records of this scope's workers whose process has ended on this
-        host (a worker killed before it delivered them); how many."""
+        host (a worker killed before it delivered them), due at once; how many."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT DISTINCT owner, pid FROM outbox WHERE scope = ? AND owner != ?",
@@ -150,15 +150,23 @@ class Outbox:
         for owner, pid in dead:
             with self._lock, self._db:
                 cur = self._db.execute(
-                    "UPDATE outbox SET owner = ?, pid = ?"
+                    "UPDATE outbox SET owner = ?, pid = ?, due = MIN(due, ?)"
                     " WHERE scope = ? AND owner = ? AND pid = ?",
-                    (self.owner, os.getpid(), self.scope, owner, pid),
+                    (self.owner, os.getpid(), time.time(), self.scope, owner, pid),
                 )
                 adopted += cur.rowcount
             log.warning("outbox: took over %d record(s) of ended worker %s", cur.rowcount, owner)
         if adopted:
             self._wake.set()
         return adopted
+
+    def due_now(self, seq: int) -> None:
+        """Make record ``seq`` due now (it was put with a delay that no longer applies)."""
+        with self._lock, self._db:
+            self._db.execute(
+                "UPDATE outbox SET due = MIN(due, ?) WHERE seq = ?", (time.time(), seq)
+            )
+        self._wake.set()
 
     # -- reading ---------------------------------------------------------------------------
     def pending(self, *, undeliverable: bool = False) -> list[Record]:

@@ -30,6 +30,9 @@ from remotelab.worker.running import Ended
 
 #: seconds a post-run record waits before it is written (see :meth:`Recorder._post_loop`)
 RECORD_DELAY = 0.2
+#: an outcome waiting for its run's Running state is not delivered by the background before
+#: this (it is made due as soon as the start is done; a worker that adopts it, at once)
+UNTIL_STARTED = 60.0
 
 log = logging.getLogger("remotelab.worker")
 
@@ -102,10 +105,18 @@ class Recorder:
         logs = [LogCreate.model_validate(entry) for entry in payload["logs"]]
         self.prefect.record(payload["run"], payload["summary"], payload["description"], logs)
 
-    def finish(self, ended: Ended, devices: Iterable[str] | None = None) -> Experiment:
+    def finish(
+        self,
+        ended: Ended,
+        devices: Iterable[str] | None = None,
+        *,
+        started: Callable[[], Any] | None = None,
+    ) -> Experiment:
         """Record an ended experiment: outcome, safe state, labels, final state, summary.
 
         An experiment that did not complete leaves ``devices`` safe (None: the whole lab).
+        ``started``: waits until the run's Running state was proposed (a short plan may end
+        first); the outcome is on disk before that wait and told to Prefect after it.
         """
         current = ended.current
         exp = current.exp
@@ -137,8 +148,14 @@ class Recorder:
         labels = run_labels(self.worker_id, current.uids, outcome.exit_status)
         # on disk first: the outcome is Prefect's as soon as it can be, whatever happens
         seq = self.outbox.put(
-            exp.id, "state", {"run": exp.id, "state": state.model_dump(mode="json")}
+            exp.id,
+            "state",
+            {"run": exp.id, "state": state.model_dump(mode="json")},
+            delay=0.0 if started is None else UNTIL_STARTED,
         )
+        if started is not None:
+            started()
+            self.outbox.due_now(seq)
         if self.outbox.link.reachable:
             self.outbox.deliver(seq)  # at once; if not, from the outbox when Prefect is back
         text = summary(

@@ -142,6 +142,8 @@ class Runner:
         }
         if exp.edits:
             md["edits"] = exp.edits
+        if exp.audit_head:
+            md["audit_head"] = exp.audit_head
         plan = registry.build(validated, self.lab, md=md)
         if self._allowed is not None:  # several plans share the lab: each drives only its own
             plan = guard(plan, self._allowed, self.lab, exp.id)

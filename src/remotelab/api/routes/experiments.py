@@ -96,6 +96,7 @@ def submit_experiment(
             submitter=who.user,
             role=registry_role(who),
             priority=body.priority,
+            audit_head=gw.auth.audit_head(),
         )
     rec.target, rec.status = exp.id, 201
     return exp

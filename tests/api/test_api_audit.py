@@ -1,0 +1,49 @@
+"""The audit chain through the gateway: a manager reads its head and verifies it; a row
+changed behind the gateway's back is named; a submission records the head it was accepted
+under."""
+
+from __future__ import annotations
+
+import sqlite3
+
+
+def test_gateway_verifies_the_chain_and_names_a_changed_row(site):
+    as_manager = site.headers("manager")
+    site.client.post(f"/api/v1/labs/{site.name}/hold", headers=as_manager)
+    site.client.post(f"/api/v1/labs/{site.name}/release", headers=as_manager)
+    head = site.client.get("/api/v1/audit/head", headers=as_manager).json()["head"]
+    report = site.client.get("/api/v1/audit/verify", headers=as_manager).json()
+    assert report["ok"] is True and report["head"] == head
+    checked = site.client.get(f"/api/v1/audit/verify?head={head}", headers=as_manager).json()
+    assert checked["head_found"] is True
+    bad_head = site.client.get("/api/v1/audit/verify?head=nothex", headers=as_manager)
+    assert bad_head.status_code == 422
+    # the newest entries carry their hash
+    (newest,) = site.client.get("/api/v1/audit?limit=1", headers=as_manager).json()
+    assert newest["hash"] == head
+
+
+def test_a_submission_records_the_head_it_was_accepted_under(site):
+    before = site.auth.audit_head()
+    response = site.client.post(
+        f"/api/v1/labs/{site.name}/experiments",
+        json={"plan": "measure", "params": {"detectors": ["thermometer"], "num": 1}},
+        headers=site.headers("researcher"),
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["audit_head"] == before
+    assert site.auth.audit_head() != before  # its own row came after
+
+
+def test_tampering_behind_the_gateway_is_reported(site, tmp_path):
+    as_manager = site.headers("manager")
+    site.client.post(f"/api/v1/labs/{site.name}/hold", headers=as_manager)
+    site.client.post(f"/api/v1/labs/{site.name}/release", headers=as_manager)
+    seq = site.auth.audit(limit=2)[1].seq
+    with sqlite3.connect(site.auth.path) as conn:
+        conn.execute("DROP TRIGGER audit_no_update")
+        conn.execute(f"UPDATE audit SET status=500 WHERE seq={seq}")
+    report = site.client.get("/api/v1/audit/verify", headers=as_manager).json()
+    assert report["ok"] is False and report["first_bad"] == seq
+    assert f"row {seq} was changed" in report["problem"]
+    assert site.client.get("/api/v1/audit", headers=as_manager).status_code == 200
