@@ -25,7 +25,7 @@ from api_helpers import SRC, free_port, write_lab
 from typer.testing import CliRunner
 
 from remotelab import Client
-from remotelab.cli import app, console
+from remotelab.cli import app, console, render
 from remotelab.embedded import Embedded
 from remotelab.errors import (
     ApiConflict,
@@ -288,7 +288,9 @@ def test_pause_says_what_happened_and_a_pending_pause_can_be_called_off(live):
         assert "pause: pause requested: pending until the plan's next checkpoint" in pending
         assert "done" not in pending
         resumed = _run("lab", "resume", *manager)  # called off, or resumed if it paused already
-        assert "the pending pause was called off" in resumed or "resume done" in resumed
+        assert any(
+            said in resumed for said in ("the pending pause was called off", "resumed", "done")
+        ), resumed
 
         def engine() -> str | None:
             running = c.reservations()["running"]
@@ -299,6 +301,10 @@ def test_pause_says_what_happened_and_a_pending_pause_can_be_called_off(live):
         _wait(lambda: c.experiment(exp["id"]).state == ExperimentState.paused, "paused")
         summary = json.loads(_run("lab", "--json", *manager))
         assert [e["state"] for e in summary["running"]] == ["paused"]
+        said = [
+            render.status_line(e.data) for e in c.events(timeout=3) if e.kind == "status"
+        ]  # the live status (watch, the dashboard) says so too
+        assert said and said[-1].startswith(f"worker: {exp['id']} paused "), said
         assert "resume done" in _run("lab", "resume", *manager)
         _wait(lambda: c.experiment(exp["id"]).state == ExperimentState.running, "resumed")
         assert "abort" in _run("lab", "abort", *manager)

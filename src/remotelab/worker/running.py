@@ -32,6 +32,8 @@ log = logging.getLogger("remotelab.worker")
 ENDING = frozenset({"aborting", "stopping", "halting"})
 #: an immediate pause: how long (s) the answer waits for the RunEngine to be paused
 PAUSE_SETTLE = 2.0
+#: a pending pause called off: how long (s) to watch for a checkpoint that had taken it already
+CHECKPOINT_GRACE = 1.0
 """RunEngine states in which a plan is already on its way out."""
 
 
@@ -228,7 +230,7 @@ class Runner:
                 self.RE.request_pause(defer=command.defer)
                 return self._pause_answer(command)
             elif isinstance(command, Resume):
-                return self._call_off_pause()
+                return self._call_off_pause(command)
             elif isinstance(command, Stop):
                 self.RE.stop()
             else:
@@ -259,11 +261,20 @@ class Runner:
             ok=True, note=f"pause requested; the RunEngine is {state}", info={"state": state}
         )
 
-    def _call_off_pause(self) -> Reply:
-        """A resume while a deferred pause is pending calls the pause off."""
+    def _call_off_pause(self, command: Resume) -> Reply:
+        """A resume while a deferred pause is pending calls the pause off. A checkpoint that
+        had already taken the pause (bluesky waits half a second there before pausing) is
+        resumed as soon as it pauses."""
         if not self.RE.deferred_pause_requested:
             return Reply.refused("the plan is not paused")
         self.RE._deferred_pause_requested = False  # bluesky has no call to withdraw it
+        deadline = time.monotonic() + CHECKPOINT_GRACE
+        while time.monotonic() < deadline:
+            if str(self.RE.state) in ("pausing", "paused"):
+                self._commands.put(command)  # the paused loop resumes it
+                note = "the plan paused at its checkpoint as the resume came; resumed"
+                return Reply(ok=True, note=note, info={"state": "running"})
+            time.sleep(0.01)
         return Reply(ok=True, note="the pending pause was called off", info={"state": "running"})
 
     @staticmethod
