@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -170,3 +171,38 @@ def test_cli_users_and_tokens(tmp_path):
             store.authenticate(token)
         actions = [e.action for e in store.audit()]
     assert actions == ["token.revoke", "token.create", "user.add"]
+
+
+def test_users_list_finds_the_demos_users_and_creates_no_database(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from remotelab.cli import app
+    from remotelab.embedded import DEMO_USERS, fresh_demo_tokens
+
+    monkeypatch.setenv("REMOTELAB_DATA_DIR", str(tmp_path))
+    runner = CliRunner()
+    missing = runner.invoke(app, ["users", "list"])
+    assert missing.exit_code == 2 and "no user database at" in missing.output
+    assert not (tmp_path / "auth.sqlite").exists()  # nothing made as a side effect
+    (tmp_path / "demo").mkdir()
+    with AuthStore(tmp_path / "demo" / "auth.sqlite") as demo:  # as `remotelab demo` keeps it
+        fresh_demo_tokens(demo)
+    listed = runner.invoke(app, ["users", "list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert set(DEMO_USERS) <= {u["name"] for u in json.loads(listed.stdout)}
+    assert not (tmp_path / "auth.sqlite").exists()
+
+
+def test_a_demo_restart_revokes_the_tokens_of_the_demo_before(tmp_path):
+    from remotelab.embedded import fresh_demo_tokens
+
+    with AuthStore(tmp_path / "auth.sqlite") as store:
+        first = fresh_demo_tokens(store)
+        again = fresh_demo_tokens(store)
+        for user, token in first.items():
+            with pytest.raises(AuthenticationError, match="revoked"):
+                store.authenticate(token)
+            assert store.authenticate(again[user]).user == user
+        other = store.create_token("demo-manager", "my script").token  # not the demo's own
+        fresh_demo_tokens(store)
+        assert store.authenticate(other).user == "demo-manager"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import typer
 
 from remotelab.cli.backend import open_backend
 from remotelab.cli.local import LocalBackend
@@ -55,3 +56,18 @@ def _json_chunks(text: str) -> list[str]:
         chunks.append(text[at:end])
         at = end
     return chunks
+
+
+def test_what_a_user_or_a_worker_wrote_is_printed_as_written_not_as_markup(capsys):
+    from types import SimpleNamespace
+
+    from remotelab.cli import render
+    from remotelab.cli.app import user_errors
+
+    said = "[worker w-1] stopped [bold]early[/bold]"
+    exp = SimpleNamespace(id="E-1", state=SimpleNamespace(value="completed"), message=said)
+    render.experiment_line(exp, as_json=False)
+    assert capsys.readouterr().out.strip() == f"experiment E-1: completed {said}"
+    with pytest.raises(typer.Exit), user_errors():
+        raise CommandLineError(f"no plan {said!r}")
+    assert f"no plan {said!r}" in capsys.readouterr().err

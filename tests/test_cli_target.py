@@ -92,6 +92,13 @@ def test_local_forces_this_machine_over_a_configured_gateway(config, db, tmp_pat
     )
     assert exported.exit_code == 0, exported.output
     assert len(list(out.glob("*.csv"))) == 2
+    # and by a unique prefix of the experiment's id, as through a gateway
+    again = tmp_path / "again"
+    by_prefix = runner.invoke(
+        app, ["export", "E-bo", "-f", "csv", "-o", str(again), "--store", str(db), "--local"]
+    )
+    assert by_prefix.exit_code == 0, by_prefix.output
+    assert sorted(p.name for p in again.glob("*.csv")) == sorted(p.name for p in out.glob("*.csv"))
 
 
 def test_plans_devices_and_lab_on_this_machine():

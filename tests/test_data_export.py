@@ -164,7 +164,7 @@ def test_cli_runs_export_plot_verify(store, runs, tmp_path):
     result = cli.invoke(app, ["export", "ffffffff", "--format", "csv", *db])
     assert result.exit_code == 2 and "no run" in result.output
     result = cli.invoke(app, ["export", runs["ramp"], "--format", "xlsx", *db])
-    assert result.exit_code == 2 and "unknown format" in result.output
+    assert result.exit_code == 2 and "'xlsx' is not one of 'csv', 'json', 'hdf5'" in result.output
 
 
 def test_optimisation_runs_get_a_progress_panel(lab, store):

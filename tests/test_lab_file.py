@@ -117,7 +117,8 @@ def test_cli_lab_shows_devices_and_samples():
     assert result.exit_code == 0, result.output
     info = json.loads(result.output)
     assert info["devices"]["heater"]["limits"]["setpoint"] == [10.0, 95.0]
-    assert info["samples"]["T001"] == "titration"
+    samples = {s["id"]: s for s in info["samples"]}  # as a gateway lists them
+    assert samples["T001"]["location"] == "titration" and not samples["T001"]["lost"]
 
 
 def test_cli_lab_reports_a_bad_file(tmp_path):

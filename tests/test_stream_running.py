@@ -11,6 +11,8 @@ from bluesky import RunEngine
 from bluesky import plan_stubs as bps
 from bluesky.utils import RunEngineInterrupted
 
+from remotelab.cli import render
+from remotelab.client import Event
 from remotelab.data import attach
 from remotelab.lab import load_lab
 from remotelab.stream import STATUS_PREFIX, StreamProxy, StreamPublisher, Subscriber
@@ -101,7 +103,7 @@ def test_two_interleaved_runs_each_count_their_own_events(publisher):
     feed(publisher, b.event(), b.event(1), a.event(), b.event_page(4))
     s = publisher.status
     assert set(s["running"]) == {"E-a", "E-b"} and s["state"] == "running"
-    assert progress(publisher) == {"E-a": (2, 3), "E-b": (6, None)}
+    assert progress(publisher) == {"E-a": (2, 3), "E-b": (5, None)}  # not the baseline's
     entry = s["running"]["E-a"]
     assert entry["plan_name"] == "scan" and entry["run_uid"] == a.uid
     assert entry["state"] == "running"
@@ -109,7 +111,7 @@ def test_two_interleaved_runs_each_count_their_own_events(publisher):
     assert (s["experiment_id"], s["run_uid"], s["progress"]) == (
         "E-b",
         b.uid,
-        {"done": 6, "total": None},
+        {"done": 5, "total": None},
     )
     assert s["descriptors"] == b.descriptors
 
@@ -233,3 +235,73 @@ async def _wait(event: threading.Event) -> None:
 
     while not event.is_set():
         await asyncio.sleep(0.01)
+
+
+def test_progress_counts_the_primary_streams_events_only(publisher):
+    """num_points counts the primary stream's events: optimize's 8 trials and its one ``best``
+    event read 8/8, not 9/8."""
+    run = Run("E-opt", "optimize", 2)
+    feed(publisher, run.start(), run.descriptor(), run.descriptor("best"))
+    feed(publisher, run.event(), run.event(), run.event(stream=1))
+    assert progress(publisher) == {"E-opt": (2, 2)}
+    assert render.progress_text(publisher.status["progress"]) == "2/2"
+
+
+def test_a_status_line_says_the_progress_and_is_printed_once(capsys):
+    show = render.EventPrinter()
+    running = {"state": "running", "experiment_id": "E-1", "run_uid": "R-1"}
+    for done in (0, 0, 1, 1):
+        show(Event("status", {**running, "progress": {"done": done, "total": None}}))
+    show(Event("status", {**running, "progress": {"done": 9, "total": 8}}))
+    spectrum = {"spectrometer_spectrum": [0.1, 0.2, 0.3], "thermometer_temperature": 25.123456789}
+    show(Event("document", {"name": "event", "doc": {"seq_num": 1, "data": spectrum}}))
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "worker running E-1 0 events",
+        "worker running E-1 1 event",
+        "worker running E-1 9 events",
+        "event 1: spectrometer_spectrum=[3 values], thermometer_temperature=25.1235",
+    ]
+
+
+def test_watch_on_this_machine_counts_as_the_gateway_does():
+    from remotelab.cli.data import RunView
+
+    counts = {}
+    for points, name in ((2, "E-opt"), (None, "E-tit")):
+        view, run = RunView(name), Run(name, "plan", points)
+        for doc in (run.start(), run.descriptor(), run.descriptor("best")):
+            view.document(*doc)
+        for doc in (run.event(), run.event(), run.event(stream=1)):
+            view.document(*doc)
+        counts[name] = view.progress.tasks[0].fields["count"]
+        assert len(view.events) == 3  # the table still shows every stream's events
+    assert counts == {"E-opt": "2/2", "E-tit": "2 events"}
+
+
+def test_the_gateway_sends_arrays_as_json_lists_not_numpy_reprs():
+    import json
+
+    import numpy as np
+
+    from remotelab.api.routes.live import sse
+
+    spectrum = np.linspace(0, 1, 200)
+    sent = sse("document", {"name": "event", "doc": {"data": {"spectrum": spectrum}}}).decode()
+    assert "array(" not in sent and "\\n" not in sent
+    data = json.loads(sent.split("data: ", 1)[1])
+    assert data["doc"]["data"]["spectrum"] == spectrum.tolist()
+
+
+def test_a_status_line_gives_each_running_experiments_own_state():
+    status = {
+        "state": "running",
+        "running": {
+            "E-a": {"state": "paused", "progress": {"done": 3, "total": 8}},
+            "E-b": {"state": "running", "progress": {"done": 5, "total": None}},
+        },
+    }
+    assert render.status_line(status) == "worker: E-a paused 3/8; E-b running 5 events"
+    said = {"ok": True, "note": "pause requested: pending until the plan's next checkpoint"}
+    assert render.done("pause", "sim", said) == f"lab sim: pause: {said['note']}"
+    assert render.done("hold", "sim") == "lab sim: hold done"

@@ -3,6 +3,9 @@ follows pause and resume), then the other subscribers. Built, not started: no Pr
 
 from __future__ import annotations
 
+import contextlib
+import logging
+
 import pytest
 from bluesky import plan_stubs as bps
 from bluesky.utils import RunEngineInterrupted
@@ -54,3 +57,42 @@ def test_without_store_or_publisher_the_state_hook_is_left_alone(lab):
         assert worker.RE.state_hook is None
     finally:
         worker.close()
+
+
+def test_a_normal_abort_is_one_log_line_and_a_failure_keeps_its_traceback(caplog):
+    """The worker's terminal (``remotelab demo``, ``remotelab worker``): bluesky's traceback
+    for a cancel or an abort asked for is one line; a failing plan keeps its traceback."""
+    import threading
+
+    from bluesky import RunEngine
+
+    from remotelab.worker.plan_logs import calm_aborts
+
+    calm_aborts()
+    caplog.set_level(logging.DEBUG, logger="bluesky")
+    RE = RunEngine({}, context_managers=[])
+    started = threading.Event()
+
+    def long():
+        yield from bps.open_run()
+        started.set()
+        for _ in range(10_000):
+            yield from bps.sleep(0.01)
+        yield from bps.close_run()
+
+    threading.Thread(target=lambda: started.wait(30) and RE.abort("operator")).start()
+    with contextlib.suppress(RunEngineInterrupted):
+        RE(long())
+    aborted = [r for r in caplog.records if r.getMessage().startswith("Run aborted")]
+    assert [(r.getMessage(), r.exc_info) for r in aborted] == [("Run aborted (as asked)", None)]
+    assert not [r for r in caplog.records if "No open traces" in r.getMessage()]
+    caplog.clear()
+
+    def broken():
+        yield from bps.open_run()
+        raise ValueError("the plan broke")
+
+    with pytest.raises(ValueError):
+        RE(broken())
+    (failed,) = [r for r in caplog.records if r.getMessage() == "Run aborted"]
+    assert failed.exc_info is not None and failed.levelno == logging.ERROR

@@ -32,6 +32,7 @@ from remotelab.errors import (
     ApiInvalid,
     ApiNotFound,
     ApiUnauthorized,
+    ExportError,
     PlanValidationError,
 )
 from remotelab.queue.models import Experiment, ExperimentState, Priority
@@ -106,6 +107,11 @@ class Submission(Experiment):
     def edit(self, params: dict[str, Any]) -> Submission:
         """Change its parameters before it starts (see :meth:`Client.edit`)."""
         return self._c().edit(self.id, params, lab=self.lab)
+
+
+def _name(value: Any) -> str:
+    """An enum's value, or the text given (the gateway refuses an unknown one: 422)."""
+    return str(getattr(value, "value", value))
 
 
 def _lines(response: httpx.Response) -> Iterator[str]:
@@ -231,7 +237,7 @@ class Client:
         lab: str | None = None,
     ) -> Submission:
         """Queue an experiment; :class:`PlanValidationError` names every bad parameter."""
-        body = {"plan": plan, "params": params or {}, "priority": Priority(priority).value}
+        body = {"plan": plan, "params": params or {}, "priority": _name(priority)}
         return self._exp(self._post(f"/labs/{self.lab_name(lab)}/experiments", body))
 
     def experiments(
@@ -249,12 +255,12 @@ class Client:
         params: dict[str, Any] = {
             "submitter": submitter,
             "plan": plan,
-            "priority": Priority(priority).value if priority else None,
+            "priority": _name(priority) if priority else None,
             "limit": limit,
             "offset": offset,
         }
         if state:
-            params["state"] = [ExperimentState(s).value for s in state]
+            params["state"] = [_name(s) for s in state]
         page = self._get(f"/labs/{self.lab_name(lab)}/experiments", **params)
         return [self._exp(e) for e in page["items"]], page["total"]
 
@@ -305,7 +311,7 @@ class Client:
         self, experiment_id: str, priority: Priority | str, *, lab: str | None = None
     ) -> Submission:
         """Give a queued experiment another priority (managers)."""
-        body = {"priority": Priority(priority).value}
+        body = {"priority": _name(priority)}
         return self._exp(self._act(lab, experiment_id, "priority", body))
 
     def approve(self, experiment_id: str, *, lab: str | None = None) -> Submission:
@@ -428,19 +434,50 @@ class Client:
             return response.json()
         return response.text if format == "csv" else response.content
 
-    def export(self, uid: str, format: str = "csv", out_dir: str | Path = ".") -> Path:
-        """Download a run's data into ``out_dir``; the file written."""
-        response = self.request("GET", f"/runs/{uid}/data", params={"format": format})
+    def export(
+        self, uid: str, format: str = "csv", out_dir: str | Path = ".", *, stream: str = "primary"
+    ) -> Path:
+        """Download a run's data into ``out_dir``; the main file written (see
+        :meth:`export_files`)."""
+        return self.export_files(uid, format, out_dir, stream=stream)[0]
+
+    def export_files(
+        self, uid: str, format: str = "csv", out_dir: str | Path = ".", *, stream: str = "primary"
+    ) -> list[Path]:
+        """Download a run's data into ``out_dir`` as ``remotelab export`` writes it on the lab
+        machine (the same files and names): csv or json of one ``stream`` (csv: the scalar
+        signals, then a CSV of each array signal such as a spectrum), or hdf5; the files."""
+        params = {"format": format, "stream": stream}
+        response = self.request("GET", f"/runs/{uid}/data", params=params)
+        paths = [self._save(response, Path(out_dir), f"run-{uid[:8]}.{stream}.{format}")]
+        arrays = response.headers.get("x-remotelab-arrays", "") if format == "csv" else ""
+        for key in filter(None, arrays.split(",")):
+            response = self.request("GET", f"/runs/{uid}/data", params={**params, "key": key})
+            paths.append(self._save(response, Path(out_dir), f"run-{uid[:8]}.{stream}.{key}.csv"))
+        return paths
+
+    @staticmethod
+    def _save(response: httpx.Response, out_dir: Path, default: str) -> Path:
+        """Write a downloaded file into ``out_dir`` under the name the gateway gave it."""
         disposition = response.headers.get("content-disposition", "")
         name = disposition.split("filename=")[-1].strip('"') if "filename=" in disposition else ""
-        path = Path(out_dir) / (name or f"run-{uid[:8]}.{format}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(response.content)
+        path = out_dir / Path(name or default).name
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(response.content)
+        except OSError as exc:
+            raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
         return path
 
-    def plot(self, uid: str) -> bytes:
-        """The run's summary plot (PNG bytes)."""
-        return self.request("GET", f"/runs/{uid}/plot.png").content
+    def plot(self, uid: str, *, redraw: bool = False) -> bytes:
+        """The run's summary plot (PNG bytes; ``redraw``: drawn anew)."""
+        params = {"redraw": "true"} if redraw else {}
+        return self.request("GET", f"/runs/{uid}/plot.png", params=params).content
+
+    def verify(self, uid: str) -> dict[str, Any]:
+        """The run checked against the content hash recorded when it ended (``ok``,
+        ``expected``, ``actual``, ``detail``)."""
+        return self._get(f"/runs/{uid}/verify")
 
     # -- notifications ------------------------------------------------------------------------
     def subscriptions(self, lab: str | None = None) -> list[dict[str, Any]]:

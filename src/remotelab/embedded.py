@@ -22,7 +22,7 @@ import httpx
 
 from remotelab.api import AuthStore, LabService, create_app, dashboard_url
 from remotelab.api.server import GatewayServer
-from remotelab.errors import AccountExistsError
+from remotelab.errors import AccountExistsError, PlanValidationError
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,24 @@ def stream_addresses(
         return getattr(settings, field) if field in given else f"tcp://{host}:*"
 
     return pick(stream_in, "stream_in"), pick(stream_out, "stream_out")
+
+
+#: the description of the tokens the demo makes for its users
+DEMO_TOKEN = "remotelab demo"
+
+
+def fresh_demo_tokens(auth: AuthStore) -> dict[str, str]:
+    """The demo users (made if missing), each with a new token; the tokens earlier demos made
+    for them are revoked, so only the ones this demo printed work."""
+    tokens = {}
+    for user, role in DEMO_USERS.items():
+        with contextlib.suppress(AccountExistsError):
+            auth.add_user(user, role)
+        for old in auth.tokens(user):
+            if old.description == DEMO_TOKEN and old.revoked is None:
+                auth.revoke_token(old.id)
+        tokens[user] = auth.create_token(user, DEMO_TOKEN).token
+    return tokens
 
 
 class Embedded:
@@ -148,10 +166,7 @@ class Embedded:
         self._stack.append(("queue client", self.queue.close))
         self.auth = AuthStore(self.data_dir / "auth.sqlite")
         self._stack.append(("user database", self.auth.close))
-        for user, role in DEMO_USERS.items():
-            with contextlib.suppress(AccountExistsError):
-                self.auth.add_user(user, role)
-            self.tokens[user] = self.auth.create_token(user, "remotelab demo").token
+        self.tokens.update(fresh_demo_tokens(self.auth))
         app = create_app(
             auth=self.auth,
             labs=[LabService(self.lab, self.queue, write_slots=self.write_slots)],
@@ -175,9 +190,16 @@ class Embedded:
         registry = registry_for(self.lab)
         for plan in registry.describe():
             if plan["name"] in QUICK_EXAMPLES and plan["example"]:
-                exp = self.queue.submit(
-                    plan["name"], plan["example"], submitter="demo-researcher", role="researcher"
-                )
+                try:
+                    exp = self.queue.submit(
+                        plan["name"],
+                        plan["example"],
+                        submitter="demo-researcher",
+                        role="researcher",
+                    )
+                except PlanValidationError as exc:  # e.g. its sample used up by an earlier demo
+                    log.warning("the %s example was not queued: %s", plan["name"], exc)
+                    continue
                 ids.append(exp.id)
         return ids
 
@@ -197,4 +219,12 @@ class Embedded:
         self.stop()
 
 
-__all__ = ["DEMO_USERS", "QUICK_EXAMPLES", "Embedded", "GatewayServer", "stream_addresses"]
+__all__ = [
+    "DEMO_TOKEN",
+    "DEMO_USERS",
+    "QUICK_EXAMPLES",
+    "Embedded",
+    "GatewayServer",
+    "fresh_demo_tokens",
+    "stream_addresses",
+]

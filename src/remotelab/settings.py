@@ -91,6 +91,11 @@ def data_dir() -> Path:
     return get_settings().data_dir.expanduser()
 
 
+def demo_data_dir() -> Path:
+    """Where ``remotelab demo`` keeps its data by default: ``demo`` in the data directory."""
+    return data_dir() / "demo"
+
+
 def worker_lost_after() -> float:
     """Seconds of silent heartbeat after which a worker is lost: ``$REMOTELAB_WORKER_LOST_AFTER``
     (default 60)."""
@@ -102,4 +107,11 @@ def prefect_api_url() -> str | None:
     return get_settings().prefect_api_url or os.environ.get("PREFECT_API_URL") or None
 
 
-__all__ = ["Settings", "data_dir", "get_settings", "prefect_api_url", "worker_lost_after"]
+__all__ = [
+    "Settings",
+    "data_dir",
+    "demo_data_dir",
+    "get_settings",
+    "prefect_api_url",
+    "worker_lost_after",
+]

@@ -258,6 +258,7 @@ CASES = [
         "run data", "GET", "/runs/{uid}/data?format=csv", everyone(200), template="/runs/{uid}/data"
     ),
     Case("run plot", "GET", "/runs/{uid}/plot.png", everyone(200)),
+    Case("run verify", "GET", "/runs/{uid}/verify", everyone(200)),
     Case("audit", "GET", "/audit", at_least("manager", 200)),
     Case("audit head", "GET", "/audit/head", at_least("manager", 200)),
     Case("audit verify", "GET", "/audit/verify", at_least("manager", 200)),

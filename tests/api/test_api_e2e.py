@@ -4,9 +4,11 @@ new user would, ``remotelab demo`` in one process and the CLI in others."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import queue
+import re
 import signal
 import socket
 import subprocess
@@ -23,7 +25,7 @@ from api_helpers import SRC, free_port, write_lab
 from typer.testing import CliRunner
 
 from remotelab import Client
-from remotelab.cli import app, console
+from remotelab.cli import app, console, render
 from remotelab.embedded import Embedded
 from remotelab.errors import (
     ApiConflict,
@@ -261,6 +263,62 @@ def test_cli_orders_and_steers_through_the_gateway(live):
     assert json.loads(_run("lab", "--json", *alice))["held"] is False
 
 
+def test_watch_through_the_gateway_prints_readings_not_numpy_reprs_and_no_repeats(live):
+    alice = ["--url", live.url, "--token", live.tokens["alice"]]
+    spectra = ["-p", "detectors=thermometer,spectrometer", "-p", "num=5"]
+    shown = _run("submit", "measure", *spectra, "--watch", *alice)
+    assert "array(" not in shown and "\\n" not in shown
+    events = [line for line in shown.splitlines() if line.startswith("event ")]
+    assert len(events) == 5 and all("spectrometer_absorbance=[201 values]" in e for e in events)
+    status = [line for line in shown.splitlines() if line.startswith("worker")]
+    assert all(a != b for a, b in itertools.pairwise(status)), shown  # said once, each
+    counts = [tuple(map(int, m)) for line in status for m in re.findall(r"(\d+)/(\d+)", line)]
+    assert all(done <= total for done, total in counts), shown
+
+
+def test_pause_says_what_happened_and_a_pending_pause_can_be_called_off(live):
+    """Through the gateway: a pause at the next checkpoint says it is pending, and a resume
+    right after is not refused; an immediate pause says paused, and every side agrees."""
+    manager = ["--url", live.url, "--token", live.tokens["demo-manager"]]
+    long = ["-p", "detectors=thermometer", "-p", "num=10000", "--json"]
+    exp = json.loads(_run("submit", "measure", *long, *manager))
+    with Client(live.url, live.tokens["demo-manager"]) as c:
+        _wait(lambda: c.experiment(exp["id"]).state == ExperimentState.running, "it runs")
+        pending = _run("lab", "pause", *manager)
+        assert "pause: pause requested: pending until the plan's next checkpoint" in pending
+        assert "done" not in pending
+        resumed = _run("lab", "resume", *manager)  # called off, or resumed if it paused already
+        assert any(
+            said in resumed for said in ("the pending pause was called off", "resumed", "done")
+        ), resumed
+
+        def engine() -> str | None:
+            running = c.reservations()["running"]
+            return running[0].get("re_state") if running else None
+
+        _wait(lambda: engine() == "running", "its RunEngine runs on")
+        assert "pause: paused" in _run("lab", "pause", "--immediate", *manager)
+        _wait(lambda: c.experiment(exp["id"]).state == ExperimentState.paused, "paused")
+        summary = json.loads(_run("lab", "--json", *manager))
+        assert [e["state"] for e in summary["running"]] == ["paused"]
+        said = [
+            render.status_line(e.data) for e in c.events(timeout=3) if e.kind == "status"
+        ]  # the live status (watch, the dashboard) says so too
+        assert said and said[-1].startswith(f"worker: {exp['id']} paused "), said
+        assert "resume done" in _run("lab", "resume", *manager)
+        _wait(lambda: c.experiment(exp["id"]).state == ExperimentState.running, "resumed")
+        assert "abort" in _run("lab", "abort", *manager)
+        assert c.experiment(exp["id"]).wait(timeout=60).state == ExperimentState.cancelled
+
+
+def _wait(condition, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not in {timeout} s")
+        time.sleep(0.05)
+
+
 # -- as a new user would: `remotelab demo`, then the CLI ------------------------------------
 def _env(tmp: Path) -> dict[str, str]:
     return {
@@ -319,7 +377,7 @@ def test_demo_then_cli_submit_watch_export(tmp_path):
             if line.startswith(("manager token:", "researcher token:")):
                 tokens[line.split()[0]] = line.split()[-1]
             if line.startswith("Prefect UI:"):
-                prefect_ui = line.split()[-1]
+                prefect_ui = line.split()[2]  # then where its auth string is
             if line.startswith("dashboard:"):
                 dashboard = line.split()[1]
         url = f"http://127.0.0.1:{port}"

@@ -18,6 +18,7 @@ from remotelab.cli.app import app
 from remotelab.cli.local import LocalBackend
 from remotelab.cli.remote import RemoteBackend
 from remotelab.errors import PlanValidationError
+from remotelab.queue import samples
 
 
 @pytest.fixture(scope="module")
@@ -73,3 +74,17 @@ def test_the_samples_endpoint_and_its_client_method(site):
     shown = {s["id"]: s for s in answer.json()}
     assert shown["T001"]["location"] == "titration" and shown["T001"]["live"] is False
     assert site.client.get(f"/api/v1/labs/{site.name}/samples").status_code == 401
+
+
+def test_an_edit_to_a_used_up_sample_is_refused_and_the_edited_sample_is_the_one_used(site):
+    """The sample used up is the experiment's parameter as edited, not as first submitted."""
+    q = site.queue
+    queued = q.submit("titration", {"sample_id": "S002"}, submitter="mia", role="manager")
+    q.edit(queued.id, {"sample_id": "S003"}, by="mia", role="manager")
+    q.prefect.set_state(queued.id, Running(), force=True)
+    used = samples.used_up(q)
+    assert used["S003"]["experiment"] == queued.id and "S002" not in used
+    other = q.submit("titration", {"sample_id": "S004"}, submitter="mia", role="manager")
+    with pytest.raises(PlanValidationError, match=r"'S003' is used up"):
+        q.edit(other.id, {"sample_id": "S003"}, by="mia", role="manager")
+    q.cancel(other.id)

@@ -131,7 +131,18 @@ def test_approve_answer_and_steer_on_this_machine(prefect_api, tmp_path, start_w
             what="the long experiment running",
         )
         wait_until(lambda: lab["stirrer"].setpoint.get() == 300, timeout=30, what="stirring")
-        assert "pause done" in _ok("lab", "pause", "--immediate", *common)
+        pending = _ok("lab", "pause", *common)  # at the next checkpoint: said to be pending
+        assert "pause: pause requested: pending until the plan's next checkpoint" in pending
+        resumed = _ok("lab", "resume", *common)  # not refused: called off (or resumed)
+        assert any(
+            said in resumed for said in ("the pending pause was called off", "resumed", "done")
+        ), resumed
+        wait_until(
+            lambda: [e.get("re_state") for e in q.reservations()["running"]] == ["running"],
+            timeout=30,
+            what="its RunEngine running on",
+        )
+        assert "pause: paused" in _ok("lab", "pause", "--immediate", *common)
         wait_until(
             lambda: q.get(long["id"]).state == ExperimentState.paused, timeout=30, what="paused"
         )

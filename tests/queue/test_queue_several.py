@@ -155,6 +155,7 @@ def test_no_worker_no_reservations(q):
         "waiting": {},
         "concurrency": 0,
         "workers": [],
+        "samples": {"at": {}, "consumed": {}},
     }
     exp = q.submit("measure", MEASURE, submitter="ada")
     assert q.annotate([q.get(exp.id)])[0].waiting_for is None

@@ -274,6 +274,20 @@ class ExperimentHistory(BaseModel):
     actions: list[ExperimentAction]
 
 
+class RunVerification(BaseModel):
+    """A stored run checked end to end: its documents and its record against the hashes
+    recorded when it ended, and no document of it outside its range."""
+
+    uid: str
+    ok: bool = Field(description="every check held")
+    expected: str | None = Field(None, description="the sha256 recorded at the run's end")
+    actual: str = Field(description="the sha256 computed now from the stored documents")
+    detail: str
+    problems: list[str] = Field(
+        default_factory=list, description="each problem found (documents, record, strays)"
+    )
+
+
 class Whoami(BaseModel):
     user: str
     role: Role
@@ -322,6 +336,7 @@ __all__ = [
     "Reading",
     "Reservation",
     "RunInfo",
+    "RunVerification",
     "RunningExperiment",
     "SampleInfo",
     "StateChange",

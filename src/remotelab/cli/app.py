@@ -18,6 +18,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help and usage errors as plain text: no user text read as markup
 )
 console = Console()
 err_console = Console(stderr=True)

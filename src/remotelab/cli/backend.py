@@ -146,8 +146,16 @@ class Backend(Protocol):
     ) -> None:
         """Stored runs, newest first."""
 
-    def export(self, uid: str, fmt: str, out: Path) -> list[Path]:
-        """Write a run's data (an experiment id: each of its runs) to files; the files."""
+    def export(self, uid: str, fmt: str, out: Path, *, stream: str | None = None) -> list[Path]:
+        """Write a run's data (an experiment id: each of its runs) to files, the same files
+        and names on both sides (csv/json: of event ``stream``, default primary); the files."""
+
+    def plot(self, uid: str, output: Path | None, *, redraw: bool = False) -> Path:
+        """Write a run's summary plot (PNG) to ``output`` (default ``run-<uid8>.png``)."""
+
+    def verify(self, uid: str) -> dict[str, Any]:
+        """A run checked against its recorded content hash: ``uid``, ``ok``, ``expected``,
+        ``actual``, ``detail``."""
 
 
 def open_backend(
@@ -162,7 +170,8 @@ def open_backend(
     """The side a command works on (see :func:`remotelab.cli.target.gateway`).
 
     ``lab_side`` are the options that only work on this machine, by name (``api``, ``by``,
-    ``submitter``, ``role``, ``store``, ``stream``, ``rows``, ``since``, ``until``); one given
+    ``submitter``, ``role``, ``store``, ``stream`` (watch's proxy address), ``rows``,
+    ``since``, ``until``); one given
     while a gateway is chosen is a usage error naming its flag, as is one of ``remote_side``
     (flag → value) given on this machine.
     """

@@ -21,7 +21,18 @@ from remotelab.cli import render
 from remotelab.cli.app import app, console, user_errors
 from remotelab.cli.backend import Backend, open_backend
 from remotelab.cli.params import parse_value, read_params
-from remotelab.cli.target import API, JSON, LAB, LOCAL, TOKEN, URL
+from remotelab.cli.target import (
+    API,
+    JSON,
+    LAB,
+    LOCAL,
+    TOKEN,
+    URL,
+    Place,
+    PriorityName,
+    RoleName,
+    StateName,
+)
 from remotelab.errors import CommandLineError
 
 ID = Annotated[str, typer.Argument(help="The experiment's id.")]
@@ -38,14 +49,14 @@ def submit(
         list[str] | None,
         typer.Option("--param", "-p", help="key=value (JSON, or a,b,c for a list); repeat."),
     ] = None,
-    priority: Annotated[str, typer.Option(help="urgent, normal or low.")] = "normal",
+    priority: Annotated[PriorityName, typer.Option(help="How soon it runs.")] = "normal",
     wait: Annotated[bool, typer.Option("--wait", help="Wait until it ends.")] = False,
     watch: Annotated[bool, typer.Option("--watch", help="Show it live until it ends.")] = False,
     submitter: Annotated[
         str | None, typer.Option(help="On this machine: who submits; default: your user.")
     ] = None,
     role: Annotated[
-        str | None, typer.Option(help="On this machine: the submitter's role (researcher).")
+        RoleName | None, typer.Option(help="On this machine: the submitter's role (researcher).")
     ] = None,
     url: URL = None,
     token: TOKEN = None,
@@ -88,7 +99,7 @@ def edit(
     ],
     by: BY = None,
     role: Annotated[
-        str | None, typer.Option(help="On this machine: the editor's role (researcher).")
+        RoleName | None, typer.Option(help="On this machine: the editor's role (researcher).")
     ] = None,
     url: URL = None,
     token: TOKEN = None,
@@ -113,7 +124,7 @@ def edit(
 @app.command("queue")
 def queue(
     state: Annotated[
-        list[str] | None, typer.Option("--state", "-s", help="Only these states; repeat.")
+        list[StateName] | None, typer.Option("--state", "-s", help="Only these; repeat.")
     ] = None,
     history: Annotated[
         bool, typer.Option("--history", help="The finished experiments, newest first.")
@@ -137,7 +148,8 @@ def queue(
     with user_errors():
         if history and state:
             raise CommandLineError("--history and --state contradict each other: give one")
-        states = [s.value for s in ExperimentState if s.finished] if history else state
+        states = [s.value for s in ExperimentState if s.finished] if history else None
+        states = states or [str(s) for s in state or []] or None
         with open_backend(
             url, token, lab, local=local, remote_side={"--mine": mine}, api=api
         ) as side:
@@ -194,7 +206,7 @@ def cancel(
 @app.command("move")
 def move(
     experiment_id: ID,
-    to: Annotated[str | None, typer.Option("--to", help="front or back")] = None,
+    to: Annotated[Place | None, typer.Option("--to", help="Where in the queue.")] = None,
     behind: Annotated[str | None, typer.Option("--behind", help="Another experiment's id.")] = None,
     url: URL = None,
     token: TOKEN = None,
@@ -210,7 +222,7 @@ def move(
 @app.command("prioritise")
 def prioritise(
     experiment_id: ID,
-    priority: Annotated[str, typer.Argument(help="urgent, normal or low")],
+    priority: Annotated[PriorityName, typer.Argument(help="The new priority.")],
     url: URL = None,
     token: TOKEN = None,
     local: LOCAL = False,
@@ -269,4 +281,4 @@ def answer(
         parsed = parse_value(value)
     with user_errors(), open_backend(url, token, lab, local=local, api=api) as side:
         side.answer(experiment_id, parsed)
-    console.print(f"answered {parsed!r}")
+    console.print(f"answered {parsed!r}", markup=False)

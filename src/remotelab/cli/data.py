@@ -1,8 +1,11 @@
-"""Data commands: ``runs``, ``export``, ``plot``, ``verify``, ``watch`` and ``stream-proxy``."""
+"""The data commands on this machine's run store and stream proxy: what ``runs``, ``export``,
+``plot``, ``verify`` and ``watch`` do here (see :mod:`remotelab.cli.data_commands`), and the
+``stream-proxy`` command."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import sqlite3
 import time
@@ -15,20 +18,16 @@ import numpy as np
 import typer
 from rich.console import Group
 from rich.live import Live
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from remotelab.cli import render
 from remotelab.cli.app import app, console, err_console, user_errors
 from remotelab.errors import ExportError, RunNotFound, StoreError, StreamError
 
 if TYPE_CHECKING:
     from remotelab.data import RunStore
-
-OUT_DIR_OPTION = typer.Option(Path("."), "--output", "-o", help="Directory to write into.")
-PNG_OPTION = typer.Option(None, "--output", "-o", help="PNG file to write.")
-STORE_OPTION = typer.Option(
-    None, "--store", help="Run store file; default: runs.sqlite in REMOTELAB_DATA_DIR."
-)
 
 
 @contextlib.contextmanager
@@ -131,6 +130,17 @@ def runs(
     console.print(table)
 
 
+def _experiment(store: RunStore, name: str) -> str:
+    """The experiment id ``name`` is, or the one stored experiment whose id starts with it."""
+    ids = {r.experiment_id for r in store.runs() if r.experiment_id}
+    if name in ids or len(name) < 4:
+        return name
+    found = sorted(i for i in ids if i.startswith(name))
+    if len(found) > 1:
+        raise StoreError(f"{name} is the start of {len(found)} experiments' ids: give more of it")
+    return found[0] if found else name
+
+
 def export(
     run: str, fmt: str, out_dir: Path, *, stream: str | None, store_path: Path | None
 ) -> list[Path]:
@@ -144,7 +154,7 @@ def export(
         try:
             uids = [store.resolve(run)]
         except RunNotFound:
-            uids = [r.uid for r in store.runs(experiment_id=run)]
+            uids = [r.uid for r in store.runs(experiment_id=_experiment(store, run))]
             if not uids:
                 raise
         paths: list[Path] = []
@@ -153,47 +163,30 @@ def export(
     return paths
 
 
-@app.command("plot")
-def plot(
-    run: str = typer.Argument(..., help="Run uid (or a unique prefix of it)."),
-    output: Path | None = PNG_OPTION,
-    redraw: bool = typer.Option(False, help="Draw it again even if one is stored."),
-    store_path: Path | None = STORE_OPTION,
-) -> None:
-    """Write a run's PNG summary (the one stored at run end, or drawn now)."""
+def plot(run: str, output: Path | None, *, redraw: bool, store_path: Path | None) -> Path:
+    """Write a run's PNG summary (the one stored at run end, or drawn now); the file."""
     from remotelab.data.export import write_bytes
     from remotelab.data.plots import render_run
 
-    with user_errors():
-        with _store(store_path) as store:
-            uid = store.resolve(run)
-            png = None if redraw else store.plot(uid)
-            if png is None:
-                png = render_run(store, uid)
-                try:
-                    store.put_plot(uid, png)
-                except sqlite3.DatabaseError as exc:  # e.g. a read-only store: still write it
-                    err_console.print(
-                        f"[yellow]warning:[/] the plot was not kept in the store: {exc}"
-                    )
-        path = write_bytes(output or Path(f"run-{uid[:8]}.png"), png)
-    console.print(str(path))
+    with _store(store_path) as store:
+        uid = store.resolve(run)
+        png = None if redraw else store.plot(uid)
+        if png is None:
+            png = render_run(store, uid)
+            try:
+                store.put_plot(uid, png)
+            except sqlite3.DatabaseError as exc:  # e.g. a read-only store: still write it
+                err_console.print(
+                    f"[yellow]warning:[/] the plot was not kept in the store: {escape(str(exc))}"
+                )
+    return write_bytes(output or Path(f"run-{uid[:8]}.png"), png)
 
 
-@app.command("verify")
-def verify(
-    run: str = typer.Argument(..., help="Run uid (or a unique prefix of it)."),
-    store_path: Path | None = STORE_OPTION,
-) -> None:
-    """Check that a stored run still matches the content hash recorded when it ended."""
-    with user_errors(), _store(store_path) as store:
-        result = store.verify(run)
-    colour = "green" if result.ok else "red"
-    console.print(f"[{colour}]{'OK' if result.ok else 'FAILED'}[/] {result.uid}: {result.detail}")
-    console.print(f"  recorded sha256 {result.expected or '-'}")
-    console.print(f"  computed sha256 {result.actual}")
-    if not result.ok:
-        raise typer.Exit(1)
+def verify(run: str, *, store_path: Path | None) -> dict[str, Any]:
+    """A stored run checked against the content hash recorded when it ended (``uid``,
+    ``ok``, ``expected``, ``actual``, ``detail``)."""
+    with _store(store_path) as store:
+        return dataclasses.asdict(store.verify(run))
 
 
 @app.command("stream-proxy")
@@ -225,6 +218,8 @@ class RunView:
         self.run_uid: str | None = None
         self.plan_name = ""
         self.descriptors: set[str] = set()
+        self.secondary: set[str] = set()  # descriptors of streams but the primary
+        self.done = 0  # events of the primary stream (what num_points counts)
         self.events: list[dict[str, Any]] = []
         self.columns: list[str] = []
         self.state = "waiting for the experiment to start"
@@ -232,25 +227,29 @@ class RunView:
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
-            MofNCompleteColumn(),
+            TextColumn("{task.fields[count]}"),
             TimeElapsedColumn(),
             console=console,
         )
-        self.task = self.progress.add_task("events", total=None)
+        self.task = self.progress.add_task("events", total=None, count="")
 
     # documents and status ---------------------------------------------------------------
     def document(self, name: str, doc: dict[str, Any]) -> None:
         if name == "start" and doc.get("experiment_id") == self.experiment_id:
             if self.run_uid is None or doc["uid"] != self.run_uid:
                 self.run_uid, self.events, self.descriptors = doc["uid"], [], set()
+                self.done = 0
             self.plan_name = str(doc.get("plan_name", ""))
             total = doc.get("num_points")
             self.progress.update(self.task, total=total if isinstance(total, int) else None)
+            self._count()
             self.state = "running"
         elif self.run_uid is None:
             return
         elif name == "descriptor" and doc.get("run_start") == self.run_uid:
             self.descriptors.add(doc["uid"])
+            if doc.get("name", "primary") != "primary":
+                self.secondary.add(doc["uid"])
         elif name == "event" and doc.get("descriptor") in self.descriptors:
             self._event(doc)
         elif name == "event_page" and doc.get("descriptor") in self.descriptors:
@@ -274,6 +273,10 @@ class RunView:
             progress = status.get("progress", {})
             if isinstance(progress.get("total"), int):
                 self.progress.update(self.task, total=progress["total"])
+                self._count()
+            if isinstance(progress.get("done"), int) and progress["done"] > self.done:
+                self.done = progress["done"]  # joined late: the events before, as counted
+                self._count()
             if self.exit_status is None:
                 self.state = str(status.get("state", "running"))
 
@@ -282,7 +285,15 @@ class RunView:
         for key in event.get("data", {}):
             if key not in self.columns:
                 self.columns.append(key)
-        self.progress.update(self.task, completed=len(self.events))
+        if event.get("descriptor") not in self.secondary:
+            self.done += 1
+            self._count()
+
+    def _count(self) -> None:
+        """The bar and its ``done/total`` (or ``n events`` when the plan gives no total)."""
+        total = self.progress.tasks[0].total
+        shown = {"done": self.done, "total": int(total) if total else None}
+        self.progress.update(self.task, completed=self.done, count=render.progress_text(shown))
 
     # rendering ------------------------------------------------------------------------------
     def render(self) -> Group:
@@ -394,7 +405,7 @@ def watch(
             if live is not None:
                 live.update(view.render())
     except StreamError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
@@ -404,7 +415,9 @@ def watch(
         if as_json:
             print(json.dumps({"event": "end", "data": {"id": experiment, "state": final}}))
         elif view.run_uid is None:
-            console.print(f"experiment {experiment} ended {final} before a run was seen")
+            console.print(
+                f"experiment {experiment} ended {final} before a run was seen", markup=False
+            )
         else:
             console.print(
                 f"experiment {experiment} ended {final}; the stop document of run "

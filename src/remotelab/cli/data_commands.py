@@ -1,13 +1,15 @@
-"""The shared commands on data, live and stored: ``watch``, ``runs`` and ``export``, through a
-gateway or on this machine (see :mod:`remotelab.cli.commands`)."""
+"""The shared commands on data, live and stored: ``watch``, ``runs``, ``export``, ``plot`` and
+``verify``, through a gateway or on this machine (see :mod:`remotelab.cli.commands`)."""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from remotelab.cli import render
 from remotelab.cli.app import app, console, user_errors
 from remotelab.cli.backend import open_backend
 from remotelab.cli.target import JSON, LAB, LOCAL, TOKEN, URL
@@ -18,6 +20,14 @@ STORE = Annotated[
         "--store", help="On this machine: run store file; default: runs.sqlite in the data dir."
     ),
 ]
+
+
+class ExportFormat(StrEnum):
+    """The formats of ``export``."""
+
+    csv = "csv"
+    json = "json"
+    hdf5 = "hdf5"
 
 
 # -- live -------------------------------------------------------------------------------------
@@ -107,22 +117,65 @@ def export(
     uid: Annotated[
         str, typer.Argument(help="A run uid (or a unique prefix of it), or an experiment id.")
     ],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="csv, json or hdf5.")] = "csv",
+    fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="The file format.")] = (
+        ExportFormat.csv
+    ),
     out: Annotated[
         Path, typer.Option("--output", "--out", "-o", help="Directory to write into.")
     ] = Path("."),
     stream: Annotated[
-        str | None, typer.Option(help="On this machine: the event stream for csv/json (primary).")
-    ] = None,
+        str, typer.Option(help="csv/json: the event stream (e.g. primary, endpoint).")
+    ] = "primary",
     store: STORE = None,
     url: URL = None,
     token: TOKEN = None,
     local: LOCAL = False,
 ) -> None:
-    """Write a run's data to files (an experiment id: each of its runs).
+    """Write a run's data to files (an experiment id: each of its runs), the same files and
+    names through a gateway and on this machine.
 
-    csv or json: one event stream; hdf5: the whole run, NeXus style."""
-    with user_errors(), open_backend(url, token, local=local, stream=stream, store=store) as side:
-        paths = side.export(uid, fmt, out)
+    csv: the stream's scalar signals, and a CSV of each array signal (a spectrum); json: the
+    stream's events with the run's metadata; hdf5: the whole run, NeXus style."""
+    with user_errors(), open_backend(url, token, local=local, store=store) as side:
+        paths = side.export(uid, fmt.value, out, stream=stream)
     for path in paths:
-        console.print(str(path))
+        console.print(str(path), markup=False, highlight=False)
+
+
+@app.command("plot")
+def plot(
+    run: Annotated[str, typer.Argument(help="Run uid (or a unique prefix of it).")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="PNG file to write.")
+    ] = None,
+    redraw: Annotated[bool, typer.Option(help="Draw it again even if one is stored.")] = False,
+    store: STORE = None,
+    url: URL = None,
+    token: TOKEN = None,
+    local: LOCAL = False,
+) -> None:
+    """Write a run's PNG summary (the one stored at run end, or drawn now)."""
+    with user_errors(), open_backend(url, token, local=local, store=store) as side:
+        path = side.plot(run, output, redraw=redraw)
+    console.print(str(path), markup=False, highlight=False)
+
+
+@app.command("verify")
+def verify(
+    run: Annotated[str, typer.Argument(help="Run uid (or a unique prefix of it).")],
+    store: STORE = None,
+    url: URL = None,
+    token: TOKEN = None,
+    local: LOCAL = False,
+    as_json: JSON = False,
+) -> None:
+    """Check that a stored run still matches the content hash recorded when it ended (exit 1
+    if it does not)."""
+    with user_errors(), open_backend(url, token, local=local, store=store) as side:
+        result = side.verify(run)
+    if as_json:
+        render.dump(result)
+    else:
+        render.verification(result)
+    if not result["ok"]:
+        raise typer.Exit(1)

@@ -153,7 +153,7 @@ def demo(
     A Prefect server (SQLite), the gateway with its dashboard, the stream proxy and a worker
     on the simulated lab."""
     from remotelab.embedded import Embedded
-    from remotelab.settings import data_dir
+    from remotelab.settings import demo_data_dir
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -161,7 +161,7 @@ def demo(
     with user_errors():
         console.print("starting Prefect server, stream proxy, worker and gateway …")
         site = Embedded(
-            data or data_dir() / "demo",
+            data or demo_data_dir(),
             lab_file=lab_file,
             port=port,
             prefect_port=prefect_port,

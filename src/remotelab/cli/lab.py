@@ -70,7 +70,7 @@ def show(
         for table in render.activity(*now):
             console.print(table)
     elif now:
-        console.print(f"[dim]no queue to show what runs: {now}[/]")
+        console.print(f"no queue to show what runs: {now}", style="dim", markup=False)
 
 
 def file_samples(info: dict[str, Any]) -> list[dict[str, Any]]:

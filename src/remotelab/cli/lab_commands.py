@@ -11,7 +11,7 @@ import typer
 from remotelab.cli import render
 from remotelab.cli.app import app, console, user_errors
 from remotelab.cli.backend import open_backend
-from remotelab.cli.target import API, JSON, LAB, LOCAL, SIMULATE, TOKEN, URL
+from remotelab.cli.target import API, JSON, LAB, LOCAL, SIMULATE, TOKEN, URL, RoleName
 from remotelab.errors import CommandLineError
 
 
@@ -20,7 +20,7 @@ from remotelab.errors import CommandLineError
 def plans(
     name: Annotated[str | None, typer.Argument(help="One plan: show its JSON Schema.")] = None,
     role: Annotated[
-        str | None,
+        RoleName | None,
         typer.Option("--role", help="On this machine: only the plans this role may run."),
     ] = None,
     url: URL = None,
@@ -53,7 +53,9 @@ def devices(
 
 
 # -- the lab: show and steer ------------------------------------------------------------------
-lab_app = typer.Typer(help="The lab: show it (the default), or steer it (managers).")
+lab_app = typer.Typer(
+    rich_markup_mode=None, help="The lab: show it (the default), or steer it (managers)."
+)
 app.add_typer(lab_app, name="lab")
 
 
@@ -122,7 +124,7 @@ def _steer(action: str, common: dict[str, Any], **kw: Any) -> None:
     url, token, local, lab, api = (common[k] for k in ("url", "token", "local", "lab", "api"))
     with user_errors(), open_backend(url, token, lab, local=local, api=api) as side:
         done = getattr(side, action)(**kw)
-    console.print(render.done(action, done.lab, done.detail, done.experiment))
+    console.print(render.done(action, done.lab, done.detail, done.experiment), markup=False)
 
 
 def _steering(action: str, doc: str) -> Callable[..., None]:

@@ -31,7 +31,7 @@ class LocalBackend:
     ``by``/``submitter`` and ``role`` say who acts (default: this user, a researcher; ``plans``
     lists only a given role's plans);
     ``api`` is the Prefect API; ``store`` the run store file; ``stream`` the stream proxy's
-    out address (``watch``) or the event stream (``export``); ``rows``, ``since``, ``until``
+    out address (``watch``); ``rows``, ``since``, ``until``
     as the commands' options of the same names.
     """
 
@@ -213,8 +213,24 @@ class LocalBackend:
         if experiment_id is None:
             raise CommandLineError("on this machine, watch needs an experiment id")
         data.watch(
-            experiment_id, stream=self.stream, timeout=timeout, rows=self.rows, as_json=as_json
+            self._full_id(experiment_id),
+            stream=self.stream,
+            timeout=timeout,
+            rows=self.rows,
+            as_json=as_json,
         )
+
+    def _full_id(self, experiment_id: str) -> str:
+        """The full id a prefix names, as the queue says; as given if the queue knows none or
+        cannot be asked (the stream alone needs no Prefect; watch then says it did not start)."""
+        import httpx
+
+        if len(experiment_id) >= 36:
+            return experiment_id
+        try:
+            return self.queue.get(experiment_id).id
+        except (QueueError, httpx.HTTPError, OSError):
+            return experiment_id
 
     def plans(self, name: str | None, *, as_json: bool) -> None:
         from remotelab.cli import plans
@@ -289,10 +305,20 @@ class LocalBackend:
             store_path=self.store,
         )
 
-    def export(self, uid: str, fmt: str, out: Path) -> list[Path]:
+    def export(self, uid: str, fmt: str, out: Path, *, stream: str | None = None) -> list[Path]:
         from remotelab.cli import data
 
-        return data.export(uid, fmt, out, stream=self.stream, store_path=self.store)
+        return data.export(uid, fmt, out, stream=stream, store_path=self.store)
+
+    def plot(self, uid: str, output: Path | None, *, redraw: bool = False) -> Path:
+        from remotelab.cli import data
+
+        return data.plot(uid, output, redraw=redraw, store_path=self.store)
+
+    def verify(self, uid: str) -> dict[str, Any]:
+        from remotelab.cli import data
+
+        return data.verify(uid, store_path=self.store)
 
 
 __all__ = ["WAIT_FOREVER", "LocalBackend", "current_user"]

@@ -16,18 +16,19 @@ from rich.table import Table
 from remotelab.cli import render
 from remotelab.cli.app import app, console, user_errors
 from remotelab.cli.backend import Backend, open_backend
-from remotelab.cli.target import API, JSON, LAB, LOCAL, TOKEN, URL
+from remotelab.cli.target import API, JSON, LAB, LOCAL, TOKEN, URL, EventName, RoleName
 from remotelab.notify import SUBSCRIBABLE
 
-notify_app = typer.Typer(help="Your notifications of a lab: add, list, remove, test.")
+notify_app = typer.Typer(
+    rich_markup_mode=None, help="Your notifications of a lab: add, list, remove, test."
+)
 app.add_typer(notify_app, name="notify")
 
 BY = Annotated[str | None, typer.Option("--by", help="On this machine: whose; default: your user.")]
 ROLE = Annotated[
-    str | None,
+    RoleName | None,
     typer.Option("--role", help="On this machine: your role (researcher; manager sees all)."),
 ]
-KINDS = ", ".join(k.value for k in SUBSCRIBABLE)
 
 
 def _side(opts: dict[str, Any]) -> Backend:
@@ -57,8 +58,8 @@ def add(
         str, typer.Argument(help="An apprise URL, e.g. mailto://user:pass@smtp.example.org.")
     ],
     event: Annotated[
-        list[str] | None,
-        typer.Option("--event", "-e", help=f"An event to receive; repeat. Default: all ({KINDS})."),
+        list[EventName] | None,
+        typer.Option("--event", "-e", help="An event to receive; repeat. Default: all."),
     ] = None,
     by: BY = None,
     role: ROLE = None,
@@ -75,7 +76,9 @@ def add(
     if as_json:
         render.dump(sub)
     else:
-        console.print(f"subscribed {sub['id']}: {sub['url']} ({', '.join(sub['events'])})")
+        console.print(
+            f"subscribed {sub['id']}: {sub['url']} ({', '.join(sub['events'])})", markup=False
+        )
 
 
 @notify_app.command("list")
@@ -118,7 +121,7 @@ def remove(
     if as_json:
         render.dump(sub)
     else:
-        console.print(f"removed {sub['id']}: {sub['url']}")
+        console.print(f"removed {sub['id']}: {sub['url']}", markup=False)
 
 
 @notify_app.command("test")

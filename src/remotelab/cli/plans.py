@@ -21,12 +21,13 @@ from bluesky.callbacks.core import CallbackBase
 from bluesky.utils import RunEngineInterrupted
 from rich.console import Group
 from rich.live import Live
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from remotelab.cli.app import app, console, err_console, user_errors
 from remotelab.cli.params import parse_params
-from remotelab.cli.target import SIMULATE
+from remotelab.cli.target import SIMULATE, RoleName
 from remotelab.data import attach
 from remotelab.errors import PlanValidationError, RemotelabError, SafeStateError
 from remotelab.lab import Lab, load_lab
@@ -40,6 +41,7 @@ LAB_OPTION = typer.Option(
 PARAM_OPTION = typer.Option(
     [], "--param", "-p", help="A parameter as key=value (JSON values; a,b for lists)."
 )
+ROLE_OPTION = typer.Option("manager", "--role", help="Run as this role (lab role rules).")
 MAX_COLUMNS = 8
 
 
@@ -263,7 +265,7 @@ def run_plan(
     speed: float = typer.Option(
         1.0, "--speed", help="Simulated clock speed (1.0 = real time; 100 = 100× faster)."
     ),
-    role: str = typer.Option("manager", "--role", help="Run as this role (lab role rules)."),
+    role: RoleName = ROLE_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print the run's readings as JSON."),
     store_runs: bool = typer.Option(
         True,
@@ -352,10 +354,12 @@ def run_plan(
             )
             raise typer.Exit(130)
         if outcome == "fail":
-            err_console.print(f"[bold red]failed:[/] {error}; the lab is in its safe state")
+            err_console.print(
+                f"[bold red]failed:[/] {escape(str(error))}; the lab is in its safe state"
+            )
             raise typer.Exit(1)
     except SafeStateError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(3) from None
     finally:
         try:

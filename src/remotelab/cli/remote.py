@@ -19,10 +19,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import platformdirs
 import typer
+from rich.markup import escape
 
 from remotelab.cli.app import app, console, err_console, user_errors
 from remotelab.cli.backend import Done
 from remotelab.cli.render import (
+    EventPrinter,
     activity,
     devices_table,
     dump,
@@ -36,7 +38,7 @@ from remotelab.cli.render import (
     when,
 )
 from remotelab.cli.target import JSON, TOKEN, URL
-from remotelab.errors import ApiError, ApiNotFound
+from remotelab.errors import ApiError, ApiNotFound, ExportError, RunNotFound
 
 if TYPE_CHECKING:
     from remotelab.client import Client
@@ -62,7 +64,7 @@ def read_config() -> dict[str, Any]:
     try:
         return tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        err_console.print(f"[yellow]warning:[/] ignoring {path}: {exc}")
+        err_console.print(f"[yellow]warning:[/] ignoring {escape(str(path))}: {escape(str(exc))}")
         return {}
 
 
@@ -100,7 +102,7 @@ def login(
         lines.append(f"lab = {json.dumps(lab)}")
     path.write_text("\n".join(lines) + "\n")
     path.chmod(0o600)
-    console.print(f"logged in as {who['user']} ({who['role']}); saved in {path}")
+    console.print(f"logged in as {who['user']} ({who['role']}); saved in {path}", markup=False)
 
 
 @app.command("whoami")
@@ -111,7 +113,9 @@ def whoami(url: URL = None, token: TOKEN = None, as_json: JSON = False) -> None:
     if as_json:
         dump(who)
     else:
-        console.print(f"{who['user']} ({who['role']}), labs: {', '.join(who['labs']) or 'all'}")
+        console.print(
+            f"{who['user']} ({who['role']}), labs: {', '.join(who['labs']) or 'all'}", markup=False
+        )
 
 
 class RemoteBackend:
@@ -147,9 +151,10 @@ class RemoteBackend:
 
     def follow(self, experiment_id: str, *, as_json: bool) -> None:
         """The experiment's live documents (Server-Sent Events) until it ends."""
+        show = EventPrinter()
         for event in self.client.events(experiment=experiment_id):
             if not as_json:
-                print_event(event)
+                show(event)
 
     def edit(self, experiment_id: str, params: dict[str, Any]) -> Any:
         return self.client.edit(experiment_id, params)
@@ -212,29 +217,30 @@ class RemoteBackend:
 
     def pause(self, *, immediate: bool = False, experiment: str | None = None) -> Done:
         answer = self.client.pause(immediate=immediate, experiment=experiment)
-        return Done(answer["lab"], experiment=answer.get("experiment"))
+        return Done(answer["lab"], answer.get("worker"), answer.get("experiment"))
 
     def resume(self, *, experiment: str | None = None) -> Done:
         answer = self.client.resume(experiment=experiment)
-        return Done(answer["lab"], experiment=answer.get("experiment"))
+        return Done(answer["lab"], answer.get("worker"), answer.get("experiment"))
 
     def stop(self, *, experiment: str | None = None) -> Done:
         answer = self.client.stop(experiment=experiment)
-        return Done(answer["lab"], experiment=answer.get("experiment"))
+        return Done(answer["lab"], answer.get("worker"), answer.get("experiment"))
 
     def abort(self, reason: str = "", *, experiment: str | None = None) -> Done:
         answer = self.client.abort(reason, experiment=experiment)
-        return Done(answer["lab"], experiment=answer.get("experiment"))
+        return Done(answer["lab"], answer.get("worker"), answer.get("experiment"))
 
     # -- what this side shows -----------------------------------------------------------------
     def watch(self, experiment_id: str | None, *, timeout: float | None, as_json: bool) -> None:
         """The lab's live documents and worker status, or one experiment's until it ends."""
+        show = EventPrinter()
         try:
             for event in self.client.events(experiment=experiment_id, timeout=timeout):
                 if as_json:
                     print(json.dumps({"event": event.kind, "data": event.data}, default=str))
                 else:
-                    print_event(event)
+                    show(event)
         except KeyboardInterrupt:
             pass
 
@@ -289,13 +295,35 @@ class RemoteBackend:
             return
         console.print(runs_table(data))
 
-    def export(self, uid: str, fmt: str, out: Path) -> list[Path]:
-        """Download a run's data (an experiment id: each of its runs)."""
+    def export(self, uid: str, fmt: str, out: Path, *, stream: str | None = None) -> list[Path]:
+        """Download a run's data (an experiment id: each of its runs), as local export writes
+        it: the same files (a CSV of each array signal too) and names."""
+        from remotelab.data.export import FORMATS
+
+        if fmt.lower() not in FORMATS:
+            raise ExportError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
         try:
             uids = [self.client.run(uid)["uid"]]
         except ApiNotFound:
             uids = [r["uid"] for r in self.client.experiment_runs(uid)]
-        return [self.client.export(run_uid, fmt, out) for run_uid in uids]
+            if not uids:
+                raise RunNotFound(f"no run or experiment with runs {uid!r}") from None
+        paths: list[Path] = []
+        for run_uid in uids:
+            paths += self.client.export_files(run_uid, fmt.lower(), out, stream=stream or "primary")
+        return paths
+
+    def plot(self, uid: str, output: Path | None, *, redraw: bool = False) -> Path:
+        """The gateway's summary plot of a run, written as local plot writes it."""
+        from remotelab.data.export import write_bytes
+
+        full = self.client.run(uid)["uid"]
+        return write_bytes(
+            output or Path(f"run-{full[:8]}.png"), self.client.plot(full, redraw=redraw)
+        )
+
+    def verify(self, uid: str) -> dict[str, Any]:
+        return self.client.verify(uid)
 
 
 __all__ = [

@@ -13,6 +13,19 @@ from rich.table import Table
 
 from remotelab.cli.app import console
 
+#: columns that hold an experiment id or a run uid: never wrapped (a folded id cannot be
+#: copied); the other columns fold around them
+ID_COLUMNS = frozenset({"id", "uid", "experiment", "holder", "held by"})
+
+
+def add_columns(table: Table, names: Sequence[str]) -> None:
+    """Add columns that fold long text, but those of :data:`ID_COLUMNS`, kept whole."""
+    for name in names:
+        if name in ID_COLUMNS:
+            table.add_column(name, no_wrap=True)
+        else:
+            table.add_column(name, overflow="fold")
+
 
 def dump(data: Any) -> None:
     """Print a model, a list of models or plain data as JSON."""
@@ -37,8 +50,7 @@ def experiments_table(items: list, title: str) -> Table:
     table = Table(title=title)
     waits = any(getattr(e, "waiting_for", None) for e in items)
     columns = ["id", "plan", "submitter", "priority", "state", "devices", "created", "message"]
-    for column in columns + (["waiting for"] if waits else []):
-        table.add_column(column, overflow="fold")
+    add_columns(table, columns + (["waiting for"] if waits else []))
     for e in items:
         row = [e.id, e.plan, e.submitter, e.priority.value, e.state.value]
         row += [", ".join(getattr(e, "devices", None) or []), when(e.created), e.message]
@@ -85,7 +97,7 @@ def experiment_line(exp: Any, as_json: bool) -> None:
     if as_json:
         dump(exp)
     else:
-        console.print(f"experiment {exp.id}: {exp.state.value} {exp.message}")
+        console.print(f"experiment {exp.id}: {exp.state.value} {exp.message}", markup=False)
 
 
 def submitted(exp: Any) -> None:
@@ -94,9 +106,26 @@ def submitted(exp: Any) -> None:
 
 
 def done(action: str, lab: str, detail: Any = None, experiment: str | None = None) -> str:
-    """The line that says a lab command (hold, pause…) was done, with any detail."""
+    """The line that says what a lab command (hold, pause…) did: the worker's word for it if
+    it said one (``paused``, ``pause requested: pending…``), else ``done``."""
     what = f"{action} of {experiment}" if experiment else action
-    return f"lab {lab}: {what} done" + (f" ({detail})" if detail else "")
+    said = worker_said(detail)
+    if said:
+        return f"lab {lab}: {what}: {said}"
+    return f"lab {lab}: {what} done" + (
+        f" ({detail})" if detail and not isinstance(detail, dict) else ""
+    )
+
+
+def worker_said(reply: Any) -> str:
+    """What a worker's reply (or the replies of several experiments) says happened."""
+    if not isinstance(reply, dict):
+        return ""
+    if isinstance(reply.get("experiments"), dict):
+        return "; ".join(
+            f"{k}: {worker_said(v) or 'done'}" for k, v in reply["experiments"].items()
+        )
+    return str(reply.get("note") or reply.get("error") or "")
 
 
 def _since(value: Any) -> str:
@@ -118,8 +147,7 @@ def activity(view: dict[str, Any], experiments: Sequence[Any] = ()) -> list[Tabl
         e = e.model_dump(mode="json") if hasattr(e, "model_dump") else dict(e)
         known[e["id"]] = e
     running = Table(title=f"running ({len(view.get('running', []))})")
-    for column in ("experiment", "plan", "submitter", "state", "devices", "since", "worker"):
-        running.add_column(column, overflow="fold")
+    add_columns(running, ("experiment", "plan", "submitter", "state", "devices", "since", "worker"))
     for r in view.get("running", []):
         exp = known.get(r["id"], {})
         running.add_row(
@@ -132,8 +160,7 @@ def activity(view: dict[str, Any], experiments: Sequence[Any] = ()) -> list[Tabl
             r.get("worker") or "",
         )
     book = Table(title="reservations")
-    for column in ("resource", "holder", "since", "waiters"):
-        book.add_column(column, overflow="fold")
+    add_columns(book, ("resource", "holder", "since", "waiters"))
     for resource, held in sorted((view.get("reservations") or {}).items()):
         waiters = ", ".join(
             f"{w.get('experiment')} since {_since(w.get('since'))}" for w in held.get("waiters", [])
@@ -141,44 +168,93 @@ def activity(view: dict[str, Any], experiments: Sequence[Any] = ()) -> list[Tabl
         holder = (held.get("holder") or "free") + (" (block)" if held.get("block") else "")
         book.add_row(resource, holder, _since(held.get("since")), waiters)
     waiting = Table(title="waiting")
-    for column in ("experiment", "why"):
-        waiting.add_column(column, overflow="fold")
+    add_columns(waiting, ("experiment", "why"))
     for exp_id, why in (view.get("waiting") or {}).items():
         waiting.add_row(exp_id, why)
     return [running, book, waiting]
 
 
-def print_event(event: Any) -> None:
-    """One live update from a gateway (a document, the worker's status, the end)."""
-    if event.kind == "document":
-        name, doc = event.document
+def progress_text(progress: dict[str, Any] | None) -> str:
+    """A run's progress as ``done/total`` (events of its primary stream), or ``n event(s)``
+    when the plan does not say how many (or did more than it said)."""
+    progress = progress or {}
+    done, total = progress.get("done") or 0, progress.get("total")
+    if isinstance(total, int) and total > 0 and done <= total:
+        return f"{done}/{total}"
+    return f"{done} event{'s' if done != 1 else ''}"
+
+
+def _reading(value: Any) -> str:
+    """One value of an event as a short text: numbers to 6 digits, arrays by their shape."""
+    if isinstance(value, list):
+        return f"[{len(value)} values]"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def status_line(status: dict[str, Any]) -> str:
+    """A worker's live status in one line: each running experiment's own state (running,
+    paused) and progress, else the worker's state."""
+    running = status.get("running") or {}
+    if isinstance(running, dict) and running:
+        each = [
+            f"{key} {entry.get('state', '?')} {progress_text(entry.get('progress'))}"
+            for key, entry in running.items()
+        ]
+        return "worker: " + "; ".join(each)
+    line = f"worker {status.get('state')} {status.get('experiment_id') or ''}".rstrip()
+    if status.get("run_uid"):
+        line += f" {progress_text(status.get('progress'))}"
+    return line
+
+
+class EventPrinter:
+    """Prints a gateway's live updates, one line each (a document, the worker's status, the
+    end); a status line only when it says something new."""
+
+    def __init__(self) -> None:
+        self.last_status: str | None = None
+
+    def __call__(self, event: Any) -> None:
+        if event.kind == "document":
+            self.document(*event.document)
+        elif event.kind == "status":
+            line = status_line(event.data)
+            if line != self.last_status:
+                self.last_status = line
+                console.print(line, style="dim", markup=False, highlight=False)
+        elif event.kind == "end":
+            exp = event.data
+            line = f"experiment {exp['id']} {exp['state']}"
+            if exp.get("message"):
+                line += f": {exp['message']}"
+            console.print(line, style="bold", markup=False, highlight=False)
+
+    def document(self, name: str, doc: dict[str, Any]) -> None:
         if name == "start":
-            console.print(f"[bold]start[/] run {doc['uid']} plan {doc.get('plan_name')}")
+            line = f"start run {doc['uid']} plan {doc.get('plan_name')}"
         elif name == "event":
-            data = {k: v for k, v in doc["data"].items() if not isinstance(v, list)}
-            console.print(f"event {doc.get('seq_num')}: {data}")
+            data = ", ".join(f"{k}={_reading(v)}" for k, v in doc["data"].items())
+            line = f"event {doc.get('seq_num')}: {data}"
         elif name == "event_page":
-            console.print(f"event page {doc.get('seq_num')}")
+            line = f"event page {doc.get('seq_num')}"
         elif name == "stop":
-            console.print(f"[bold]stop[/] {doc.get('exit_status')} {doc.get('reason') or ''}")
+            line = f"stop {doc.get('exit_status')} {doc.get('reason') or ''}".rstrip()
         else:
-            console.print(name)
-    elif event.kind == "status":
-        d = event.data
-        progress = d.get("progress") or {}
-        console.print(
-            f"[dim]worker {d.get('state')} {d.get('experiment_id') or ''} "
-            f"{progress.get('done', '')}/{progress.get('total') or '?'}[/]"
-        )
-    elif event.kind == "end":
-        console.print(f"[bold]experiment {event.data['id']} {event.data['state']}[/]")
+            line = name
+        console.print(line, markup=False, highlight=False)
+
+
+def print_event(event: Any) -> None:
+    """One live update from a gateway, printed without memory (see :class:`EventPrinter`)."""
+    EventPrinter()(event)
 
 
 def plans_table(data: list[dict[str, Any]], title: str) -> Table:
     """A gateway's plans and whether the token may submit them."""
     table = Table(title=title)
-    for column in ("plan", "description", "you may submit", "needs approval"):
-        table.add_column(column, overflow="fold")
+    add_columns(table, ("plan", "description", "you may submit", "needs approval"))
     for p in data:
         table.add_row(p["name"], p["description"], str(p["allowed"]), str(p["needs_approval"]))
     return table
@@ -188,8 +264,7 @@ def devices_table(data: list[dict[str, Any]], title: str) -> Table:
     """Devices with their live status (as a gateway describes them)."""
     table = Table(title=title)
     columns = ("device", "class", "role", "online", "busy", "holder", "limits", "safe state")
-    for column in columns:
-        table.add_column(column, overflow="fold")
+    add_columns(table, columns)
     for d in data:
         limits = ", ".join(f"{k} {lo:g}…{hi:g}" for k, (lo, hi) in d["limits"].items())
         safe = ", ".join(f"{k}={v}" for k, v in d.get("safe_state", {}).items())
@@ -212,11 +287,17 @@ def lab_summary(summary: dict[str, Any]) -> str:
         + (" (simulated)" if summary["simulated"] else "")
         + (" [bold red]HELD[/]" if summary["held"] else "")
         + f": {summary['workers']} worker(s), {summary['queued']} waiting"
-        + (", running " + ", ".join(f"{e['id']} ({e['plan']})" for e in running) if running else "")
+        + (", running " + ", ".join(_running(e) for e in running) if running else "")
     ]
     lines += [alert_line(a) for a in summary.get("alerts") or []]
     lines += [lost_line(r) for r in summary.get("lost") or []]
     return "\n".join(lines)
+
+
+def _running(exp: dict[str, Any]) -> str:
+    """A running experiment in the lab's summary line: its id, plan and state if not running."""
+    state = exp.get("state")
+    return f"{exp['id']} ({exp['plan']}{'' if state in (None, 'running') else f', {state}'})"
 
 
 def lost_line(record: dict[str, Any]) -> str:
@@ -238,24 +319,33 @@ def alert_line(alert: dict[str, Any]) -> str:
     return f"[bold red]![/] {escape(str(alert.get('message', '')))} (since {since})"
 
 
+def verification(result: dict[str, Any]) -> None:
+    """A run checked against its recorded content hash: OK or FAILED, and both hashes."""
+    ok = result["ok"]
+    console.print(
+        f"[{'green' if ok else 'red'}]{'OK' if ok else 'FAILED'}[/] "
+        f"{escape(str(result['uid']))}: {escape(str(result['detail']))}"
+    )
+    console.print(f"  recorded sha256 {result.get('expected') or '-'}", markup=False)
+    console.print(f"  computed sha256 {result['actual']}", markup=False)
+
+
 def samples_table(data: list[dict[str, Any]]) -> Table:
     """The lab's samples: where each is, who holds it, whether it is used up (and why)."""
-    table = Table(title="samples")
-    for column in ("sample", "location", "held by", "used up", "description"):
-        table.add_column(column, overflow="fold")
+    said = any(s.get("live") for s in data)
+    table = Table(title="samples" + ("" if said else " (where the lab file puts them)"))
+    add_columns(table, ("sample", "location", "held by", "used up", "description"))
     for s in data:
-        where = str(s.get("location", "")) + ("" if s.get("live", True) else " (lab file)")
         used = s.get("why_consumed") or ("yes" if s.get("consumed") else "")
-        row = (s["id"], where, s.get("held_by") or "", used, s.get("description") or "")
-        table.add_row(*(escape(str(v)) for v in row))
+        row = (s["id"], s.get("location", ""), s.get("held_by") or "", used, s.get("description"))
+        table.add_row(*(escape(str(v or "")) for v in row))
     return table
 
 
 def runs_table(data: list[dict[str, Any]]) -> Table:
     """Stored runs as a gateway lists them."""
     table = Table(title=f"{len(data)} run(s)")
-    for column in ("uid", "plan", "experiment", "submitter", "start", "events", "exit"):
-        table.add_column(column, overflow="fold")
+    add_columns(table, ("uid", "plan", "experiment", "submitter", "start", "events", "exit"))
     for r in data:
         table.add_row(
             r["uid"],
@@ -270,7 +360,10 @@ def runs_table(data: list[dict[str, Any]]) -> Table:
 
 
 __all__ = [
+    "ID_COLUMNS",
+    "EventPrinter",
     "activity",
+    "add_columns",
     "devices_table",
     "done",
     "dump",
@@ -281,9 +374,13 @@ __all__ = [
     "plans_table",
     "print_event",
     "print_queue",
+    "progress_text",
     "runs_table",
     "samples_table",
     "show_experiment",
+    "status_line",
     "submitted",
+    "verification",
     "when",
+    "worker_said",
 ]

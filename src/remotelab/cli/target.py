@@ -17,8 +17,9 @@ the other side was chosen (e.g. ``--store`` with a gateway, ``--token`` without 
 from __future__ import annotations
 
 import os
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
@@ -26,6 +27,42 @@ from remotelab.errors import CommandLineError
 
 if TYPE_CHECKING:
     from remotelab.client import Client
+
+#: the values of options with a fixed set (``--help`` lists them; another is refused in one
+#: line): as :class:`~remotelab.queue.Priority`, :class:`~remotelab.queue.ExperimentState`,
+#: the plan registry's ``ROLES`` and the notifications' ``SUBSCRIBABLE`` say (spelled out
+#: here so the CLI starts without importing Prefect; a test keeps them the same)
+PriorityName = Literal["urgent", "normal", "low"]
+
+
+class StateName(StrEnum):
+    """An experiment state (``queue --state``)."""
+
+    waiting_for_approval = "waiting_for_approval"
+    queued = "queued"
+    running = "running"
+    paused = "paused"
+    completed = "completed"
+    failed = "failed"
+    cancelled = "cancelled"
+    crashed = "crashed"
+
+
+RoleName = Literal["observer", "researcher", "manager", "admin"]
+Place = Literal["front", "back"]
+
+
+class EventName(StrEnum):
+    """A kind of notification one may subscribe to (``notify add --event``)."""
+
+    experiment_failed = "experiment_failed"
+    experiment_crashed = "experiment_crashed"
+    awaiting_approval = "awaiting_approval"
+    operator_question = "operator_question"
+    lab_held = "lab_held"
+    worker_lost = "worker_lost"
+    watchdog_alert = "watchdog_alert"
+
 
 URL = Annotated[
     str | None,
@@ -146,6 +183,11 @@ __all__ = [
     "SIMULATE",
     "TOKEN",
     "URL",
+    "EventName",
+    "Place",
+    "PriorityName",
+    "RoleName",
+    "StateName",
     "gateway",
     "lab_file",
     "where",

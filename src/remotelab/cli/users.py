@@ -1,8 +1,9 @@
 """``remotelab users`` and ``remotelab tokens``: accounts of the gateway, on the server machine.
 
 These work on the gateway's user database directly (``auth.sqlite`` in the data
-directory, or ``--db``), so they need no token; each change is written to the audit log
-with the local account as its actor.
+directory, or ``--db``; without either, the one ``remotelab demo`` keeps in its default data
+directory), so they need no token; each change is written to the audit log with the local
+account as its actor. Only ``users add`` creates a database; the others refuse a missing one.
 """
 
 from __future__ import annotations
@@ -16,24 +17,54 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from remotelab.api.auth import AuthStore, Role
-from remotelab.cli.app import app, console, user_errors
+from remotelab.api.auth import AuthStore, Role, default_auth_path
+from remotelab.cli.app import app, console, err_console, user_errors
+from remotelab.errors import AccountError
 
-users_app = typer.Typer(help="Users of the gateway and their roles.", no_args_is_help=True)
+users_app = typer.Typer(
+    rich_markup_mode=None, help="Users of the gateway and their roles.", no_args_is_help=True
+)
 tokens_app = typer.Typer(
-    help="API tokens: create (shown once), list, revoke.", no_args_is_help=True
+    rich_markup_mode=None,
+    help="API tokens: create (shown once), list, revoke.",
+    no_args_is_help=True,
 )
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
 
 DB_OPTION = typer.Option(
-    None, "--db", help="The user database; default: auth.sqlite in REMOTELAB_DATA_DIR."
+    None,
+    "--db",
+    help="The user database; default: auth.sqlite in REMOTELAB_DATA_DIR (if missing: the "
+    "demo's, if it has one).",
 )
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of tables.")
 
 
-def _store(db: Path | None) -> AuthStore:
-    return AuthStore(db)
+def _store(db: Path | None, *, create: bool = False) -> AuthStore:
+    """The user database: ``db``, else :func:`database`. Only ``create`` (``users add``)
+    makes a new one; every other command on a missing one says so."""
+    path = db or database()
+    if not create and not path.is_file():
+        raise AccountError(
+            f"no user database at {path}: add a user first ('remotelab users add'), or pass "
+            "--db FILE (remotelab demo keeps its users in auth.sqlite of its --data directory)"
+        )
+    return AuthStore(path)
+
+
+def database() -> Path:
+    """The default user database: ``auth.sqlite`` in the data directory; if there is none
+    but ``remotelab demo`` keeps one in its default data directory, that one (said on
+    stderr)."""
+    from remotelab.settings import demo_data_dir
+
+    path = default_auth_path()
+    demo = demo_data_dir() / "auth.sqlite"
+    if not path.exists() and demo.is_file():
+        err_console.print(f"the demo's user database: {demo}", style="dim", markup=False)
+        return demo
+    return path
 
 
 def _audit(store: AuthStore, action: str, target: str, **detail: object) -> None:
@@ -64,7 +95,7 @@ def users_add(
     db: Path | None = DB_OPTION,
 ) -> None:
     """Add a user with a role."""
-    with user_errors(), _store(db) as store:
+    with user_errors(), _store(db, create=True) as store:
         user = store.add_user(name, role, labs=labs or [])
         _audit(store, "user.add", name, role=role.value, labs=labs or [])
     console.print(f"user [bold]{user.name}[/] added as {user.role.value}")

@@ -20,7 +20,7 @@ from prefect.client.schemas.objects import StateType
 from prefect.states import Paused, Scheduled, State
 
 from remotelab.errors import ExperimentStateError, QueueError
-from remotelab.queue import transitions
+from remotelab.queue import samples, transitions
 from remotelab.queue.edit_hold import EditHold, edit_mark, hold_state
 from remotelab.queue.messages import AWAITING_APPROVAL
 from remotelab.queue.models import (
@@ -110,6 +110,9 @@ class Editing:
             json.dumps(merged)
         except TypeError as exc:
             raise QueueError(f"parameters must be JSON values: {exc}") from None
+        definition = getattr(self.registry, "definition", lambda _: None)(exp.plan)
+        if samples.consumed_sample(definition, merged):
+            samples.note_used_up(self)  # validation refuses a sample already used up
         validated = self.registry.validate(exp.plan, merged, lab=self.lab, role=role)
         edits = [
             *exp.edits,

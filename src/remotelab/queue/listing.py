@@ -4,17 +4,47 @@ Filters on submitter, plan and priority go to Prefect as tags (the queue tags ev
 experiment with them). Unfinished experiments come in queue order (running, then queued by
 priority and place, then awaiting approval); finished ones newest first, counted by Prefect.
 The queue's adapter on Prefect reads its answers page by page. Each unfinished experiment of
-a page says why it waits (``waiting_for``), as the lab's workers tell.
+a page says why it waits (``waiting_for``), as the lab's workers tell. An experiment may be
+named by a unique prefix of its id (:func:`resolve_id`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
+from uuid import UUID
 
 from prefect.client.schemas.sorting import FlowRunSort
 
+from remotelab.errors import ExperimentNotFound, QueueError
 from remotelab.queue.models import Experiment, ExperimentState, Priority, queue_order
+
+#: the shortest id prefix looked up (shorter ones are not experiment ids)
+MIN_PREFIX = 4
+HEX = frozenset("0123456789abcdef-")
+
+
+def resolve_id(queue: Any, experiment_id: str | UUID) -> str:
+    """The full id of the experiment ``experiment_id`` names: itself if it is a full id, else
+    the one experiment of the lab whose id starts with it (at least :data:`MIN_PREFIX`
+    characters). :class:`ExperimentNotFound` if none does, :class:`QueueError` naming them
+    if several do."""
+    text = str(experiment_id).strip().lower()
+    try:
+        return str(UUID(text))
+    except ValueError:
+        pass
+    if len(text) < MIN_PREFIX or not set(text) <= HEX:
+        raise ExperimentNotFound(f"no experiment {experiment_id} in lab {queue.name}")
+    found = [str(r.id) for r in queue.prefect.runs() if str(r.id).startswith(text)]
+    if not found:
+        raise ExperimentNotFound(f"no experiment {experiment_id} in lab {queue.name}")
+    if len(found) > 1:
+        raise QueueError(
+            f"{experiment_id} is the start of {len(found)} experiments' ids "
+            f"({', '.join(sorted(found)[:5])}…): give more of it"
+        )
+    return found[0]
 
 
 def filter_tags(submitter: str | None, plan: str | None, priority: Priority | None) -> list[str]:
@@ -60,4 +90,4 @@ def list_experiments(
     return page, total
 
 
-__all__ = ["filter_tags", "list_experiments"]
+__all__ = ["MIN_PREFIX", "filter_tags", "list_experiments", "resolve_id"]

@@ -1,9 +1,9 @@
 """A lab's samples as its queue knows them: where each is, who holds it, and which are used up.
 
 A plan that uses up its sample (``@plan(consumes=...)``, the titration) is submitted with the
-tags ``consumes`` and ``consumes:<sample>``. A sample is used up once such an experiment has
-started on it (it ran: it has runs, or it runs now); the queue reads that from Prefect, so the
-gateway, the lab machine's CLI and every worker agree, across restarts. Where a sample is and
+tag ``consumes``. A sample is used up once such an experiment has started on it (it ran: it has
+runs, or it runs now), the sample being its parameter's value (as edited); the queue reads that
+from Prefect, so the gateway and the lab machine's CLI agree, across restarts. Where a sample is and
 what holds it come from the lab's live workers (their status), else from the lab file.
 """
 
@@ -29,9 +29,9 @@ STARTED_TYPES = (
 )
 
 
-def consumes_tags(sample: str | None) -> list[str]:
-    """The tags of an experiment whose plan uses up ``sample`` (none without a sample)."""
-    return [CONSUMES, f"{CONSUMES}:{sample}"] if sample else []
+def consumes_tags(definition: Any) -> list[str]:
+    """The tags of an experiment of plan ``definition``: ``consumes`` if it uses a sample up."""
+    return [CONSUMES] if getattr(definition, "consumes", None) else []
 
 
 def consumed_sample(definition: Any, params: dict[str, Any]) -> str | None:
@@ -51,15 +51,18 @@ def used_up(queue: Any) -> dict[str, dict[str, Any]]:
         ran = exp.run_uids or exp.started or exp.state.value in ("running", "paused")
         if not ran or exp.state.value == "waiting_for_approval":
             continue
-        for tag in run.tags or []:
-            sample = tag.removeprefix(f"{CONSUMES}:")
-            if tag.startswith(f"{CONSUMES}:") and sample not in found:
-                found[sample] = {
-                    "experiment": exp.id,
-                    "plan": exp.plan,
-                    "state": exp.state.value,
-                    "why": f"by experiment {exp.id} ({exp.plan}, {exp.state.value})",
-                }
+        try:
+            definition = queue.registry.definition(exp.plan)
+        except Exception:  # a plan the lab no longer offers
+            continue
+        sample = consumed_sample(definition, exp.params)
+        if sample is not None and sample not in found:
+            found[sample] = {
+                "experiment": exp.id,
+                "plan": exp.plan,
+                "state": exp.state.value,
+                "why": f"by experiment {exp.id} ({exp.plan}, {exp.state.value})",
+            }
     return found
 
 

@@ -20,7 +20,7 @@ from prefect.states import Cancelled, Paused, Scheduled, State
 
 from remotelab.errors import ExperimentStateError, QueueError, WorkerUnavailable
 from remotelab.notify import Event, EventKind, Notifier
-from remotelab.queue import samples
+from remotelab.queue import listing, samples
 from remotelab.queue.commands import Cancel
 from remotelab.queue.editing import Editing, being_edited
 from remotelab.queue.messages import AWAITING_APPROVAL
@@ -190,7 +190,7 @@ class ExperimentQueue(Editing, Ordering, WorkerControl):
                 priority_tag(prio),
                 f"plan:{plan}",
                 f"submitter:{submitter}",
-                *samples.consumes_tags(consumed),
+                *samples.consumes_tags(definition),
             ],
             work_queue=prio.value,
         )
@@ -213,12 +213,14 @@ class ExperimentQueue(Editing, Ordering, WorkerControl):
 
     # -- reading ------------------------------------------------------------------------------
     def get(self, experiment_id: str | UUID) -> Experiment:
-        """One experiment by id; :class:`ExperimentNotFound` if it is not in this lab's queue."""
+        """One experiment by id (or a unique prefix of it); :class:`ExperimentNotFound` if it
+        is not in this lab's queue."""
         return self._read_run(experiment_id)[1]
 
     def _read_run(self, experiment_id: str | UUID) -> tuple[Any, Experiment]:
-        """One read of an experiment's flow run: the run and the experiment it is."""
-        run = self.prefect.read_run(experiment_id)
+        """One read of an experiment's flow run (its id, or a unique prefix of it): the run and
+        the experiment it is."""
+        run = self.prefect.read_run(listing.resolve_id(self, experiment_id))
         return run, Experiment.from_flow_run(run)
 
     def read(

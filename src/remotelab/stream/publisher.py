@@ -85,6 +85,7 @@ class StreamPublisher:
         }
         self._runs: dict[str, str] = {}  # run uid -> its key in status["running"]
         self._descriptors: dict[str, str] = {}  # descriptor uid -> run uid
+        self._primary: set[str] = set()  # the primary streams' descriptors: progress counts theirs
         self._engine: dict[str, str] = {}  # experiment -> its RunEngine's state, if not idle
         self._named = False  # whether RunEngine states came with their experiment
         self._min_progress_gap = 1.0 / progress_rate if progress_rate > 0 else 0.0
@@ -118,13 +119,16 @@ class StreamPublisher:
             run = doc.get("run_start")
             if run in self._runs:
                 self._descriptors[doc["uid"]] = run
+                if doc.get("name", "primary") == "primary":
+                    self._primary.add(doc["uid"])
                 if run == self.status["run_uid"]:
                     self.status["descriptors"] = [*self.status["descriptors"], doc["uid"]]
                 self._send_status()
         elif name in ("event", "event_page"):
-            run = self._descriptors.get(doc.get("descriptor", ""))
-            if run is None:
-                return
+            descriptor = doc.get("descriptor", "")
+            run = self._descriptors.get(descriptor)
+            if run is None or descriptor not in self._primary:
+                return  # progress counts the primary stream's events (num_points is theirs)
             n = 1 if name == "event" else len(doc.get("seq_num", []))
             key = self._runs[run]
             running = self.status["running"]
@@ -171,6 +175,7 @@ class StreamPublisher:
         run = doc["run_start"]
         key = self._runs.pop(run)
         self._descriptors = {d: r for d, r in self._descriptors.items() if r != run}
+        self._primary &= set(self._descriptors)
         s["running"] = {k: v for k, v in s["running"].items() if k != key}
         s["exit_status"] = doc.get("exit_status")
         if run == s["run_uid"]:

@@ -2,7 +2,8 @@
 
 ``remotelab worker`` and ``remotelab demo`` (:class:`remotelab.embedded.Embedded`) both
 build their worker here, so both keep every document in the store before anything else
-sees it, and both publish the RunEngine's pause and resume on the stream.
+sees it, both publish the RunEngine's pause and resume on the stream, and both log a normal
+abort in one line (:mod:`remotelab.worker.plan_logs`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from remotelab.data.wiring import Callback, EngineStateFollower, attach
 from remotelab.queue.lost import store_run_uids
 from remotelab.worker.lab_worker import LabWorker
+from remotelab.worker.plan_logs import calm_aborts
 
 
 def build_worker(
@@ -40,6 +42,7 @@ def build_worker(
     if store is not None and hasattr(store, "runs"):  # peers marked lost: their run uids
         worker_options.setdefault("run_uids", store_run_uids(store))
     worker = LabWorker(lab, api_url=api_url, **worker_options)
+    calm_aborts()  # a normal abort is one log line, not bluesky's traceback
     for lane in worker.lanes:
         # the store first: a document is durable before any other callback sees it
         attach(

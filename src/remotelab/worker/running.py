@@ -30,6 +30,10 @@ from remotelab.queue.models import Experiment
 log = logging.getLogger("remotelab.worker")
 
 ENDING = frozenset({"aborting", "stopping", "halting"})
+#: an immediate pause: how long (s) the answer waits for the RunEngine to be paused
+PAUSE_SETTLE = 2.0
+#: a pending pause called off: how long (s) to watch for a checkpoint that had taken it already
+CHECKPOINT_GRACE = 1.0
 """RunEngine states in which a plan is already on its way out."""
 
 
@@ -216,7 +220,7 @@ class Runner:
             state = str(self.RE.state)
         if state in ("paused", "pausing"):
             if isinstance(command, Pause):
-                return Reply.done("already paused")
+                return Reply(ok=True, note="already paused", info={"state": "paused"})
             self._commands.put(command)
             return Reply.done()
         if state != "running":
@@ -224,8 +228,9 @@ class Runner:
         try:
             if isinstance(command, Pause):
                 self.RE.request_pause(defer=command.defer)
+                return self._pause_answer(command)
             elif isinstance(command, Resume):
-                return Reply.refused("the plan is not paused")
+                return self._call_off_pause(command)
             elif isinstance(command, Stop):
                 self.RE.stop()
             else:
@@ -239,6 +244,38 @@ class Runner:
                 return self._not_running(command, now)  # e.g. a cancel seen in Prefect too
             return Reply.refused(f"{type(exc).__name__}: {exc}")
         return Reply.done()
+
+    def _pause_answer(self, command: Pause) -> Reply:
+        """What a pause did: the plan is paused, or the pause waits for its next checkpoint
+        (``info["state"]``: ``paused``, ``pausing`` or ``pause pending``)."""
+        if command.defer:
+            note = "pause requested: pending until the plan's next checkpoint"
+            return Reply(ok=True, note=note, info={"state": "pause pending"})
+        deadline = time.monotonic() + PAUSE_SETTLE
+        while str(self.RE.state) == "pausing" and time.monotonic() < deadline:
+            time.sleep(0.01)  # the RunEngine's own thread finishes the pause
+        state = str(self.RE.state)
+        if state == "paused":
+            return Reply(ok=True, note="paused", info={"state": "paused"})
+        return Reply(
+            ok=True, note=f"pause requested; the RunEngine is {state}", info={"state": state}
+        )
+
+    def _call_off_pause(self, command: Resume) -> Reply:
+        """A resume while a deferred pause is pending calls the pause off. A checkpoint that
+        had already taken the pause (bluesky waits half a second there before pausing) is
+        resumed as soon as it pauses."""
+        if not self.RE.deferred_pause_requested:
+            return Reply.refused("the plan is not paused")
+        self.RE._deferred_pause_requested = False  # bluesky has no call to withdraw it
+        deadline = time.monotonic() + CHECKPOINT_GRACE
+        while time.monotonic() < deadline:
+            if str(self.RE.state) in ("pausing", "paused"):
+                self._commands.put(command)  # the paused loop resumes it
+                note = "the plan paused at its checkpoint as the resume came; resumed"
+                return Reply(ok=True, note=note, info={"state": "running"})
+            time.sleep(0.01)
+        return Reply(ok=True, note="the pending pause was called off", info={"state": "running"})
 
     @staticmethod
     def _not_running(command: Interrupt, state: str) -> Reply:

@@ -11,13 +11,13 @@ and remove the lab's); the audit log needs ``manager``; users and tokens need ``
 module             routes
 =================  ==========================================================
 ``users``          who am I, users, tokens
-``labs``           labs, their devices and reservations
+``labs``           labs, their devices, samples and reservations
 ``plans``          the plans of a lab
 ``experiments``    the experiment queue: submit, edit, move, approve, answer…
 ``control``        lab control: hold, release, pause, resume, stop, abort (lab-wide
                    or of one experiment)
 ``live``           live updates (Server-Sent Events)
-``runs``           stored runs, their data and plots
+``runs``           stored runs, their data, plots and integrity check
 ``notify``         notification subscriptions: list, add, remove, test
 ``audit``          the audit log
 =================  ==========================================================

@@ -4,7 +4,7 @@ A run of a lab the caller may not use is not found (404)."""
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -14,11 +14,13 @@ from fastapi import APIRouter, Query, Response
 from remotelab.api.auth import Principal
 from remotelab.api.deps import ERROR_RESPONSES, GW, MAX_OFFSET, MAX_PAGE, Who
 from remotelab.api.gateway import Gateway
-from remotelab.api.models import RunInfo
-from remotelab.data.export import export_csv, export_hdf5, jsonable, run_record
+from remotelab.api.models import RunInfo, RunVerification
+from remotelab.data.export import export_csv, export_hdf5, export_json, jsonable
 from remotelab.errors import ExportError, RunNotFound
 
 router = APIRouter(tags=["runs"], responses=ERROR_RESPONSES)
+#: the header of a CSV export that names the stream's array signals (each its own CSV)
+ARRAYS_HEADER = "X-Remotelab-Arrays"
 
 
 def run_info(store: Any, r: Any, *, full: bool = False) -> RunInfo:
@@ -126,26 +128,24 @@ def run_data(
     key: Annotated[str | None, Query(description="CSV: an array-valued signal's own table")] = None,
 ) -> Response:
     """A run's data: JSON (metadata and events), CSV (the stream's scalar signals, or one
-    array signal with ``key``) or HDF5 (the whole run, NeXus style)."""
+    array signal with ``key``) or HDF5 (the whole run, NeXus style), named as ``remotelab
+    export`` names its files (``Content-Disposition``). A CSV of the scalar signals lists the
+    stream's array signals (each its own CSV, with ``key``) in ``X-Remotelab-Arrays``."""
     store = gw.run_store()
     r = readable_run(gw, who, uid)
-    if format == "json":
-        body = json.dumps(run_record(store, r.uid, stream=stream), allow_nan=False)
-        return Response(body, media_type="application/json")
     with tempfile.TemporaryDirectory() as tmp:
-        if format == "hdf5":
-            path = export_hdf5(store, r.uid, Path(tmp))
-            return Response(
-                path.read_bytes(),
-                media_type="application/x-hdf5",
-                headers={"Content-Disposition": f'attachment; filename="{path.name}"'},
-            )
-        path = csv_file(export_csv(store, r.uid, Path(tmp), stream=stream), r.uid, stream, key)
-        return Response(
-            path.read_text(),
-            media_type="text/csv",
-            headers={"Content-Disposition": f'attachment; filename="{path.name}"'},
-        )
+        headers: dict[str, str] = {}
+        if format == "json":
+            path, media = export_json(store, r.uid, Path(tmp), stream=stream), "application/json"
+        elif format == "hdf5":
+            path, media = export_hdf5(store, r.uid, Path(tmp)), "application/x-hdf5"
+        else:
+            paths = export_csv(store, r.uid, Path(tmp), stream=stream)
+            path, media = csv_file(paths, r.uid, stream, key), "text/csv"
+            if key is None:
+                headers[ARRAYS_HEADER] = ",".join(p.name.split(".")[-2] for p in paths[1:])
+        headers["Content-Disposition"] = f'attachment; filename="{path.name}"'
+        return Response(path.read_bytes(), media_type=media, headers=headers)
 
 
 @router.get(
@@ -153,16 +153,25 @@ def run_data(
     response_class=Response,
     responses={200: {"content": {"image/png": {}}, "description": "the run's summary plot"}},
 )
-def run_plot(uid: str, who: Who, gw: GW) -> Response:
-    """The run's summary plot (drawn now if the store has none yet)."""
+def run_plot(uid: str, who: Who, gw: GW, redraw: bool = False) -> Response:
+    """The run's summary plot (drawn now if the store has none yet, or with ``redraw``)."""
     from remotelab.data.plots import render_run  # matplotlib: loaded when a plot is asked for
 
     store = gw.run_store()
     r = readable_run(gw, who, uid)
-    png = store.plot(r.uid)
+    png = None if redraw else store.plot(r.uid)
     if png is None:
         png = render_run(store, r.uid)
     return Response(png, media_type="image/png")
 
 
-__all__ = ["csv_file", "readable_run", "router", "run_info"]
+@router.get("/runs/{uid}/verify", response_model=RunVerification)
+def verify_run(uid: str, who: Who, gw: GW) -> RunVerification:
+    """Recompute the run's content hash from its stored documents and compare it with the
+    hash recorded when it ended (``ok``: they match)."""
+    store = gw.run_store()
+    r = readable_run(gw, who, uid)
+    return RunVerification.model_validate(dataclasses.asdict(store.verify(r.uid)))
+
+
+__all__ = ["ARRAYS_HEADER", "csv_file", "readable_run", "router", "run_info", "verify_run"]
