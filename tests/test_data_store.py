@@ -236,3 +236,13 @@ def test_tiled_sink_without_tiled_says_how_to_get_it():
 
     with pytest.raises(StoreError, match=r"remotelab\[tiled\]"):
         TiledSink("http://127.0.0.1:8000")
+
+
+def test_runs_of_an_experiment_by_a_unique_prefix_of_its_id(lab, RE, store):
+    (first,) = RE(count([lab["thermometer"]], num=1), **md("abcd1234-one"))
+    (second,) = RE(count([lab["thermometer"]], num=1), **md("abcd9876-two"))
+    assert [r.uid for r in store.runs(experiment_id="abcd12")] == [first]
+    assert [r.uid for r in store.runs(experiment_id="abcd9876-two")] == [second]
+    assert store.runs(experiment_id="ffff0000") == []  # nothing starts so: no runs, as before
+    with pytest.raises(RunNotFound, match="ambiguous"):
+        store.runs(experiment_id="abcd")

@@ -75,7 +75,7 @@ def watch(
 @app.command("runs")
 def runs(
     experiment: Annotated[
-        str | None, typer.Option("--experiment", "-e", help="Experiment id.")
+        str | None, typer.Option("--experiment", "-e", help="Experiment id (or a unique prefix).")
     ] = None,
     sample: Annotated[str | None, typer.Option("--sample", "-s", help="Sample id.")] = None,
     plan: Annotated[str | None, typer.Option("--plan", "-p", help="Plan name.")] = None,

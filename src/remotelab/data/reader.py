@@ -75,6 +75,24 @@ class RunReader:
             raise RunNotFound(f"run uid prefix {uid!r} is ambiguous; give more characters")
         raise RunNotFound(f"no run {uid!r} in the store {self.path}")
 
+    def resolve_experiment(self, experiment_id: str) -> str:
+        """The experiment id the store's runs know, given it or a unique prefix of it (at
+        least :data:`MIN_PREFIX` characters); as given if none of them starts so."""
+        conn = self._reader()
+        exact = conn.execute("SELECT 1 FROM runs WHERE experiment_id=? LIMIT 1", (experiment_id,))
+        if exact.fetchone() or len(experiment_id) < MIN_PREFIX:
+            return experiment_id
+        rows = conn.execute(
+            "SELECT DISTINCT experiment_id FROM runs WHERE experiment_id >= ? AND experiment_id < ?"
+            " LIMIT 2",
+            (experiment_id, experiment_id + "\uffff"),
+        ).fetchall()
+        if len(rows) > 1:
+            raise RunNotFound(
+                f"experiment id prefix {experiment_id!r} is ambiguous; give more characters"
+            )
+        return rows[0][0] if rows else experiment_id
+
     def runs(
         self,
         *,
@@ -88,7 +106,10 @@ class RunReader:
         complete: bool | None = None,
         limit: int | None = None,
     ) -> list[RunSummary]:
-        """Runs matching every given filter, newest first. Times are epoch seconds or datetimes."""
+        """Runs matching every given filter, newest first. Times are epoch seconds or datetimes;
+        ``experiment_id`` may be a unique prefix (:meth:`resolve_experiment`)."""
+        if experiment_id is not None:
+            experiment_id = self.resolve_experiment(experiment_id)
         where: list[str] = []
         args: list[object] = []
         for column, value in (
