@@ -50,3 +50,30 @@ def test_help_lists_the_choices():
     assert "urgent|normal|low" in shown and "observer|researcher|manager|admin" in shown
     assert "front|back" in CliRunner().invoke(app, ["move", "--help"]).output
     assert "csv|json|hdf5" in CliRunner().invoke(app, ["export", "--help"]).output
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["submit", "measure", "--priority", "asap", *GATEWAY], "'asap' is not one of"),
+        (["nonsense"], "No such command 'nonsense'"),
+        (["queue", "--local", "--api", "http://127.0.0.1:9/api"], "cannot reach the service"),
+        (["queue", *GATEWAY], "cannot reach the gateway"),
+    ],
+    ids=["choice", "command", "prefect-down", "gateway-down"],
+)
+def test_the_installed_command_says_a_usage_error_or_a_service_down_in_one_line(args, said):
+    """As a user runs it (``remotelab …``, not through the test runner): one line on stderr,
+    no usage block, no traceback, exit status 2."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REMOTELAB_URL")}
+    done = subprocess.run(
+        [sys.executable, "-m", "remotelab", *args],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2, done.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: ") and said in lines[0], done.stderr

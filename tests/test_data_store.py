@@ -157,7 +157,7 @@ def test_the_hash_covers_the_runs_record_and_samples(lab, RE, store, sql):
         conn.execute(sql, {"uid": uid})
     verdict = store.verify(uid)
     assert not verdict.ok and "record" in verdict.detail and "NOT match" in verdict.detail
-    assert verdict.problems == (verdict.detail,)
+    assert verdict.problems == [verdict.detail]
 
 
 def test_a_document_added_to_a_run_after_its_stop_is_found(lab, RE, store):

@@ -13,6 +13,7 @@ are made with ``REMOTELAB_SCREENSHOTS=docs/img pytest tests/api/test_dashboard_d
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -248,7 +249,11 @@ def test_researcher_submits_watches_and_downloads(driver, site, alice, shots, do
     click(driver, '#run-downloads li[data-stream="primary"] a.download', "the CSV link")
     saved = downloads / f"run-{uid[:8]}.primary.csv"  # the gateway's name for it
     until(driver, lambda _: saved.exists() and saved.stat().st_size > 0, "the CSV downloaded")
-    assert saved.read_text() == alice.run_data(uid, "csv")
+    expected = alice.run_data(uid, "csv").encode()
+    got = saved.read_bytes()  # as downloaded (the CSV's own line ends), compared by digest:
+    assert hashlib.sha256(got).hexdigest() == hashlib.sha256(expected).hexdigest(), (
+        f"the downloaded CSV ({len(got)} bytes) is not the gateway's ({len(expected)} bytes)"
+    )
     assert off_gateway(requested_urls(driver), site.url) == []
 
 

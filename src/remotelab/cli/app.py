@@ -41,9 +41,27 @@ def _root(
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn remotelab's typed errors into a one-line message and exit code 2."""
+    """Turn remotelab's typed errors, and a service that cannot be reached, into a one-line
+    message and exit code 2."""
+    import httpx
+
     try:
         yield
     except RemotelabError as exc:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None
+    except httpx.TransportError as exc:
+        url = exc.request.url if _has_request(exc) else None
+        where = f" at {url.scheme}://{url.netloc.decode()}" if url is not None else ""
+        err_console.print(
+            f"[bold red]error:[/] cannot reach the service{escape(where)}: {escape(str(exc))}",
+            soft_wrap=True,
+        )
+        raise typer.Exit(2) from None
+
+
+def _has_request(exc: Exception) -> bool:
+    try:
+        return getattr(exc, "request", None) is not None
+    except RuntimeError:  # httpx raises when the error carries no request
+        return False

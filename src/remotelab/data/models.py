@@ -101,7 +101,7 @@ class Verification:
     actual: str
     detail: str
     #: every problem found, in words (empty: none)
-    problems: tuple[str, ...] = ()
+    problems: list[str] = field(default_factory=list)
 
 
 #: the columns of a run's row that :func:`record_hash` covers

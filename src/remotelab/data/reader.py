@@ -305,7 +305,7 @@ class RunReader:
                 "match its hash"
             )
         if problems:
-            return Verification(uid, False, expected, actual, "; ".join(problems), tuple(problems))
+            return Verification(uid, False, expected, actual, "; ".join(problems), problems)
         detail = "documents match the recorded hash"
         detail += "; its record matches its hash" if sealed else " (its record has no hash)"
         return Verification(uid, True, expected, actual, detail)
