@@ -23,6 +23,7 @@ import httpx
 from remotelab.api import AuthStore, LabService, create_app, dashboard_url
 from remotelab.api.server import GatewayServer
 from remotelab.errors import AccountExistsError, PlanValidationError
+from remotelab.settings import private_dir
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ class Embedded:
         from remotelab.stream import StreamProxy, StreamPublisher
         from remotelab.worker import build_worker
 
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.data_dir)
         if self.api_url is None:
             self.prefect = PrefectServer(
                 self.data_dir / "prefect", host=self.host, port=self.prefect_port

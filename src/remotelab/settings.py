@@ -7,6 +7,7 @@ config file.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -84,6 +85,25 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The settings as the environment gives them now."""
     return Settings()
+
+
+def private_dir(path: Path) -> Path:
+    """Make directory ``path`` (and its missing parents) readable by this user only (0700)
+    where remotelab creates it; one that exists is left as it is."""
+    missing = [p for p in [path, *path.parents] if not p.exists()]
+    path.mkdir(parents=True, exist_ok=True)
+    for made in missing:
+        with contextlib.suppress(OSError):
+            made.chmod(0o700)
+    return path
+
+
+def private_file(path: Path) -> None:
+    """Create the (SQLite) file ``path`` readable by this user only (0600), before it is
+    opened: SQLite gives its journal files the database file's mode. A file that exists is
+    left as it is."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def data_dir() -> Path:

@@ -48,3 +48,20 @@ def test_tampering_behind_the_gateway_is_reported(site, tmp_path):
     assert report["ok"] is False and report["first_bad"] == seq
     assert f"row {seq} was changed" in report["problem"]
     assert site.client.get("/api/v1/audit", headers=as_manager).status_code == 200
+
+
+def test_data_exports_are_in_the_audit_log(site):
+    as_observer = site.headers("observer")
+    got = site.client.get(f"/api/v1/runs/{site.run_uid[:8]}/data?format=csv", headers=as_observer)
+    assert got.status_code == 200
+    (row,) = site.auth.audit(action="run.export", actor="olga", limit=1)
+    assert row.target == site.run_uid and row.lab == site.name and row.status == 200
+    assert row.detail["format"] == "csv" and row.detail["stream"] == "primary"
+
+
+def test_error_answers_do_not_say_where_the_gateway_keeps_its_files(site):
+    missing = site.client.get("/api/v1/runs/ffff0000", headers=site.headers("admin"))
+    assert missing.status_code == 404
+    body = missing.text
+    assert str(site.store.path) not in body and str(site.store.path.parent) not in body
+    assert "<server path>" in body or "no run" in body

@@ -40,6 +40,7 @@ from remotelab.errors import (
     PermissionDeniedError,
     UnknownAccountError,
 )
+from remotelab.settings import private_dir, private_file
 
 TOKEN_PREFIX = "rl_"
 _TOKEN_RE = re.compile(r"^rl_([0-9a-f]{12})_[A-Za-z0-9_-]{20,}$")
@@ -185,7 +186,8 @@ class AuthStore(AuditLog):
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path) if path is not None else default_auth_path()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(self.path.parent)
+            private_file(self.path)
             self._conn = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=30.0
             )

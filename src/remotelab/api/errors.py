@@ -5,6 +5,8 @@ what was wrong; nothing a caller sends should end in a 500.
 from __future__ import annotations
 
 import logging
+import re
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -102,6 +104,24 @@ def _is_unreachable(exc: BaseException) -> bool:
     return isinstance(exc, httpx.TransportError | ConnectionError)
 
 
+_PATH = re.compile(r"(?<![\w.:/])/[^\s'\"]+")
+
+
+def without_paths(text: str) -> str:
+    """``text`` with the server's file paths in it (a path, or its folder, on this machine)
+    replaced: an error answer says what was wrong, not where the gateway keeps its files."""
+
+    def scrub(match: re.Match[str]) -> str:
+        found = match.group().rstrip(".,;:)")
+        tail = match.group()[len(found) :]
+        path = Path(found)
+        if len(path.parts) > 2 and (path.exists() or path.parent.exists()):
+            return "<server path>" + tail
+        return match.group()
+
+    return _PATH.sub(scrub, text)
+
+
 def body_for(exc: BaseException) -> ErrorBody:
     if isinstance(exc, E.PlanValidationError):
         errs = [ParamError(param=e.get("param"), message=str(e["message"])) for e in exc.errors]
@@ -123,7 +143,7 @@ def body_for(exc: BaseException) -> ErrorBody:
             type="UpstreamError",
         )
     if isinstance(exc, E.RemotelabError):
-        return ErrorBody(detail=str(exc), type=type(exc).__name__)
+        return ErrorBody(detail=without_paths(str(exc)), type=type(exc).__name__)
     return ErrorBody(detail=f"internal error ({type(exc).__name__})", type="InternalError")
 
 

@@ -29,6 +29,7 @@ from remotelab.data.reader import MIN_PREFIX, RunReader
 from remotelab.data.sinks import DocumentSink, Fanout, TiledSink
 from remotelab.data.writer import RunWriter
 from remotelab.errors import StoreError
+from remotelab.settings import private_dir, private_file
 
 
 class RunStore(RunReader):
@@ -59,9 +60,13 @@ class RunStore(RunReader):
         if synchronous not in ("NORMAL", "FULL"):
             raise StoreError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(path.parent)
         except OSError as exc:
             raise StoreError(f"cannot create the data directory {path.parent}: {exc}") from None
+        try:
+            private_file(path)
+        except OSError as exc:
+            raise StoreError(f"cannot create the run store {path}: {exc}") from None
         super().__init__(path, synchronous)
         self._writer = RunWriter(
             path, synchronous, checkpoint_interval=checkpoint_interval, on_stop=self._stopped

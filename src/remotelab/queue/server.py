@@ -25,6 +25,7 @@ from pathlib import Path
 import httpx
 
 from remotelab.errors import QueueError
+from remotelab.settings import private_dir
 
 #: settings that keep an embedded SQLite server healthy under a large backlog
 EMBEDDED_SERVER_SETTINGS = {
@@ -53,7 +54,7 @@ def load_or_make_auth_string(home: Path) -> str:
     path = home / AUTH_FILE
     if path.exists():
         return path.read_text().strip()
-    home.mkdir(parents=True, exist_ok=True)
+    private_dir(home)
     made = f"remotelab:{secrets.token_urlsafe(32)}"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -143,7 +144,7 @@ class PrefectServer:
         """Start the server and wait until it answers. This process's Prefect clients (and
         the processes it starts) get its auth string through ``PREFECT_API_AUTH_STRING``
         unless that is set already."""
-        self.home.mkdir(parents=True, exist_ok=True)
+        private_dir(self.home)  # Prefect's database and the auth string: this user's only
         os.environ.setdefault("PREFECT_API_AUTH_STRING", self.auth_string)
         out = open(self.log, "ab")  # noqa: SIM115 (kept open for the child's lifetime)
         self.proc = subprocess.Popen(

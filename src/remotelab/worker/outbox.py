@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from remotelab.settings import private_dir, private_file
 from remotelab.worker.link import Link
 
 log = logging.getLogger("remotelab.worker")
@@ -93,7 +94,8 @@ class Outbox:
         self.handlers = dict(handlers)
         self.link = link
         if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(self.path.parent)
+            private_file(self.path)
         self._db = sqlite3.connect(
             str(self.path) if self.path else ":memory:", check_same_thread=False, timeout=30
         )

@@ -12,7 +12,15 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Response
 
 from remotelab.api.auth import Principal
-from remotelab.api.deps import ERROR_RESPONSES, GW, MAX_OFFSET, MAX_PAGE, Who
+from remotelab.api.deps import (
+    ERROR_RESPONSES,
+    GW,
+    MAX_OFFSET,
+    MAX_PAGE,
+    AuditRecord,
+    Who,
+    audited,
+)
 from remotelab.api.gateway import Gateway
 from remotelab.api.models import RunInfo, RunVerification
 from remotelab.data.export import export_csv, export_hdf5, export_json, jsonable
@@ -121,8 +129,8 @@ def csv_file(paths: list[Path], uid: str, stream: str, key: str | None) -> Path:
 )
 def run_data(
     uid: str,
-    who: Who,
     gw: GW,
+    rec: Annotated[AuditRecord, audited("run.export")],
     format: Literal["json", "csv", "hdf5"] = "json",
     stream: str = "primary",
     key: Annotated[str | None, Query(description="CSV: an array-valued signal's own table")] = None,
@@ -130,9 +138,12 @@ def run_data(
     """A run's data: JSON (metadata and events), CSV (the stream's scalar signals, or one
     array signal with ``key``) or HDF5 (the whole run, NeXus style), named as ``remotelab
     export`` names its files (``Content-Disposition``). A CSV of the scalar signals lists the
-    stream's array signals (each its own CSV, with ``key``) in ``X-Remotelab-Arrays``."""
+    stream's array signals (each its own CSV, with ``key``) in ``X-Remotelab-Arrays``. Each
+    export is in the audit log (``run.export``)."""
+    rec.target, rec.detail = uid, {"format": format, "stream": stream, "key": key}
     store = gw.run_store()
-    r = readable_run(gw, who, uid)
+    r = readable_run(gw, rec.who, uid)
+    rec.target, rec.lab = r.uid, r.lab or ""
     with tempfile.TemporaryDirectory() as tmp:
         headers: dict[str, str] = {}
         if format == "json":
