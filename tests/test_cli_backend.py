@@ -71,3 +71,23 @@ def test_what_a_user_or_a_worker_wrote_is_printed_as_written_not_as_markup(capsy
     with pytest.raises(typer.Exit), user_errors():
         raise CommandLineError(f"no plan {said!r}")
     assert f"no plan {said!r}" in capsys.readouterr().err
+
+
+def test_a_token_http_cannot_carry_is_said_so_without_showing_it():
+    """A token pasted with a line break: the request cannot be made. The error says so (not
+    that the gateway is unreachable) and does not print the token."""
+    import socket
+
+    from remotelab import Client
+    from remotelab.errors import ApiError
+
+    secret = "rl_0123456789ab_" + "s" * 43
+    with socket.socket() as listening:  # something takes the connection: the headers fail
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        url = f"http://127.0.0.1:{listening.getsockname()[1]}"
+        client = Client(url, f"{secret}\nrest")
+        with client, pytest.raises(ApiError) as caught:
+            client.whoami()
+    text = str(caught.value)
+    assert "could not be made" in text and "cannot reach" not in text and secret not in text

@@ -174,6 +174,12 @@ class Client:
         """Send one request to ``/api/v1{path}``; raise the typed error of a refusal."""
         try:
             response = self._http.request(method, path, **kwargs)
+        except httpx.LocalProtocolError:  # its text would show the header: the token
+            raise ApiError(
+                0,
+                f"the request to {self.url} could not be made: a header holds a character "
+                "HTTP does not allow (a token pasted with a line break or a space?)",
+            ) from None
         except httpx.TransportError as exc:
             raise ApiError(0, f"cannot reach the gateway at {self.url}: {exc}") from None
         self._raise(response)
