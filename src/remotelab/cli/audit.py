@@ -9,6 +9,7 @@ directly (``auth.sqlite`` in the data directory, or ``--db``).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -36,6 +37,26 @@ def _local_store(db: Path | None) -> Any:
     from remotelab.api.auth import AuthStore
 
     return AuthStore(db)
+
+
+def _on_either_side(
+    url: str | None,
+    token: str | None,
+    local: bool,
+    db: Path | None,
+    *,
+    remote: Callable[[Any], Any],
+    here: Callable[[Any], Any],
+) -> Any:
+    """``remote(client)`` through the gateway the options name, else ``here(store)`` on this
+    machine's user database; remotelab's errors as one line."""
+    with user_errors():
+        client = gateway(url, token, local=local, lab_side={"--db": db})
+        if client is not None:
+            with client:
+                return remote(client)
+        with _local_store(db) as store:
+            return here(store)
 
 
 def _when(t: float) -> str:
@@ -83,16 +104,17 @@ def audit(
     if ctx.invoked_subcommand is not None:
         return
     filters = {"lab": lab, "actor": actor, "action": action, "limit": limit}
-    with user_errors():
-        client = gateway(url, token, local=local, lab_side={"--db": db})
-        if client is not None:
-            with client:
-                entries = client.audit(**{k: v for k, v in filters.items() if v is not None})
-                head = client.audit_head()["head"]
-        else:
-            with _local_store(db) as store:
-                entries = [e.model_dump() for e in store.audit(**filters)]
-                head = store.audit_head()
+    entries, head = _on_either_side(
+        url,
+        token,
+        local,
+        db,
+        remote=lambda c: (
+            c.audit(**{k: v for k, v in filters.items() if v is not None}),
+            c.audit_head()["head"],
+        ),
+        here=lambda s: ([e.model_dump() for e in s.audit(**filters)], s.audit_head()),
+    )
     if as_json:
         console.print_json(data={"head": head, "entries": entries})
         return
@@ -117,14 +139,14 @@ def verify(
     """Walk the audit log's hash chain; name the first row changed, deleted or reordered.
 
     Exit status 1 if the chain does not hold (or the --head hash is not in it)."""
-    with user_errors():
-        client = gateway(url, token, local=local, lab_side={"--db": db})
-        if client is not None:
-            with client:
-                report = client.verify_audit(head=head)
-        else:
-            with _local_store(db) as store:
-                report = store.verify_audit(expect_head=head).model_dump()
+    report = _on_either_side(
+        url,
+        token,
+        local,
+        db,
+        remote=lambda c: c.verify_audit(head=head),
+        here=lambda s: s.verify_audit(expect_head=head).model_dump(),
+    )
     ok = report["ok"] and report.get("head_found") is not False
     if as_json:
         console.print_json(data=report)

@@ -54,7 +54,7 @@ from remotelab.settings import get_settings, worker_lost_after
 from remotelab.worker.alerts import Alerts
 from remotelab.worker.claiming import Claimer
 from remotelab.worker.commands import CommandTable, watch_prefect_cancels
-from remotelab.worker.dispatch import DeviceLeases, Dispatcher, booking_view, samples_view
+from remotelab.worker.dispatch import DeviceLeases, Dispatcher
 from remotelab.worker.faults import FaultGuard
 from remotelab.worker.lanes import Booking, Lane
 from remotelab.worker.link import Link, Watched
@@ -226,26 +226,6 @@ class LabWorker(LaneViews):
     @property
     def deployment_id(self) -> UUID:
         return self.prefect.deployment_id
-
-    def _describe(self) -> dict[str, Any]:
-        running = [info for lane in self.lanes if (info := lane.describe()) is not None]
-        question = self.question
-        first = running[0] if running else None
-        return {
-            "id": self.id,
-            "lab": self.name,
-            "control": self.control.endpoint if self.control else "",
-            "current": first["id"] if first else None,
-            "question": question.model_dump() if question else None,
-            "re_state": first["re_state"] if first else str(self.RE.state),
-            "concurrency": len(self.lanes),
-            "running": running,
-            **booking_view(self.book, self.dispatcher.waiting),
-            "samples": samples_view(self.lab),
-            "leases": sorted(self.leases.leases),
-            "alerts": self.alerts.to_value(),
-            "prefect": self.link.describe(),
-        }
 
     # -- life cycle --------------------------------------------------------------------------
     def start(self) -> list[Experiment]:

@@ -1,22 +1,42 @@
 """What a worker is doing, read off its lanes: the first lane's RunEngine, runner and
 questions (the only ones when the lab runs one experiment at a time), the experiments
 running and the question asked now. :class:`~remotelab.worker.lab_worker.LabWorker` has them
-from :class:`LaneViews`."""
+from :class:`LaneViews`, with what it announces of itself."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from bluesky import RunEngine
 
 from remotelab.queue.models import Experiment, Question
+from remotelab.worker.dispatch import booking_view, samples_view
 from remotelab.worker.lanes import Lane
 from remotelab.worker.questions import Questions
 from remotelab.worker.running import Runner
 
+if TYPE_CHECKING:
+    from remotelab.lab import Lab
+    from remotelab.lab.reservations import Reservations
+    from remotelab.queue.control import ControlServer
+    from remotelab.worker.alerts import Alerts
+    from remotelab.worker.dispatch import DeviceLeases, Dispatcher
+    from remotelab.worker.link import Link
+
 
 class LaneViews:
-    """Read-only views of ``lanes``."""
+    """Read-only views of ``lanes`` (and, for its announcement, of the worker's parts)."""
 
     lanes: list[Lane]
+    id: str
+    name: str
+    lab: Lab
+    control: ControlServer | None
+    book: Reservations
+    dispatcher: Dispatcher
+    leases: DeviceLeases
+    alerts: Alerts
+    link: Link
 
     @property
     def RE(self) -> RunEngine:
@@ -58,6 +78,27 @@ class LaneViews:
             if lane.questions.question is not None:
                 return lane.questions.question
         return None
+
+    def _describe(self) -> dict[str, Any]:
+        """What the worker announces of itself (its presence record and live status)."""
+        running = [info for lane in self.lanes if (info := lane.describe()) is not None]
+        question = self.question
+        first = running[0] if running else None
+        return {
+            "id": self.id,
+            "lab": self.name,
+            "control": self.control.endpoint if self.control else "",
+            "current": first["id"] if first else None,
+            "question": question.model_dump() if question else None,
+            "re_state": first["re_state"] if first else str(self.RE.state),
+            "concurrency": len(self.lanes),
+            "running": running,
+            **booking_view(self.book, self.dispatcher.waiting),
+            "samples": samples_view(self.lab),
+            "leases": sorted(self.leases.leases),
+            "alerts": self.alerts.to_value(),
+            "prefect": self.link.describe(),
+        }
 
 
 __all__ = ["LaneViews"]
