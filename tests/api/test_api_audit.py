@@ -4,6 +4,7 @@ under."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 
 
@@ -65,3 +66,40 @@ def test_error_answers_do_not_say_where_the_gateway_keeps_its_files(site):
     body = missing.text
     assert str(site.store.path) not in body and str(site.store.path.parent) not in body
     assert "<server path>" in body or "no run" in body
+
+
+def test_a_request_is_in_the_audit_log_before_its_answer_leaves(site):
+    """A client that has its answer finds its request in the audit log: the row is written
+    before the answer is sent, not after it (so rows keep the order requests were handled)."""
+    seen: list[int] = []
+    token = site.tokens["manager"]
+
+    def holds() -> int:
+        return len(site.auth.audit(action="lab.hold", lab=site.name, limit=1000))
+
+    before = holds()
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        if message["type"] == "http.response.start":
+            seen.append(holds() - before)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": f"/api/v1/labs/{site.name}/hold",
+        "raw_path": f"/api/v1/labs/{site.name}/hold".encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"authorization", f"Bearer {token}".encode()), (b"host", b"testserver")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    asyncio.run(site.app(scope, receive, send))
+    site.client.post(f"/api/v1/labs/{site.name}/release", headers=site.headers("manager"))
+    assert seen == [1]
