@@ -72,6 +72,17 @@ class Settings(BaseSettings):
         "worker marks it lost (its experiments Crashed, its devices freed).",
     )
 
+    keys_dir: Path | None = Field(
+        None,
+        description="Directory of remotelab's keys: the submission signing key and the "
+        "control channel's and stream's CURVE keys (else <data dir>/keys).",
+    )
+
+    @property
+    def keys_path(self) -> Path:
+        """Where remotelab's keys are kept (``keys_dir``, else ``keys`` in the data dir)."""
+        return (self.keys_dir or self.data_dir / "keys").expanduser()
+
     @property
     def store_path(self) -> Path:
         """The run store's database file."""
