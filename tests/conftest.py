@@ -21,6 +21,15 @@ def no_gateway_configured(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("REMOTELAB_CONFIG", str(config))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def session_keys(tmp_path_factory):
+    """remotelab's keys (submission signing, CURVE) in a directory of the session's, shared by
+    the queues and workers the tests start, never the user's own."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("REMOTELAB_KEYS_DIR", str(tmp_path_factory.mktemp("remotelab-keys")))
+        yield
+
+
 @pytest.fixture
 def lab(remotelab_lab):
     """The shipped simulated lab, seed 42, at a high clock speed."""

@@ -15,7 +15,7 @@ from queue_helpers import wait_until, write_lab
 
 from remotelab.errors import ExperimentStateError, QueueError
 from remotelab.lab import load_lab
-from remotelab.queue import ExperimentQueue, ExperimentState, Priority
+from remotelab.queue import ExperimentQueue, ExperimentState, Priority, signatures
 from remotelab.worker import LabWorker
 
 MEASURE = {"detectors": ["thermometer"], "num": 2}
@@ -205,8 +205,9 @@ def test_a_hold_left_behind_is_restored_by_a_serving_worker_and_runs_as_edited(
     hold_for_edit(exq, exp.id)  # the editor updates the parameters, then dies holding it
     edits = [{"by": "ada", "role": "researcher", "at": "-", "previous": MEASURE}]
     run = exq.client.read_flow_run(UUID(exp.id))
-    exq.client.update_flow_run(
-        run.id, parameters={**run.parameters, "params": {**MEASURE, "num": 3}, "edits": edits}
+    edited = {**run.parameters, "params": {**MEASURE, "num": 3}, "edits": edits}
+    exq.client.update_flow_run(  # signed, as the queue's edit signs what it writes
+        run.id, parameters=signatures.resigned(exq.signer, exq.name, run, edited)
     )
     back = wait_until(
         lambda: (

@@ -18,7 +18,7 @@ import bluesky.preprocessors as bpp
 import pytest
 from prefect.states import Completed, Pending, Running, Scheduled
 
-from remotelab.queue import ExperimentQueue, ExperimentState
+from remotelab.queue import ExperimentQueue, ExperimentState, signatures
 from remotelab.queue.announcement import WorkerAnnouncement
 from remotelab.queue.commands import Cancel, Hold, Pause, Release, Status
 from remotelab.queue.fake import FakePrefectLab
@@ -136,17 +136,21 @@ def test_a_stale_view_of_a_finished_run_is_let_go(q, fake, worker):
 
 
 def test_an_invalid_submission_is_refused_by_the_worker_and_the_lab_left_safe(lab, q, fake, worker):
-    """The worker validates again what it runs: a run written around the queue fails."""
+    """The worker validates again what it runs: a signed run the lab's plans refuse fails."""
+    parameters = {
+        "plan": "measure",
+        "params": {"detectors": ["nope"]},
+        "submitter": "eve",
+        "role": "researcher",
+    }
     run = fake.create_run(
-        {
-            "plan": "measure",
-            "params": {"detectors": ["nope"]},
-            "submitter": "eve",
-            "role": "researcher",
-        },
+        signatures.signed(
+            q.signer, lab.name, "k1", parameters, priority="normal", approval="not needed"
+        ),
         Scheduled(),
         tags=[f"lab:{lab.name}", "priority:normal"],
         work_queue="normal",
+        idempotency_key="k1",
     )
     lab["stirrer"].set(200).wait(5)
     done = worker.execute(worker.claim())

@@ -78,7 +78,7 @@ def create_app(
         gateway.live.start()
         watchers = (  # afresh each time the app is served
             lost_worker_watchers(
-                gateway.labs.values(), store, lost_after=lost_after, on_lost=on_lost
+                gateway.labs.values(), store, lost_after=lost_after, on_lost=on_lost, auth=auth
             )
             if watch_workers
             else []

@@ -20,7 +20,7 @@ from prefect.client.schemas.objects import StateType
 from prefect.states import Paused, Scheduled, State
 
 from remotelab.errors import ExperimentStateError, QueueError
-from remotelab.queue import samples, transitions
+from remotelab.queue import samples, signatures, transitions
 from remotelab.queue.edit_hold import EditHold, edit_mark, hold_state
 from remotelab.queue.messages import AWAITING_APPROVAL
 from remotelab.queue.models import (
@@ -33,6 +33,7 @@ from remotelab.queue.models import (
 from remotelab.queue.transitions import StateChanged
 
 if TYPE_CHECKING:
+    from remotelab.keys.signing import Signer
     from remotelab.queue.prefect_lab import LabOnPrefect
     from remotelab.queue.service import PlanRegistryLike
 
@@ -51,9 +52,13 @@ class Editing:
     whose Prefect adapter, registry and reads it uses."""
 
     lab: Any
+    name: str
     prefect: LabOnPrefect
 
     if TYPE_CHECKING:  # provided by ExperimentQueue
+
+        @property
+        def signer(self) -> Signer: ...
 
         @property
         def registry(self) -> PlanRegistryLike: ...
@@ -125,8 +130,13 @@ class Editing:
             "devices": devices_of(validated),
         }
         if exp.state == ExperimentState.waiting_for_approval:
+            parameters = self._signed(run, parameters, signatures.APPROVAL_REQUIRED)
             return self._edit_awaiting(run, exp, parameters, by=by)
         reapprove = needs_approval(self.lab, exp.plan, role)
+        approval = signatures.effective_approval(run, self.name, self.signer.verifier())
+        parameters = self._signed(
+            run, parameters, signatures.APPROVAL_REQUIRED if reapprove else approval
+        )
         hold = self._hold_for_edit(run, by, reapprove_after=len(exp.edits) if reapprove else None)
         updated = False
         try:
@@ -150,6 +160,10 @@ class Editing:
         if not reapprove:
             self.wake()
         return now
+
+    def _signed(self, run: Any, parameters: dict[str, Any], approval: str) -> dict[str, Any]:
+        """The edited ``parameters`` of ``run`` signed (see :mod:`remotelab.queue.signatures`)."""
+        return signatures.resigned(self.signer, self.name, run, parameters, approval=approval)
 
     def _hold_for_edit(self, run: Any, by: str, *, reapprove_after: int | None = None) -> EditHold:
         """Take a queued run (``run``, as just read) out of the workers' reach for an edit.

@@ -105,9 +105,18 @@ class FakePrefectLab:
 
     # -- runs --------------------------------------------------------------------------------
     def create_run(
-        self, parameters: dict[str, Any], state: State, *, tags: Sequence[str], work_queue: str
+        self,
+        parameters: dict[str, Any],
+        state: State,
+        *,
+        tags: Sequence[str],
+        work_queue: str,
+        idempotency_key: str | None = None,
     ) -> FlowRun:
         with self._lock:
+            for known in self.runs_by_id.values():  # Prefect: unique per flow
+                if idempotency_key is not None and known.idempotency_key == idempotency_key:
+                    return self.read_run(known.id)
             run_id = uuid4()
             now = self._now()
             run = FlowRun.model_validate(
@@ -119,6 +128,7 @@ class FakePrefectLab:
                     "parameters": dict(parameters),
                     "tags": list(tags),
                     "work_queue_name": work_queue,
+                    "idempotency_key": idempotency_key,
                     "created": now,
                     "expected_start_time": state.state_details.scheduled_time or now,
                 }

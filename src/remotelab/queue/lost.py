@@ -306,8 +306,15 @@ class LostWorkerWatcher:
     """:class:`LostWorkers` checked on a daemon thread every ``interval`` s until :meth:`stop`
     (the gateway runs one per lab it serves)."""
 
-    def __init__(self, lost: LostWorkers, name: str = "remotelab-lost-workers"):
+    def __init__(
+        self,
+        lost: LostWorkers,
+        name: str = "remotelab-lost-workers",
+        also: Sequence[Callable[[], object]] = (),
+    ):
         self.lost = lost
+        #: further checks of the lab made on the same beat (each quiet about its failures)
+        self.also = list(also)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
 
@@ -318,6 +325,8 @@ class LostWorkerWatcher:
     def _loop(self) -> None:
         while not self._stop.wait(self.lost.interval):
             self.lost.check_quietly()
+            for check in self.also:
+                check()
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()

@@ -16,13 +16,14 @@ from uuid import UUID
 from prefect.states import Scheduled, State
 
 from remotelab.errors import ExperimentStateError, QueueError
-from remotelab.queue import transitions
+from remotelab.queue import signatures, transitions
 from remotelab.queue.edit_hold import EditHold, move_mark
 from remotelab.queue.editing import being_edited
 from remotelab.queue.models import Experiment, ExperimentState, Priority, priority_tag
 from remotelab.queue.transitions import StateChanged
 
 if TYPE_CHECKING:
+    from remotelab.keys.signing import Signer
     from remotelab.queue.prefect_lab import LabOnPrefect
 
 
@@ -33,6 +34,9 @@ class Ordering:
     prefect: LabOnPrefect
 
     if TYPE_CHECKING:  # provided by ExperimentQueue
+
+        @property
+        def signer(self) -> Signer: ...
 
         def get(self, experiment_id: str | UUID) -> Experiment: ...
 
@@ -137,9 +141,12 @@ class Ordering:
         hold = self._hold(run, move_mark(), what="the move")
         tags = list(run.tags)
         try:
-            if prio != exp.priority:
+            if prio != exp.priority:  # its priority is signed: tags and signature at once
                 moved = [t for t in tags if not t.startswith("priority:")] + [priority_tag(prio)]
-                self.prefect.update_run(run_id, tags=moved)
+                parameters = signatures.resigned(
+                    self.signer, self.name, run, run.parameters or {}, priority=prio.value
+                )
+                self.prefect.update_run(run_id, parameters=parameters, tags=moved)
             mine: State = Scheduled(scheduled_time=when, message=hold.before.message or None)
             if hold.held is None:  # pragma: no cover (a hold taken always knows its state)
                 raise ExperimentStateError(f"experiment {exp.id}: the move's hold is unknown")
@@ -147,7 +154,7 @@ class Ordering:
         except Exception as exc:
             with contextlib.suppress(Exception):
                 if prio != exp.priority:
-                    self.prefect.update_run(run_id, tags=tags)
+                    self.prefect.update_run(run_id, parameters=run.parameters or {}, tags=tags)
                 self._release_edit(exp.id, hold, "", reapprove=False)
             if isinstance(exc, StateChanged):
                 raise ExperimentStateError(

@@ -88,6 +88,7 @@ class LabOnPrefect(Protocol):
         *,
         tags: Sequence[str],
         work_queue: str,
+        idempotency_key: str | None = None,
     ) -> FlowRun: ...
 
     def read_run(self, run_id: str | UUID) -> FlowRun: ...
@@ -210,14 +211,17 @@ class PrefectLab:
         *,
         tags: Sequence[str],
         work_queue: str,
+        idempotency_key: str | None = None,
     ) -> FlowRun:
-        """A new run of the lab's deployment, in ``state``."""
+        """A new run of the lab's deployment, in ``state`` (``idempotency_key``: Prefect's,
+        unique per flow: a second create with it answers the first run)."""
         return self.client.create_flow_run_from_deployment(
             self.deployment_id,
             parameters=parameters,
             state=state,
             tags=list(tags),
             work_queue_name=work_queue,
+            idempotency_key=idempotency_key,
         )
 
     def read_run(self, run_id: str | UUID) -> FlowRun:

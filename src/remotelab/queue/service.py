@@ -12,15 +12,16 @@ import json
 import time
 from collections.abc import Iterable
 from typing import Any, Protocol
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.states import Cancelled, Paused, Scheduled, State
 
 from remotelab.errors import ExperimentStateError, QueueError, WorkerUnavailable
+from remotelab.keys.signing import Signer, load_or_make_signer
 from remotelab.notify import Event, EventKind, Notifier
-from remotelab.queue import listing, samples
+from remotelab.queue import listing, samples, signatures
 from remotelab.queue.commands import Cancel
 from remotelab.queue.editing import Editing, being_edited
 from remotelab.queue.messages import AWAITING_APPROVAL
@@ -82,6 +83,7 @@ class ExperimentQueue(Editing, Ordering, WorkerControl):
         notify: bool = True,
         prefect: LabOnPrefect | None = None,
         notifier: Notifier | None = None,
+        signer: Signer | None = None,
     ):
         self.lab = lab
         self.name = lab_name_of(lab)
@@ -93,6 +95,7 @@ class ExperimentQueue(Editing, Ordering, WorkerControl):
         self._status_cache: tuple[float, dict[str, str]] = (0.0, {})
         self._waker = Waker(self._live_workers)
         self._notifier = notifier
+        self._signer = signer
         #: the lab's notification subscriptions (its file's and its users')
         self.subscriptions = LabSubscriptions(lab, self.prefect)
 
@@ -111,6 +114,14 @@ class ExperimentQueue(Editing, Ordering, WorkerControl):
     @property
     def deployment_id(self) -> UUID:
         return self.prefect.deployment_id
+
+    @property
+    def signer(self) -> Signer:
+        """The submission key this queue signs what it accepts with (default: the keys
+        directory's, made at first use; see :mod:`remotelab.queue.signatures`)."""
+        if self._signer is None:
+            self._signer = load_or_make_signer()
+        return self._signer
 
     def ensure(self) -> UUID:
         """Create the lab's work pool, queues and deployment if missing (idempotent)."""
@@ -175,7 +186,11 @@ class ExperimentQueue(Editing, Ordering, WorkerControl):
             )
         else:
             state = Scheduled(message=f"submitted by {submitter} ({role})")
-        run = self.prefect.create_run(
+        submission = uuid4().hex
+        parameters = signatures.signed(
+            self.signer,
+            self.name,
+            submission,
             {
                 "plan": plan,
                 "params": params,
@@ -184,7 +199,13 @@ class ExperimentQueue(Editing, Ordering, WorkerControl):
                 "devices": devices_of(validated),
                 **({"audit_head": audit_head} if audit_head else {}),
             },
+            priority=prio.value,
+            approval=signatures.APPROVAL_REQUIRED if approval else signatures.NO_APPROVAL,
+        )
+        run = self.prefect.create_run(
+            parameters,
             state,
+            idempotency_key=submission,
             tags=[
                 lab_tag(self.name),
                 priority_tag(prio),
@@ -323,12 +344,18 @@ class ExperimentQueue(Editing, Ordering, WorkerControl):
         return self.get(exp.id)
 
     def approve(self, experiment_id: str, *, by: str) -> Experiment:
-        """Let an experiment that waits for approval join the queue (in submission order)."""
-        exp = self.get(experiment_id)
+        """Let an experiment that waits for approval join the queue (in submission order).
+
+        The approval is signed over the experiment as the manager approved it (labels of its
+        run): an edit made meanwhile makes it wait for an approval again."""
+        run, exp = self._read_run(experiment_id)
         if exp.state != ExperimentState.waiting_for_approval:
             raise ExperimentStateError(
                 f"experiment {experiment_id} is {exp.state.value}, not waiting for approval"
             )
+        self.prefect.update_labels(
+            exp.id, signatures.approval_labels(self.signer, self.name, run, by)
+        )
         result = self.prefect.set_state(
             exp.id, Scheduled(scheduled_time=exp.created, message=f"approved by {by}")
         )

@@ -14,6 +14,7 @@ configuration file.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -138,7 +139,8 @@ def run_plan(remotelab_lab: Lab, remotelab_engine: RunEngine) -> PlanRunner:
 @pytest.fixture(scope="session")
 def remotelab_prefect(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
     """A private Prefect server on SQLite for the whole session (``.api_url``);
-    ``PREFECT_API_URL`` points at it while it runs."""
+    ``PREFECT_API_URL`` points at it while it runs, and ``REMOTELAB_KEYS_DIR`` (unless set)
+    at a keys directory of the session's, shared by the queues and workers it starts."""
     from remotelab.queue.server import PrefectServer
 
     with (
@@ -147,6 +149,8 @@ def remotelab_prefect(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pref
     ):
         for name, value in server.client_env().items():
             env.setenv(name, value)
+        if not os.environ.get("REMOTELAB_KEYS_DIR"):
+            env.setenv("REMOTELAB_KEYS_DIR", str(tmp_path_factory.mktemp("remotelab-keys")))
         yield server
 
 

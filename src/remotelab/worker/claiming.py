@@ -20,9 +20,11 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.states import Cancelled, Pending, Running, State
 
+from remotelab.keys.signing import Verifier
 from remotelab.queue.messages import worker_tag
 from remotelab.queue.models import Experiment, Priority, priority_tag
 from remotelab.queue.prefect_lab import LabOnPrefect
+from remotelab.queue.signatures import REFUSED, REFUSED_TAG, refusal
 from remotelab.queue.transitions import copy_of
 
 #: a queue shorter than this is read in one request and ordered by the worker
@@ -69,10 +71,15 @@ class Claimer:
     Whether the lab is held and the next few queued runs are read at most every
     ``poll_interval`` seconds, and again at once after :meth:`invalidate` (a wake-up, a hold
     or release message); Prefect still refuses a claim on a run that is no longer queued.
+    A run the gateway did not sign as it is (``verifier``: the trusted submission keys) is
+    never claimed: it is ended Cancelled, state :data:`~remotelab.queue.signatures.REFUSED`.
     """
 
-    def __init__(self, prefect: LabOnPrefect, worker_id: str, poll_interval: float):
+    def __init__(
+        self, prefect: LabOnPrefect, worker_id: str, poll_interval: float, verifier: Verifier
+    ):
         self.prefect = prefect
+        self.verifier = verifier
         self.worker_id = worker_id
         self.tag = worker_tag(worker_id)
         self.held: Cached[bool] = Cached(prefect.is_held, poll_interval, False)
@@ -106,7 +113,19 @@ class Claimer:
                 )
                 if runs:
                     break
-        return sorted(runs, key=lambda r: Experiment.from_flow_run(r).order_key())
+        admitted = [r for r in runs if self.admitted(r)]
+        return sorted(admitted, key=lambda r: Experiment.from_flow_run(r).order_key())
+
+    def admitted(self, run: FlowRun) -> bool:
+        """Whether the gateway signed ``run`` as it is; if not, it is refused (ended
+        Cancelled, saying why) and False."""
+        why = refusal(run, self.prefect.name, self.verifier)
+        if why is None:
+            return True
+        message = f"{self.tag} refused to run it: {why}"
+        if self.prefect.set_state(run.id, Cancelled(name=REFUSED, message=message)).accepted:
+            self.prefect.update_run(run.id, tags=[*run.tags, REFUSED_TAG])
+        return False
 
     def claim(self) -> FlowRun | None:
         """Claim the lab's next queued run (highest priority, then earliest), or None; the
@@ -138,8 +157,9 @@ class Claimer:
         if start and not self.start(run.id):
             return None
         if start or run.state is None or states[-2].id != run.state.id:
-            return self.prefect.read_run(run.id)
-        # the state our claim replaced is the one read with the run: nothing changed it since
+            run = self.prefect.read_run(run.id)  # as it is now: checked again
+            return run if self.admitted(run) else None
+        # the state our claim replaced is the one read (and checked) with the run
         return run.model_copy(update={"state": states[-1]})
 
     def start(self, run_id: UUID, *, settle: bool = True) -> bool:

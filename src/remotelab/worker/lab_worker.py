@@ -39,6 +39,7 @@ from uuid import UUID, uuid4
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.states import State
 
+from remotelab.keys.signing import Verifier, load_verifier
 from remotelab.lab.reservations import Reservations
 from remotelab.notify import Notifier, attach
 from remotelab.queue import control
@@ -82,7 +83,9 @@ class LabWorker(LaneViews):
     document stream plug in here). ``registry`` defaults to the lab's plan registry;
     ``prefect`` to a :class:`~remotelab.queue.prefect_lab.PrefectLab` on ``api_url``;
     ``notifier`` (:mod:`remotelab.notify`) to the lab's, its file's targets and its users'
-    subscriptions (:func:`~remotelab.queue.subscriptions.lab_notifier`).
+    subscriptions (:func:`~remotelab.queue.subscriptions.lab_notifier`). ``verifier`` holds
+    the submission keys it trusts (default: the keys directory's): it runs only what the
+    gateway signed (:mod:`remotelab.queue.signatures`).
     """
 
     def __init__(
@@ -106,6 +109,7 @@ class LabWorker(LaneViews):
         on_lost: OnLost | None = None,
         run_uids: RunUids | None = None,
         notifier: Notifier | None = None,
+        verifier: Verifier | None = None,
     ):
         self.lab = lab
         self.name: str = lab.name
@@ -160,7 +164,7 @@ class LabWorker(LaneViews):
             self.notices.watch(lane)
             for callback in subscribers:
                 lane.RE.subscribe(callback)
-        self.claimer = Claimer(self.prefect, self.id, poll_interval)
+        self.claimer = Claimer(self.prefect, self.id, poll_interval, verifier or load_verifier())
         self.leases = DeviceLeases(
             self.prefect.device_slots(),
             lambda: str(self.prefect.deployment_id),

@@ -138,6 +138,7 @@ class Runner:
         md: dict[str, Any] = {
             "experiment_id": exp.id,
             "submitter": exp.submitter,
+            "role": current.role,  # the signed one (remotelab.queue.signatures)
             "lab": self.lab.name,
             "priority": exp.priority.value,
             "worker": self.worker_id,
