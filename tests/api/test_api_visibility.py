@@ -120,6 +120,25 @@ def test_changing_another_researchers_experiment_is_not_found_either(own, two):
     }
 
 
+def test_her_experiments_history_names_no_other_users_experiment(own, two):
+    hers = own.submit("researcher")
+    base = f"/labs/{own.name}/experiments/{hers}"
+    moved = call(own, "manager", "POST", f"{base}/move", json={"behind": two.bobs})
+    assert moved.status_code == 200, moved.text
+    reason = {"reason": f"clashes with {two.bobs}"}
+    assert call(own, "manager", "POST", f"{base}/cancel", json=reason).status_code == 200
+    seen = get(own, "researcher", f"{base}/history").json()
+    details = {a["action"]: a["detail"] for a in seen["actions"]}
+    assert details["experiment.move"] == {"behind": None}
+    assert details["experiment.cancel"] == {"reason": "clashes with (hidden)"}
+    assert "clashes with (hidden)" in seen["states"][-1]["message"]
+    shown = get(own, "researcher", base).json()
+    assert shown["state"] == "cancelled" and "clashes with (hidden)" in shown["message"]
+    for answer in (seen, shown):
+        assert two.bobs not in json.dumps(answer)
+    assert two.bobs in json.dumps(get(own, "manager", f"{base}/history").json())
+
+
 def test_another_researchers_runs_data_and_plots_are_not_found(own, two):
     def uids(who, **params):
         r = get(own, who, "/runs", **params)
@@ -363,6 +382,12 @@ def test_views_of_the_lab_hide_the_experiments_of_others(own, two):
     assert sample["held_by"] is None and sample["consumed_by"] is None
     assert sample["why_consumed"] == "by experiment (hidden) (titrate, completed)"
     assert manager.samples(samples) == samples
+    # a text keeps ids that are no experiment's (her run's uid), hides another's experiment
+    text = f"crashed; runs {two.alices_run} stored; after {two.bobs}; see {two.alices}"
+    assert (
+        alice.scrub(text)
+        == f"crashed; runs {two.alices_run} stored; after (hidden); see {two.alices}"
+    )
     with pytest.raises(PlanValidationError) as refused, alice.hiding():
         raise PlanValidationError(
             "titrate", [{"param": "sample_id", "message": f"used up: by experiment {two.bobs}"}]

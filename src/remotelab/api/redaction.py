@@ -30,16 +30,19 @@ def scrub(text: str, sees: Sees) -> str:
     return EXPERIMENT_ID.sub(lambda m: m[0] if sees(m[0].lower()) else HIDDEN, text)
 
 
-def visible_alerts(alerts: Iterable[dict[str, Any]], sees: Sees) -> list[dict[str, Any]]:
+def visible_alerts(
+    alerts: Iterable[dict[str, Any]], sees: Sees, shows: Sees | None = None
+) -> list[dict[str, Any]]:
     """The alerts the caller may see: none about an experiment they may not see (a stall, an
-    unanswered question); in the others' messages (the lab held …), such ids hidden."""
+    unanswered question); in the others' messages (the lab held …), the ids ``shows`` (default
+    ``sees``) refuses hidden."""
     out = []
     for alert in alerts:
         about = alert.get("experiment")
         if about and not sees(str(about)):
             continue
         message = alert.get("message")
-        out.append({**alert, "message": scrub(message, sees)} if message else dict(alert))
+        out.append({**alert, "message": scrub(message, shows or sees)} if message else dict(alert))
     return out
 
 

@@ -19,6 +19,7 @@ from uuid import UUID
 
 from remotelab.api.auth import Principal, Role
 from remotelab.api.gateway import Gateway, LabService
+from remotelab.api.models import ExperimentHistory
 from remotelab.api.redaction import scrub, visible_alerts
 from remotelab.data.reader import MIN_PREFIX
 from remotelab.errors import (
@@ -58,12 +59,14 @@ class View:
 
     def sees(self, experiment_id: str) -> bool:
         """Whether the caller may see the experiment ``experiment_id`` (a full id)."""
-        if self.user is None:
-            return True
+        return self.user is None or self._owner(experiment_id) == self.user
+
+    def _owner(self, experiment_id: str) -> str:
+        """Who submitted experiment ``experiment_id`` ("": it is none of the lab's)."""
         owners = self.owners()
         if experiment_id not in owners:
             owners[experiment_id] = self._read_owner(experiment_id)
-        return owners[experiment_id] == self.user
+        return owners[experiment_id]
 
     def owners(self) -> dict[str, str]:
         """Experiment id → submitter: the lab's unfinished experiments, and those read since."""
@@ -82,20 +85,43 @@ class View:
         return experiment_id if not experiment_id or self.sees(experiment_id) else None
 
     def scrub(self, text: str | None) -> str | None:
-        """``text`` with the ids of experiments the caller may not see hidden."""
-        return text if text is None or self.user is None else scrub(text, self.sees)
+        """``text`` with the ids of other users' experiments hidden (other ids, a run's
+        uid say, stay)."""
+        return text if text is None or self.user is None else scrub(text, self._shows)
+
+    def _shows(self, some_id: str) -> bool:
+        """Whether a text may name ``some_id``: the caller's experiment, or no experiment."""
+        return self._owner(some_id) in ("", self.user)
 
     def experiments(self, items: Iterable[Experiment]) -> list[Experiment]:
-        """The experiments of ``items`` the caller may see; why each waits, scrubbed."""
+        """The experiments of ``items`` the caller may see; why each waits and its state's
+        message (its error) scrubbed."""
         out = [e for e in items if self.mine(e.submitter)]
         if self.user is not None:
             for exp in out:
                 exp.waiting_for = self.scrub(exp.waiting_for)
+                exp.message = self.scrub(exp.message) or ""
+                exp.error = self.scrub(exp.error)
         return out
+
+    def history(self, history: ExperimentHistory) -> ExperimentHistory:
+        """An experiment's history with the states' messages and the requests' reasons
+        scrubbed, and an experiment it was moved behind hidden if the caller may not see it."""
+        if self.user is None:
+            return history
+        for state in history.states:
+            state.message = self.scrub(state.message) or ""
+        for action in history.actions:
+            detail = action.detail
+            if isinstance(detail.get("behind"), str):
+                detail["behind"] = self.shown(detail["behind"])
+            if isinstance(detail.get("reason"), str):
+                detail["reason"] = self.scrub(detail["reason"])
+        return history
 
     def alerts(self, alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The alerts the caller may see (:func:`~remotelab.api.redaction.visible_alerts`)."""
-        return alerts if self.user is None else visible_alerts(alerts, self.sees)
+        return alerts if self.user is None else visible_alerts(alerts, self.sees, self._shows)
 
     def ids(self, experiment_ids: Iterable[str]) -> list[str]:
         """The experiment ids of ``experiment_ids`` the caller may see."""

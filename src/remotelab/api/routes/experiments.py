@@ -145,7 +145,7 @@ def experiment_history(lab: str, experiment_id: str, who: Who, gw: GW) -> Experi
         for e in reversed(entries)
         if manager or e.status < 400
     ]
-    return ExperimentHistory(states=states, actions=actions)
+    return View(svc, who).history(ExperimentHistory(states=states, actions=actions))
 
 
 @router.post("/labs/{lab}/experiments/{experiment_id}/cancel", response_model=Experiment)
