@@ -134,7 +134,10 @@ def test_her_experiments_history_names_no_other_users_experiment(own, two):
     assert "clashes with (hidden)" in seen["states"][-1]["message"]
     shown = get(own, "researcher", base).json()
     assert shown["state"] == "cancelled" and "clashes with (hidden)" in shown["message"]
-    for answer in (seen, shown):
+    events = get(own, "researcher", f"/labs/{own.name}/events", experiment=hers, timeout=60)
+    (ended,) = [data for kind, data in sse_items(events.text) if kind == "end"]
+    assert ended["id"] == hers and "clashes with (hidden)" in ended["message"]
+    for answer in (seen, shown, ended):
         assert two.bobs not in json.dumps(answer)
     assert two.bobs in json.dumps(get(own, "manager", f"{base}/history").json())
 

@@ -48,9 +48,10 @@ class View:
     queue, when first needed), else from reading that experiment.
     """
 
-    def __init__(self, svc: LabService, who: Principal):
+    def __init__(self, svc: LabService, who: Principal | None = None, *, user: str | None = None):
         self.svc = svc
-        self.user: str | None = None if sees_all(svc, who) else who.user
+        #: whose experiments the caller sees (None: everyone's); given, or the caller's
+        self.user = user if who is None else None if sees_all(svc, who) else who.user
         self._owners: dict[str, str] | None = None
 
     def mine(self, submitter: str | None) -> bool:

@@ -155,6 +155,9 @@ async def event_stream(
                     while not listener.box.empty():
                         item = listener.box.get_nowait()
                         yield sse(item["event"], item["data"])
+                    if user is not None:  # its messages name no other user's experiment
+                        view = View(svc, user=user)
+                        (current,) = await run_in_threadpool(view.experiments, [current])
                     yield sse("end", current.model_dump(mode="json"))
                     return
             if now - last_beat >= heartbeat:
