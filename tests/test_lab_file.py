@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from remotelab.cli import app
 from remotelab.devices import DEVICE_CLASSES, SampleArm, Spectrometer, TemperatureController
 from remotelab.errors import LabFileError, UnknownDeviceError
-from remotelab.lab import lab_spec, load_lab, parse_lab
+from remotelab.lab import Lab, lab_spec, load_lab, parse_lab
 
 GOOD = """\
 name: tiny
@@ -103,6 +103,17 @@ def test_invalid_lab_files_name_key_and_line(edit, expected):
         parse_lab(text, "tiny.yaml")
     assert str(info.value).startswith("tiny.yaml: ")
     assert expected in str(info.value)
+
+
+def test_visibility_is_lab_unless_the_file_says_own():
+    assert load_lab(connect=False).describe()["visibility"] == "lab"
+    own = parse_lab(GOOD + "visibility: own\n", "tiny.yaml")
+    with Lab(own, connect=False) as lab:
+        assert lab.visibility == "own" and lab.describe()["visibility"] == "own"
+    with pytest.raises(
+        LabFileError, match=r"visibility \(line 18\): Input should be 'lab' or 'own'"
+    ):
+        parse_lab(GOOD + "visibility: mine\n", "tiny.yaml")
 
 
 def test_lab_file_that_is_not_yaml_or_missing(tmp_path):

@@ -27,11 +27,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def write_lab(directory: Path) -> Path:
+def write_lab(directory: Path, visibility: str | None = None) -> Path:
     """The shipped simulated lab under a fresh name: researchers may run measure and scan;
-    a researcher's scan waits for a manager's approval."""
+    a researcher's scan waits for a manager's approval (``visibility``: the file says so)."""
     data = yaml.safe_load(shipped_lab_text("sim"))
     data["name"] = f"t{uuid.uuid4().hex[:8]}"
+    if visibility is not None:
+        data["visibility"] = visibility
     data["plans"] = {
         "roles": {"researcher": ["measure", "scan"]},
         "approval": {"plans": ["scan"]},
@@ -70,8 +72,9 @@ class Site:
         return self.queue.submit(plan, params, submitter=user, role=role).id
 
 
-def store_one_run(store: RunStore, lab, experiment_id: str) -> str:
-    """Run the plan ``measure`` on the simulated lab into ``store``; the run's uid."""
+def store_one_run(store: RunStore, lab, experiment_id: str, submitter: str = "alice") -> str:
+    """Run the plan ``measure`` on the simulated lab into ``store`` (as ``submitter``'s); the
+    run's uid."""
     registry = registry_for(lab)
     validated = registry.validate(
         "measure", {"detectors": ["thermometer", "spectrometer"], "num": 3}, lab=lab
@@ -79,13 +82,13 @@ def store_one_run(store: RunStore, lab, experiment_id: str) -> str:
     RE = RunEngine({}, context_managers=[])
     RE.subscribe(store)
     (uid,) = RE(
-        registry.build(validated, lab, md={"experiment_id": experiment_id, "submitter": "alice"})
+        registry.build(validated, lab, md={"experiment_id": experiment_id, "submitter": submitter})
     )
     return uid
 
 
-def make_site(tmp: Path, api_url: str) -> Iterator[Site]:
-    lab = load_lab(write_lab(tmp), speed=1000)
+def make_site(tmp: Path, api_url: str, visibility: str | None = None) -> Iterator[Site]:
+    lab = load_lab(write_lab(tmp, visibility), speed=1000)
     queue = ExperimentQueue(lab, api_url=api_url)
     queue.ensure()
     store = RunStore(tmp / "runs.sqlite", plots=False)

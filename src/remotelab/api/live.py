@@ -8,6 +8,12 @@ gateway's Server-Sent Events route is one such listener per connected client.
 It also keeps, per lab, the latest values each device gave on the stream (``readings``) and
 the recent items of the stream (``recent``: documents other than events, status changes, and
 the last events), so that a dashboard opened now starts with the lab's recent history.
+
+A listener (and ``recent``, ``readings``, ``lab_status``) may be for one ``user``: the caller
+of a lab whose file says ``visibility: own``. It gets only the documents of runs that user
+submitted (as their start document says) and each status reduced to the experiments they
+submitted (:func:`~remotelab.api.redaction.reduce_status`); a document of a run whose start
+the hub did not see is for no such listener.
 """
 
 from __future__ import annotations
@@ -17,23 +23,28 @@ import math
 import queue
 import threading
 import time
-from collections import deque
-from collections.abc import Iterator
+from collections import OrderedDict, deque
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+from remotelab.api.redaction import Sees, reduce_status
 
 log = logging.getLogger(__name__)
 
 #: how many recent items (documents, status changes) and events of a lab are kept
 RECENT_ITEMS = 100
 RECENT_EVENTS = 20
+#: how many experiments' submitters the hub remembers
+KNOWN_SUBMITTERS = 10_000
 
 
 @dataclass
 class _Listener:
     lab: str | None
     experiment: str | None
+    user: str | None = None  # only this user's experiments (a lab whose visibility is own)
     box: queue.Queue = field(default_factory=lambda: queue.Queue(maxsize=10_000))
     dropped: int = 0
 
@@ -44,7 +55,8 @@ class LiveHub:
     def __init__(self, address: str | None):
         self.address = address
         self.status: dict[str, dict[str, Any]] = {}  # lab -> last worker status
-        self._runs: dict[str, tuple[str, str | None]] = {}  # run uid -> (lab, experiment id)
+        self._runs: dict[str, tuple[str, str | None, str]] = {}  # run -> lab, experiment, user
+        self._submitters: OrderedDict[str, str] = OrderedDict()  # experiment id -> submitter
         self._docs: dict[str, str] = {}  # descriptor / resource uid -> run uid
         self._listeners: list[_Listener] = []
         self._keys: dict[str, tuple[str, dict[str, str]]] = {}  # descriptor -> (run, key->device)
@@ -101,20 +113,41 @@ class LiveHub:
                 concerns.add(str(doc["experiment_id"]))
             self._fan(lab, concerns, {"event": "status", "data": doc})
             return
-        lab, experiment = self._owner(name, doc)
+        lab, experiment, submitter = self._owner(name, doc)
         with self._lock:
-            self._note(lab, experiment, name, doc)
-        self._fan(lab, experiment, {"event": "document", "data": {"name": name, "doc": doc}})
+            self._note(lab, experiment, submitter, name, doc)
+        item = {"event": "document", "data": {"name": name, "doc": doc}}
+        self._fan(lab, experiment, item, submitter)
 
-    def _remember(self, lab: str, name: str, doc: dict[str, Any]) -> None:
+    def learn(self, submitters: Mapping[str, str]) -> None:
+        """Remember who submitted these experiments (id → user), for the listeners of one user:
+        what the gateway read from the queue of experiments whose start the hub did not see."""
+        with self._lock:
+            for experiment, user in submitters.items():
+                self._know(experiment, user)
+
+    def _know(self, experiment: str, user: str) -> None:
+        """Remember ``experiment``'s submitter (holding the lock)."""
+        self._submitters[experiment] = user
+        self._submitters.move_to_end(experiment)
+        while len(self._submitters) > KNOWN_SUBMITTERS:
+            self._submitters.popitem(last=False)
+
+    def sees(self, user: str) -> Sees:
+        """Whether ``user`` submitted an experiment (of an id), as far as the hub knows."""
+        return lambda experiment: self._submitters.get(experiment) == user
+
+    def _remember(self, lab: str, name: str, doc: dict[str, Any], submitter: str = "") -> None:
         """Keep a stream item in the lab's recent history (holding the lock)."""
-        item = {"name": name, "doc": doc, "at": time.time()}
+        item = {"name": name, "doc": doc, "at": time.time(), "submitter": submitter}
         if name == "event":
             self._events.setdefault(lab, deque(maxlen=RECENT_EVENTS)).append(item)
         else:
             self._recent.setdefault(lab, deque(maxlen=RECENT_ITEMS)).append(item)
 
-    def _note(self, lab: str, experiment: str | None, name: str, doc: dict[str, Any]) -> None:
+    def _note(
+        self, lab: str, experiment: str | None, submitter: str, name: str, doc: dict[str, Any]
+    ) -> None:
         """The recent history, and the devices' readings, a document brings (holding the lock)."""
         if name == "descriptor":
             owners = {
@@ -129,52 +162,77 @@ class LiveHub:
             for key, value in (doc.get("data") or {}).items():
                 device = owners.get(key, key)
                 reading = devices.get(device)
-                if reading is None or reading["experiment"] != experiment:
-                    reading = devices[device] = {"experiment": experiment, "values": {}}
+                whose = {"experiment": experiment, "submitter": submitter}
+                if reading is None or {k: reading[k] for k in whose} != whose:
+                    reading = devices[device] = {**whose, "values": {}}
                 reading["time"] = doc.get("time") or time.time()
                 reading["values"][key] = reading_value(value)
         elif name == "stop":
             run = doc.get("run_start")
             self._keys = {d: v for d, v in self._keys.items() if v[0] != run}
         if name in ("start", "descriptor", "event", "stop"):
-            self._remember(lab, name, doc)
+            self._remember(lab, name, doc, submitter)
 
-    def _owner(self, name: str, doc: dict[str, Any]) -> tuple[str, str | None]:
+    def _owner(self, name: str, doc: dict[str, Any]) -> tuple[str, str | None, str]:
+        """The lab, experiment and submitter of a document's run (as its start said)."""
         with self._lock:
             if name == "start":
                 exp_id = doc.get("experiment_id")
-                owner = (str(doc.get("lab") or ""), str(exp_id) if exp_id else None)
+                submitter = str(doc.get("submitter") or "")
+                owner = (str(doc.get("lab") or ""), str(exp_id) if exp_id else None, submitter)
                 self._runs[doc["uid"]] = owner
+                if exp_id and submitter:
+                    self._know(str(exp_id), submitter)
                 return owner
             run = doc.get("run_start")
             if run is None:
                 run = self._docs.get(doc.get("descriptor", "") or "")
             if name in ("descriptor", "resource", "stream_resource") and run is not None:
                 self._docs[doc["uid"]] = run
-            owner = self._runs.get(run or "", ("", None))
+            owner = self._runs.get(run or "", ("", None, ""))
             if name == "stop":
                 self._runs.pop(run or "", None)
                 self._docs = {k: v for k, v in self._docs.items() if v != run}
             return owner
 
-    def _fan(self, lab: str, experiment: str | set[str] | None, item: dict[str, Any]) -> None:
+    def _fan(
+        self,
+        lab: str,
+        experiment: str | set[str] | None,
+        item: dict[str, Any],
+        submitter: str = "",
+    ) -> None:
+        """Hand ``item`` to each listener it concerns; a listener of one user gets a document
+        only of that user's run, a status reduced to their experiments."""
         concerns = experiment if isinstance(experiment, set) else {experiment}
         with self._lock:
             listeners = list(self._listeners)
+        reduced: dict[str, dict[str, Any]] = {}  # user -> the status as they see it
         for li in listeners:
             if li.lab is not None and lab and li.lab != lab:
                 continue
             if li.experiment is not None and li.experiment not in concerns:
                 continue
+            given = item
+            if li.user is not None:
+                if item["event"] == "document" and submitter != li.user:
+                    continue
+                if item["event"] == "status":
+                    if li.user not in reduced:
+                        reduced[li.user] = reduce_status(item["data"], self.sees(li.user))
+                    given = {"event": "status", "data": reduced[li.user]}
             try:
-                li.box.put_nowait(item)
+                li.box.put_nowait(given)
             except queue.Full:
                 li.dropped += 1
 
     @contextmanager
-    def listen(self, lab: str | None = None, experiment: str | None = None) -> Iterator[_Listener]:
-        """A listener for the duration of the block; read ``listener.box``."""
-        li = _Listener(lab, experiment)
+    def listen(
+        self, lab: str | None = None, experiment: str | None = None, user: str | None = None
+    ) -> Iterator[_Listener]:
+        """A listener for the duration of the block (of ``user``'s experiments only, if
+        given); read ``listener.box``."""
+        li = _Listener(lab, experiment, user)
         with self._lock:
             self._listeners.append(li)
         try:
@@ -183,23 +241,45 @@ class LiveHub:
             with self._lock:
                 self._listeners.remove(li)
 
-    def lab_status(self, lab: str) -> dict[str, Any] | None:
+    def lab_status(self, lab: str, user: str | None = None) -> dict[str, Any] | None:
+        """The lab's last worker status (as ``user`` may see it, if given)."""
         with self._lock:
-            return self.status.get(lab)
+            doc = self.status.get(lab)
+        return doc if doc is None or user is None else reduce_status(doc, self.sees(user))
 
-    def readings(self, lab: str) -> dict[str, dict[str, Any]]:
-        """Device -> its latest reading on the stream: ``time``, ``experiment``, ``values``."""
+    def readings(self, lab: str, user: str | None = None) -> dict[str, dict[str, Any]]:
+        """Device -> its latest reading on the stream: ``time``, ``experiment``, ``values``
+        (only of ``user``'s runs, if given)."""
         with self._lock:
             devices = self._readings.get(lab, {})
-            return {d: {**r, "values": dict(r["values"])} for d, r in devices.items()}
+            return {
+                d: {
+                    "time": r.get("time"),
+                    "experiment": r["experiment"],
+                    "values": dict(r["values"]),
+                }
+                for d, r in devices.items()
+                if user is None or r["submitter"] == user
+            }
 
-    def recent(self, lab: str, limit: int = RECENT_ITEMS) -> list[dict[str, Any]]:
+    def recent(
+        self, lab: str, limit: int = RECENT_ITEMS, user: str | None = None
+    ) -> list[dict[str, Any]]:
         """The lab's recent stream items, oldest first: ``{name, doc, at}`` (``name`` a
-        document's, or ``status`` for a change of the worker's state)."""
+        document's, or ``status`` for a change of the worker's state); with ``user``, only
+        the documents of their runs, the statuses as they may see them."""
         with self._lock:
             items = [*self._recent.get(lab, ()), *self._events.get(lab, ())]
         items.sort(key=lambda i: i["at"])
-        return items[-limit:] if limit > 0 else []
+        if user is not None:
+            sees = self.sees(user)
+            items = [
+                {**i, "doc": reduce_status(i["doc"], sees)} if i["name"] == "status" else i
+                for i in items
+                if i["name"] == "status" or i["submitter"] == user
+            ]
+        kept = items[-limit:] if limit > 0 else []
+        return [{"name": i["name"], "doc": i["doc"], "at": i["at"]} for i in kept]
 
 
 def reading_value(value: Any) -> Any:

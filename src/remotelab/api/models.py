@@ -136,6 +136,12 @@ class LabSummary(BaseModel):
     name: str
     description: str = ""
     simulated: bool
+    visibility: Literal["lab", "own"] = Field(
+        "lab",
+        description="who sees its experiments: everyone with a role on it (lab), or only "
+        "their submitters and its managers (own; the other lists and views hold the "
+        "caller's own experiments only)",
+    )
     held: bool
     workers: int = Field(description="live workers of the lab")
     queued: int = Field(description="experiments waiting (queued or awaiting approval)")

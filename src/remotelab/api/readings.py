@@ -32,11 +32,13 @@ class StoredReadings:
         self._cache: OrderedDict[str, dict[str, dict[str, Any]]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def of_lab(self, store: RunStore, lab: str) -> dict[str, dict[str, Any]]:
-        """Each device's latest stored reading on ``lab``: ``time``, ``experiment``,
-        ``values``, ``stored`` (True)."""
+    def of_lab(
+        self, store: RunStore, lab: str, submitter: str | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Each device's latest stored reading on ``lab`` (in a run ``submitter``'s, if
+        given): ``time``, ``experiment``, ``values``, ``stored`` (True)."""
         out: dict[str, dict[str, Any]] = {}
-        for run in store.runs(lab=lab, complete=True, limit=self.runs):
+        for run in store.runs(lab=lab, submitter=submitter, complete=True, limit=self.runs):
             for device, reading in self._of_run(store, run).items():
                 out.setdefault(device, reading)
         return out

@@ -75,6 +75,14 @@ class RunReader:
             raise RunNotFound(f"run uid prefix {uid!r} is ambiguous; give more characters")
         raise RunNotFound(f"no run {uid!r} in the store {self.path}")
 
+    def starting_with(self, prefix: str, limit: int = 100) -> list[str]:
+        """The uids of the stored runs that start with ``prefix`` (at most ``limit``)."""
+        rows = self._reader().execute(
+            "SELECT uid FROM runs WHERE uid >= ? AND uid < ? ORDER BY uid LIMIT ?",
+            (prefix, prefix + "\uffff", limit),
+        )
+        return [uid for (uid,) in rows.fetchall()]
+
     def resolve_experiment(self, experiment_id: str) -> str:
         """The experiment id the store's runs know, given it or a unique prefix of it (at
         least :data:`MIN_PREFIX` characters); as given if none of them starts so."""

@@ -115,6 +115,12 @@ class Lab:
         return self.spec.concurrency
 
     @property
+    def visibility(self) -> str:
+        """Who sees an experiment through the gateway (the lab file's ``visibility``):
+        ``lab``, everyone with a role on the lab; ``own``, only its submitter and managers."""
+        return self.spec.visibility
+
+    @property
     def shared_devices(self) -> frozenset[str]:
         """Devices stations share for moments (``shared: true``): plans hold them in blocks."""
         return frozenset(n for n, d in self.spec.devices.items() if d.shared)
@@ -185,6 +191,7 @@ class Lab:
             "simulated": self.simulated,
             "twin": self.twin,
             "concurrency": self.concurrency,
+            "visibility": self.visibility,
             "devices": {
                 n: {
                     "class": type(d).__name__,

@@ -239,6 +239,11 @@ class LabSpec(_Strict):
     labware: dict[str, LabwareSpec] = Field(default_factory=dict)
     devices: dict[str, DeviceSpec]
     concurrency: int = Field(1, ge=1, le=64, description="experiments the lab may run at once")
+    visibility: Literal["lab", "own"] = Field(
+        "lab",
+        description="who sees an experiment through the gateway: everyone with a role on the "
+        "lab (lab), or only its submitter and the lab's managers (own)",
+    )
     simulation: SimulationSpec = Field(default_factory=SimulationSpec)
     plans: PlansSpec = Field(default_factory=PlansSpec)
     unattended: UnattendedSpec = Field(default_factory=UnattendedSpec)

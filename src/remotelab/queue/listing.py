@@ -24,11 +24,11 @@ MIN_PREFIX = 4
 HEX = frozenset("0123456789abcdef-")
 
 
-def resolve_id(queue: Any, experiment_id: str | UUID) -> str:
+def resolve_id(queue: Any, experiment_id: str | UUID, *, tags: list[str] | None = None) -> str:
     """The full id of the experiment ``experiment_id`` names: itself if it is a full id, else
-    the one experiment of the lab whose id starts with it (at least :data:`MIN_PREFIX`
-    characters). :class:`ExperimentNotFound` if none does, :class:`QueueError` naming them
-    if several do."""
+    the one experiment of the lab (with every tag in ``tags``: a submitter's, say) whose id
+    starts with it (at least :data:`MIN_PREFIX` characters). :class:`ExperimentNotFound` if
+    none does, :class:`QueueError` naming them if several do."""
     text = str(experiment_id).strip().lower()
     try:
         return str(UUID(text))
@@ -36,7 +36,7 @@ def resolve_id(queue: Any, experiment_id: str | UUID) -> str:
         pass
     if len(text) < MIN_PREFIX or not set(text) <= HEX:
         raise ExperimentNotFound(f"no experiment {experiment_id} in lab {queue.name}")
-    found = [str(r.id) for r in queue.prefect.runs() if str(r.id).startswith(text)]
+    found = [str(r.id) for r in queue.prefect.runs(tags=tags) if str(r.id).startswith(text)]
     if not found:
         raise ExperimentNotFound(f"no experiment {experiment_id} in lab {queue.name}")
     if len(found) > 1:

@@ -2,6 +2,8 @@
 approve, reject, answer an operator prompt; the runs an experiment produced.
 
 Researchers submit and change their own experiments; changing anyone's needs ``manager``.
+In a lab whose file says ``visibility: own``, researchers and observers list and reach only
+their own experiments; another's answers 404 (:mod:`remotelab.api.visibility`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from remotelab.api.models import (
     SubmitRequest,
 )
 from remotelab.api.routes.runs import run_info
+from remotelab.api.visibility import View, visible_experiment
 from remotelab.queue import listing
 from remotelab.queue.models import Experiment, ExperimentState, Priority, held_for_edit, state_of
 
@@ -63,8 +66,14 @@ def list_experiments(
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> ExperimentPage:
     """Experiments of the lab in queue order (running, queued by priority, awaiting
-    approval); finished ones (ask for their states) newest first. Filters combine."""
+    approval); finished ones (ask for their states) newest first. Filters combine. Where the
+    lab shows experiments to their submitters only, a researcher's are theirs."""
     svc = served_lab(gw, who, lab)
+    view = View(svc, who)
+    if view.user is not None:
+        if submitter not in (None, view.user):
+            return ExperimentPage(items=[], total=0, limit=limit, offset=offset)
+        submitter = view.user
     items, total = listing.list_experiments(
         svc.queue,
         state or UNFINISHED,
@@ -74,7 +83,7 @@ def list_experiments(
         limit=limit,
         offset=offset,
     )
-    return ExperimentPage(items=items, total=total, limit=limit, offset=offset)
+    return ExperimentPage(items=view.experiments(items), total=total, limit=limit, offset=offset)
 
 
 @router.post("/labs/{lab}/experiments", response_model=Experiment, status_code=201)
@@ -93,7 +102,7 @@ def submit_experiment(
     rec.detail = {"plan": body.plan, "params": body.params, "priority": body.priority.value}
     if body.priority == Priority.urgent:
         who.require(Role.manager, lab, action="submitting with urgent priority")
-    with svc.writes:
+    with svc.writes, View(svc, who).hiding():
         exp = svc.queue.submit(
             body.plan,
             body.params,
@@ -110,8 +119,9 @@ def submit_experiment(
 def show_experiment(lab: str, experiment_id: str, who: Who, gw: GW) -> Experiment:
     """One experiment: plan, parameters, devices, submitter, state, times, its runs' uids, and
     why it waits (``waiting_for``) if it does."""
-    queue = served_lab(gw, who, lab).queue
-    return queue.annotate([queue.get(experiment_id)])[0]
+    svc = served_lab(gw, who, lab)
+    exp = svc.queue.annotate([visible_experiment(svc, who, experiment_id)])[0]
+    return View(svc, who).experiments([exp])[0]
 
 
 @router.get("/labs/{lab}/experiments/{experiment_id}/history", response_model=ExperimentHistory)
@@ -121,7 +131,7 @@ def experiment_history(lab: str, experiment_id: str, who: Who, gw: GW) -> Experi
     audit log's requests about it (submit, edit, approve, reject, answer, move, priority …).
     Refused requests and the callers' addresses are shown to managers only."""
     svc = served_lab(gw, who, lab)
-    exp = svc.queue.get(experiment_id)
+    exp = visible_experiment(svc, who, experiment_id)
     states = []
     for st in svc.queue.prefect.history(UUID(exp.id)):
         kind = ExperimentState.queued if held_for_edit(st) else state_of(st.type.value, st.name)
@@ -135,7 +145,7 @@ def experiment_history(lab: str, experiment_id: str, who: Who, gw: GW) -> Experi
         for e in reversed(entries)
         if manager or e.status < 400
     ]
-    return ExperimentHistory(states=states, actions=actions)
+    return View(svc, who).history(ExperimentHistory(states=states, actions=actions))
 
 
 @router.post("/labs/{lab}/experiments/{experiment_id}/cancel", response_model=Experiment)
@@ -151,7 +161,7 @@ def cancel_experiment(
     who = rec.who
     svc = served_lab(gw, who, lab)
     who.require(Role.researcher, lab, action="cancelling an experiment")
-    exp = svc.queue.get(experiment_id)
+    exp = visible_experiment(svc, who, experiment_id)
     if not mine(exp, who):
         who.require(Role.manager, lab, action="cancelling someone else's experiment")
     reason = body.reason if body else ""
@@ -175,11 +185,11 @@ def edit_experiment(
     who = rec.who
     svc = served_lab(gw, who, lab)
     who.require(Role.researcher, lab, action="editing an experiment")
-    exp = svc.queue.get(experiment_id)
+    exp = visible_experiment(svc, who, experiment_id)
     if not mine(exp, who):
         who.require(Role.manager, lab, action="editing someone else's experiment")
     rec.detail = {"params": body.params, "previous": exp.params}
-    with svc.writes:
+    with svc.writes, View(svc, who).hiding():
         return svc.queue.edit(exp.id, body.params, by=who.user, role=registry_role(who))
 
 
@@ -196,7 +206,7 @@ def move_experiment(
     who = rec.who
     svc = served_lab(gw, who, lab)
     who.require(Role.researcher, lab, action="moving an experiment")
-    exp = svc.queue.get(experiment_id)
+    exp = visible_experiment(svc, who, experiment_id)
     if not (mine(exp, who) and body.to == "back"):
         who.require(Role.manager, lab, action="reordering the queue")
     rec.detail = body.model_dump(exclude_none=True)
@@ -265,7 +275,7 @@ def answer_experiment(
     who = rec.who
     svc = served_lab(gw, who, lab)
     who.require(Role.researcher, lab, action="answering an operator prompt")
-    exp = svc.queue.get(experiment_id)
+    exp = visible_experiment(svc, who, experiment_id)
     if not mine(exp, who):
         who.require(Role.manager, lab, action="answering for someone else's experiment")
     rec.detail = {"value": body.value}
@@ -279,7 +289,7 @@ def answer_experiment(
 )
 def experiment_runs(lab: str, experiment_id: str, who: Who, gw: GW) -> list[RunInfo]:
     """The stored runs an experiment produced, oldest first."""
-    exp = served_lab(gw, who, lab).queue.get(experiment_id)
+    exp = visible_experiment(served_lab(gw, who, lab), who, experiment_id)
     store = gw.store
     if store is None:
         return []

@@ -1,4 +1,8 @@
-"""Live updates of a lab as Server-Sent Events: its documents and its worker's status."""
+"""Live updates of a lab as Server-Sent Events: its documents and its worker's status.
+
+Where the lab shows experiments to their submitters only (``visibility: own``), a researcher's
+or observer's stream carries the documents of their own runs only and each status reduced
+to their own experiments (:mod:`remotelab.api.live`); another's experiment answers 404."""
 
 from __future__ import annotations
 
@@ -16,8 +20,10 @@ from fastapi.responses import StreamingResponse
 from remotelab.api.deps import ERROR_RESPONSES, GW, Who, served_lab
 from remotelab.api.gateway import Gateway, LabService
 from remotelab.api.live import RECENT_EVENTS, RECENT_ITEMS
+from remotelab.api.visibility import View, visible_experiment
 from remotelab.data.export import jsonable
 from remotelab.queue.models import Experiment
+from remotelab.queue.workers import ACTIVE
 
 router = APIRouter(tags=["live"], responses=ERROR_RESPONSES)
 
@@ -68,10 +74,20 @@ async def live_events(
     svc = await run_in_threadpool(served_lab, gw, who, lab)
     exp = None
     if experiment is not None:
-        exp = await run_in_threadpool(svc.queue.get, experiment)
+        exp = await run_in_threadpool(visible_experiment, svc, who, experiment)
+    user = View(svc, who).user
+    if user is not None:  # whose the running experiments are, if the hub saw no start of them
+        await run_in_threadpool(learn_running, gw, svc)
     return StreamingResponse(
         event_stream(
-            gw, svc, exp, heartbeat, timeout, 0 if exp else history, token_id=who.token_id
+            gw,
+            svc,
+            exp,
+            heartbeat,
+            timeout,
+            0 if exp else history,
+            token_id=who.token_id,
+            user=user,
         ),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
@@ -87,15 +103,17 @@ async def event_stream(
     history: int = 0,
     *,
     token_id: str = "",
+    user: str | None = None,
 ) -> AsyncIterator[bytes]:
-    """The events of ``svc``'s lab (of ``exp`` only, if given) until the gateway closes,
-    ``exp`` finishes, ``timeout`` seconds pass or the caller's token ``token_id`` is revoked
-    (or its user disabled: ``event: revoked``, checked every :data:`TOKEN_CHECK` s); a
-    keep-alive every ``heartbeat`` seconds; first the lab's last ``history`` items."""
+    """The events of ``svc``'s lab (of ``exp`` only, if given; of ``user``'s experiments
+    only, if given) until the gateway closes, ``exp`` finishes, ``timeout`` seconds pass or
+    the caller's token ``token_id`` is revoked (or its user disabled: ``event: revoked``,
+    checked every :data:`TOKEN_CHECK` s); a keep-alive every ``heartbeat`` seconds; first the
+    lab's last ``history`` items."""
     deadline = None if timeout is None else time.monotonic() + timeout
     last_token_check = time.monotonic()
-    with gw.live.listen(svc.name, exp.id if exp else None) as listener:
-        for past in gw.live.recent(svc.name, history) if history else []:
+    with gw.live.listen(svc.name, exp.id if exp else None, user) as listener:
+        for past in gw.live.recent(svc.name, history, user) if history else []:
             if past["name"] == "status":
                 yield sse("status", {**past["doc"], "replay": True, "at": past["at"]})
             else:
@@ -137,12 +155,20 @@ async def event_stream(
                     while not listener.box.empty():
                         item = listener.box.get_nowait()
                         yield sse(item["event"], item["data"])
+                    if user is not None:  # its messages name no other user's experiment
+                        view = View(svc, user=user)
+                        (current,) = await run_in_threadpool(view.experiments, [current])
                     yield sse("end", current.model_dump(mode="json"))
                     return
             if now - last_beat >= heartbeat:
                 last_beat = now
                 yield b": keep-alive\n\n"
             await asyncio.sleep(0.05)
+
+
+def learn_running(gw: Gateway, svc: LabService) -> None:
+    """Tell the live hub who submitted the lab's running experiments."""
+    gw.live.learn({e.id: e.submitter for e in svc.queue.read(ACTIVE)})
 
 
 def stored_documents(gw: Gateway, experiment_id: str) -> list[tuple[str, dict[str, Any]]]:
@@ -154,4 +180,4 @@ def stored_documents(gw: Gateway, experiment_id: str) -> list[tuple[str, dict[st
     return out
 
 
-__all__ = ["TOKEN_CHECK", "event_stream", "router", "sse", "stored_documents"]
+__all__ = ["TOKEN_CHECK", "event_stream", "learn_running", "router", "sse", "stored_documents"]

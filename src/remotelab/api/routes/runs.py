@@ -1,6 +1,8 @@
 """Stored runs: every run's metadata, its data (JSON, CSV, HDF5) and its summary plot.
 
-A run of a lab the caller may not use is not found (404)."""
+A run of a lab the caller may not use is not found (404), nor, where the lab shows
+experiments to their submitters only (``visibility: own``), a researcher's run of another
+user (:func:`remotelab.api.visibility.readable_run`)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,6 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 
-from remotelab.api.auth import Principal
 from remotelab.api.deps import (
     ERROR_RESPONSES,
     GW,
@@ -21,10 +22,10 @@ from remotelab.api.deps import (
     Who,
     audited,
 )
-from remotelab.api.gateway import Gateway
 from remotelab.api.models import RunInfo, RunVerification
+from remotelab.api.visibility import own_labs, readable_run, sees_run
 from remotelab.data.export import export_csv, export_hdf5, export_json, jsonable
-from remotelab.errors import ExportError, RunNotFound
+from remotelab.errors import ExportError
 
 router = APIRouter(tags=["runs"], responses=ERROR_RESPONSES)
 #: the header of a CSV export that names the stream's array signals (each its own CSV)
@@ -57,14 +58,6 @@ def run_info(store: Any, r: Any, *, full: bool = False) -> RunInfo:
     return info
 
 
-def readable_run(gw: Gateway, who: Principal, uid: str) -> Any:
-    """The stored run ``uid`` (or a unique prefix) if the caller may use its lab."""
-    r = gw.run_store().run(uid)
-    if r.lab and not who.may_use(r.lab):
-        raise RunNotFound(f"no run {uid!r} on the labs user {who.user!r} may use")
-    return r
-
-
 @router.get("/runs", response_model=list[RunInfo])
 def list_runs(
     who: Who,
@@ -89,7 +82,8 @@ def list_runs(
         sample_id=sample,
         complete=complete,
     )
-    runs = [r for r in runs if not r.lab or who.may_use(r.lab)]
+    own = own_labs(gw, who)
+    runs = [r for r in runs if sees_run(who, r, own)]
     return [run_info(gw.store, r) for r in runs[offset : offset + limit]]
 
 

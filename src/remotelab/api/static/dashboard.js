@@ -274,9 +274,12 @@ function refreshSoon() {
 }
 
 function renderStatus(lab) {
+  // a lab whose file says visibility: own shows a researcher their own experiments only
+  const own = lab.visibility === "own" && !atLeast("manager");
   $("lab-held").replaceChildren(
     lab.held ? badge("held", "held") : badge("open", "ok"),
     lab.held ? " no further experiment starts" : ` ${lab.queued} waiting`,
+    own ? el("span", { class: "note own" }, " (in the lab; you see your own experiments only)") : "",
   );
   const worker = lab.status;
   const live = lab.workers ? `${lab.workers} live` : "none live: nothing will run";
