@@ -12,6 +12,8 @@ from bluesky.plans import count, scan
 from event_model import pack_event_page
 
 from remotelab.data import RunStore, content_hash
+from remotelab.data.database import run_record
+from remotelab.data.models import record_hash
 from remotelab.errors import RunNotFound, StoreError
 from remotelab.settings import get_settings
 
@@ -172,6 +174,32 @@ def test_a_document_added_to_a_run_after_its_stop_is_found(lab, RE, store):
         )
     verdict = store.verify(uid)
     assert not verdict.ok and "1 document(s) of this run lie outside its range" in verdict.detail
+
+
+def test_rewriting_data_and_hashes_together_is_found_by_the_seal(lab, RE, store):
+    """Someone with the database but not the keys directory changes an outcome and
+    recomputes both hashes: the seal, made with a key outside the database, does not match."""
+    (uid,) = RE(count([lab["thermometer"]], num=2), **md("E-seal"))
+    assert "its seal matches" in store.verify(uid).detail
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("UPDATE runs SET exit_status='abort' WHERE uid=?", (uid,))
+        record = run_record(conn, uid)
+        assert record is not None
+        conn.execute("UPDATE runs SET record_hash=? WHERE uid=?", (record_hash(*record), uid))
+    verdict = store.verify(uid)
+    assert not verdict.ok
+    assert verdict.problems == [
+        "the run's seal does NOT match its hashes: its data and hashes were rewritten together"
+    ]
+
+
+def test_a_seal_this_machine_cannot_check_is_said_so(lab, RE, store, tmp_path):
+    (uid,) = RE(count([lab["thermometer"]], num=2), **md("E-seal-elsewhere"))
+    elsewhere = RunStore(store.path, plots=False, seal=False)  # a host without the seal key
+    elsewhere.seal_key = b"another key"
+    verdict = elsewhere.verify(uid)
+    assert verdict.ok and "which this machine lacks: seal not checked" in verdict.detail
+    elsewhere.close()
 
 
 def test_a_store_from_before_record_hashes_still_verifies_its_documents(lab, RE, tmp_path):

@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS runs (
     content_hash TEXT,
     first_seq INTEGER NOT NULL,
     last_seq INTEGER,
-    record_hash TEXT
+    record_hash TEXT,
+    seal TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_experiment ON runs(experiment_id);
 CREATE INDEX IF NOT EXISTS runs_plan ON runs(plan_name);
@@ -86,9 +87,12 @@ def connect(path: Path, synchronous: Synchronous) -> sqlite3.Connection:
 
 
 def add_record_hash(conn: sqlite3.Connection) -> None:
-    """Give a run table from before record hashes its column (its runs stay without one)."""
-    if "record_hash" not in {row[1] for row in conn.execute("PRAGMA table_info(runs)")}:
-        conn.execute("ALTER TABLE runs ADD COLUMN record_hash TEXT")
+    """Give a run table from before record hashes (and seals) their columns (its runs stay
+    without them)."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+    for column in ("record_hash", "seal"):
+        if column not in have:
+            conn.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT")
 
 
 def run_record(conn: sqlite3.Connection, uid: str) -> tuple[tuple, list[str]] | None:

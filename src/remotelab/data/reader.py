@@ -6,6 +6,7 @@ thread reads through a connection of its own, so queries never wait on the write
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from remotelab.data.models import (
     record_hash,
 )
 from remotelab.errors import RunNotFound, StoreError
+from remotelab.keys.seal import check_seal, load_seal_key
 
 #: the fewest characters of a run uid that :meth:`RunReader.resolve` accepts as a prefix
 MIN_PREFIX = 4
@@ -37,6 +39,9 @@ class RunReader:
     def __init__(self, path: Path, synchronous: Synchronous = "NORMAL"):
         self.path, self.synchronous = path, synchronous
         self._local = threading.local()
+        #: the run seal key (:mod:`remotelab.keys.seal`), read from the keys directory at
+        #: the first check if not given
+        self.seal_key: bytes | None = None
 
     def _reader(self) -> sqlite3.Connection:
         """A connection of this thread for queries (writes keep their own)."""
@@ -305,26 +310,51 @@ class RunReader:
         ).fetchone()[0]
         if stray:
             problems.append(f"{stray} document(s) of this run lie outside its range (added later)")
-        sealed = _record_hash_of(conn, uid)
+        sealed, stamp = _record_hash_of(conn, uid)
         record = run_record(conn, uid)
         if sealed and record is not None and record_hash(*record) != sealed:
             problems.append(
                 "the run's record (lab, submitter, plan, counts, exit status, samples) does NOT "
                 "match its hash"
             )
+        sealing = self._check_seal(sealed, stamp) if sealed else None
+        if sealing is False:
+            problems.append(
+                "the run's seal does NOT match its hashes: its data and hashes were rewritten "
+                "together"
+            )
         if problems:
             return Verification(uid, False, expected, actual, "; ".join(problems), problems)
         detail = "documents match the recorded hash"
         detail += "; its record matches its hash" if sealed else " (its record has no hash)"
+        if sealing:
+            detail += "; its seal matches"
+        elif sealed and stamp:
+            kid = stamp.partition(":")[0]
+            detail += f" (sealed with key {kid}, which this machine lacks: seal not checked)"
         return Verification(uid, True, expected, actual, detail)
 
+    def _check_seal(self, sealed: str, stamp: str | None) -> bool | None:
+        """Whether the run's seal matches (None: it has none, or one this machine cannot
+        check)."""
+        if not stamp:
+            return None
+        if self.seal_key is None:
+            with contextlib.suppress(OSError, ValueError):
+                self.seal_key = load_seal_key()
+        return check_seal(self.seal_key, sealed, stamp)
 
-def _record_hash_of(conn: sqlite3.Connection, uid: str) -> str | None:
+
+def _record_hash_of(conn: sqlite3.Connection, uid: str) -> tuple[str | None, str | None]:
+    """A run's record hash and seal (None where the run, or the store, has none)."""
     try:
-        row = conn.execute("SELECT record_hash FROM runs WHERE uid=?", (uid,)).fetchone()
+        row = conn.execute("SELECT record_hash, seal FROM runs WHERE uid=?", (uid,)).fetchone()
     except sqlite3.OperationalError:  # a store from before record hashes, opened read-only
-        return None
-    return row[0] if row else None
+        with contextlib.suppress(sqlite3.OperationalError):
+            row = conn.execute("SELECT record_hash FROM runs WHERE uid=?", (uid,)).fetchone()
+            return (row[0] if row else None), None
+        return None, None
+    return (row[0], row[1]) if row else (None, None)
 
 
 def _epoch(value: float | datetime) -> float:

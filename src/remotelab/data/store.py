@@ -29,6 +29,7 @@ from remotelab.data.reader import MIN_PREFIX, RunReader
 from remotelab.data.sinks import DocumentSink, Fanout, TiledSink
 from remotelab.data.writer import RunWriter
 from remotelab.errors import StoreError
+from remotelab.keys.seal import load_seal_key
 from remotelab.settings import private_dir, private_file
 
 
@@ -51,6 +52,7 @@ class RunStore(RunReader):
         synchronous: Synchronous = "NORMAL",
         plots: bool = True,
         checkpoint_interval: float = 1.0,
+        seal: bool = True,
     ):
         if path is None:
             from remotelab.settings import get_settings
@@ -68,8 +70,17 @@ class RunStore(RunReader):
         except OSError as exc:
             raise StoreError(f"cannot create the run store {path}: {exc}") from None
         super().__init__(path, synchronous)
+        if seal:
+            try:
+                self.seal_key = load_seal_key(make=True)
+            except (OSError, ValueError) as exc:
+                raise StoreError(f"cannot read or make the run seal key: {exc}") from None
         self._writer = RunWriter(
-            path, synchronous, checkpoint_interval=checkpoint_interval, on_stop=self._stopped
+            path,
+            synchronous,
+            checkpoint_interval=checkpoint_interval,
+            on_stop=self._stopped,
+            seal_key=self.seal_key,
         )
         self._plot_queue = PlotQueue(self)
         self.plots = plots

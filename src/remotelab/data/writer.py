@@ -28,6 +28,7 @@ from remotelab.data.database import (
 )
 from remotelab.data.models import hash_document, record_hash
 from remotelab.errors import StoreError, StoreWriteError
+from remotelab.keys.seal import seal
 
 log = logging.getLogger("remotelab.data.store")
 
@@ -48,8 +49,10 @@ class RunWriter:
         *,
         checkpoint_interval: float = 1.0,
         on_stop: Callable[[str], None] | None = None,
+        seal_key: bytes | None = None,
     ):
         self.path, self.synchronous, self.on_stop = path, synchronous, on_stop
+        self.seal_key = seal_key
         self._lock = threading.RLock()
         self._conn = connect(path, synchronous)
         with self._lock:
@@ -198,8 +201,10 @@ class RunWriter:
             )
             record = run_record(conn, run_uid)
             if record is not None:  # the row and its samples sealed as they now stand
+                hashed = record_hash(*record)
+                sealed = seal(self.seal_key, hashed) if self.seal_key else None
                 conn.execute(
-                    "UPDATE runs SET record_hash=? WHERE uid=?", (record_hash(*record), run_uid)
+                    "UPDATE runs SET record_hash=?, seal=? WHERE uid=?", (hashed, sealed, run_uid)
                 )
             conn.execute("COMMIT")
         except BaseException:
