@@ -73,6 +73,8 @@ class Site:
         self.proxy: subprocess.Popen | None = None
         self.worker: subprocess.Popen | None = None
         self.workers_started = 0
+        # the site's keys (submission signing, CURVE) shared by this process and its children
+        os.environ.setdefault("REMOTELAB_KEYS_DIR", str(tmp / "data" / "keys"))
 
     def env(self) -> dict[str, str]:
         return {
