@@ -21,6 +21,15 @@ def no_gateway_configured(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("REMOTELAB_CONFIG", str(config))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def curve_keys(tmp_path_factory):
+    """remotelab's keys (CURVE keypairs made on first use, their allowlist) in a directory
+    of this session, never the user's; processes the tests start inherit it."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("REMOTELAB_KEYS_DIR", str(tmp_path_factory.mktemp("keys")))
+        yield
+
+
 @pytest.fixture
 def lab(remotelab_lab):
     """The shipped simulated lab, seed 42, at a high clock speed."""
