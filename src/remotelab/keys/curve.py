@@ -87,6 +87,11 @@ def parse_key(text: str | bytes) -> bytes:
     return key
 
 
+def load_public(path: Path) -> bytes:
+    """The public key (Z85) of a zmq certificate file, e.g. a peer's ``NAME.key``."""
+    return _load(Path(path))[0]
+
+
 def is_local(address: str) -> bool:
     """Whether a zmq endpoint is on this host (ipc, inproc, loopback or this host's name)."""
     scheme, _, rest = address.partition("://")
@@ -242,14 +247,17 @@ class CurveKeys:
         """The file of the stream proxy's public key, for a client of ``address``: its entry
         in the allowlist; a proxy on this host gets its keypair made on first use."""
         path = self.root / ALLOWED / f"{PROXY}.key"
-        if not path.exists():
-            if not is_local(address):
-                raise CurveKeyError(
-                    f"the public key of the stream proxy at {address} is not known here: copy "
-                    f"its {PROXY}.key from the proxy's host and `remotelab keys allow FILE "
-                    f"--name {PROXY}`"
-                )
-            self.keypair(PROXY)
+        if path.exists():
+            return path
+        if not is_local(address):
+            raise CurveKeyError(
+                f"the public key of the stream proxy at {address} is not known here: copy "
+                f"its {PROXY}.key from the proxy's host and `remotelab keys allow FILE "
+                f"--name {PROXY}`"
+            )
+        pair = self.keypair(PROXY)
+        if not path.exists():  # made a moment ago by another process, not yet allowed
+            self.allow(PROXY, pair.public)
         return path
 
     def proxy_key(self, address: str) -> bytes:
@@ -399,6 +407,7 @@ __all__ = [
     "Keypair",
     "check_name",
     "is_local",
+    "load_public",
     "parse_key",
     "worker_key_name",
 ]
