@@ -35,6 +35,8 @@ class StreamProxy:
     def __init__(self, in_address: str, out_address: str, *, keys: CurveKeys | None = None):
         self.keys = keys or CurveKeys()
         keypair = self.keys.keypair(PROXY)
+        #: its CURVE public key (Z85), which its clients must trust
+        self.public_key = keypair.public.decode()
         self._context = zmq.Context()
         self._gate = Gatekeeper(self._context, self.keys)
         self._front = self._context.socket(zmq.XSUB)
