@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import statistics
 import sys
 import tempfile
@@ -166,6 +167,7 @@ def main() -> None:
     if args.per_station < 1:
         ap.error("--per-station must be at least 1")
     work = Path(tempfile.mkdtemp(prefix="remotelab-bench-"))
+    os.environ["REMOTELAB_KEYS_DIR"] = str(work / "keys")  # its processes share CURVE keys
     server = None
     if args.api is None:
         server = PrefectServer(work / "prefect").start()

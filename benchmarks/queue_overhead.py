@@ -137,6 +137,7 @@ def main() -> None:
         ap.error("--n must be at least 2, --latency, --busy and --backlog at least 1")
 
     work = Path(tempfile.mkdtemp(prefix="remotelab-bench-"))
+    os.environ["REMOTELAB_KEYS_DIR"] = str(work / "keys")  # its processes share CURVE keys
     server = None
     if args.api is None:
         t0 = time.perf_counter()

@@ -173,6 +173,7 @@ def main() -> None:
     args = parser.parse_args()
     rng = random.Random(args.seed)
     tmp = Path(tempfile.mkdtemp(prefix="remotelab-soak-"))
+    os.environ["REMOTELAB_KEYS_DIR"] = str(tmp / "keys")  # its processes share CURVE keys
     lab_file = write_lab(tmp)
     site = Site(tmp, lab_file)
     lab = load_lab(lab_file, speed=500)

@@ -7,7 +7,8 @@ Prints, for a fast simulated detector (``ophyd.sim.det``, no wait):
     document, plots on) and the stream publisher attached, and the ratio (b)/(a);
 then the latency from an event's emission (the RunEngine handing it to its callbacks) to
 its receipt by a subscriber in another process, through the proxy in a third process,
-p50 and p99, at full speed and paced at 100 events/s.
+p50 and p99, at full speed and paced at 100 events/s. The stream is CurveZMQ, as always; the
+three processes share a temporary keys directory.
 
 Run: ``python benchmarks/stream.py [--events N] [--rounds R] [--paced N]``
 """
@@ -83,12 +84,13 @@ def main() -> None:
 
     in_addr = f"tcp://127.0.0.1:{free_port()}"
     out_addr = f"tcp://127.0.0.1:{free_port()}"
+    tmp = tempfile.TemporaryDirectory()
+    os.environ["REMOTELAB_KEYS_DIR"] = ENV["REMOTELAB_KEYS_DIR"] = str(Path(tmp.name) / "keys")
     proxy = subprocess.Popen(
         [sys.executable, "-m", "remotelab", "stream-proxy", "--in", in_addr, "--out", out_addr],
         env=ENV,
         stdout=subprocess.DEVNULL,
     )
-    tmp = tempfile.TemporaryDirectory()
     try:
         bare = RunEngine({}, context_managers=[])
         full = RunEngine({}, context_managers=[])

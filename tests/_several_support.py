@@ -64,6 +64,7 @@ class StubWorker:
                 pid=os.getpid(),
                 host=socket.gethostname(),
                 control=self.server.endpoint,
+                control_key=self.server.address.key,
                 heartbeat=now_iso(),
                 current=self.running[0]["id"] if self.running else None,
                 running=self.running if self.new else [],

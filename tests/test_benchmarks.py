@@ -24,6 +24,10 @@ TINY: dict[str, tuple[list[str], list[str]]] = {
         ["--clients", "2", "--each", "2", "--lists", "1"],
         ["accepted: 4", "submissions per second", "submit latency", "lost: 0", "list 4 of"],
     ),
+    "curve_hop.py": (
+        ["--messages", "50", "--round-trips", "5", "--sizes", "300"],
+        ["one hop on loopback", "300 B plain: one-way latency", "300 B CURVE: one-way latency"],
+    ),
     "lab_check.py": (
         ["--rounds", "1"],
         [

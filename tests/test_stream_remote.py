@@ -1,4 +1,5 @@
-"""The live stream: bluesky's own RemoteDispatcher receives a live run, in order, safely."""
+"""The live stream: bluesky's own RemoteDispatcher receives a live run, in order, safely
+(its CURVE keys from :func:`remotelab.stream.remote_dispatcher`)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from bluesky.plans import count
 from remotelab.data import attach
 from remotelab.data.codec import DecodeError, encode
 from remotelab.errors import StreamError
+from remotelab.keys.curve import CLIENT, CurveKeys
 from remotelab.lab import load_lab
 from remotelab.stream import (
     DOC_PREFIX,
@@ -23,7 +25,9 @@ from remotelab.stream import (
     StreamProxy,
     StreamPublisher,
     Subscriber,
+    client_curve,
     deserializer,
+    remote_dispatcher,
 )
 
 LOOPBACK = "tcp://127.0.0.1:*"
@@ -78,9 +82,7 @@ def test_remote_dispatcher_receives_live_run_in_order(lab, proxy):
     publisher = StreamPublisher(proxy.in_address, heartbeat=0.05)
     RE.subscribe(publisher)
     publisher.wait_connected()
-    remote = DispatcherThread(
-        RemoteDispatcher(proxy.out_address, prefix=DOC_PREFIX, deserializer=deserializer)
-    ).start()
+    remote = DispatcherThread(remote_dispatcher(proxy.out_address)).start()
     try:
         proxy.wait_for_subscribers(1, DOC_PREFIX + b" ")
         publisher.set_state("running", experiment_id="E-remote")  # status must not confuse it
@@ -127,7 +129,12 @@ def test_status_messages_follow_the_run(lab, proxy):
 def test_bluesky_publisher_through_proxy_with_safe_serializer(lab, proxy):
     """bluesky's own Publisher with remotelab's encoder is read by remotelab's Subscriber."""
     RE = RunEngine({}, context_managers=[])
-    pub = Publisher(proxy.in_address, prefix=DOC_PREFIX, serializer=encode)
+    pub = Publisher(
+        proxy.in_address,
+        prefix=DOC_PREFIX,
+        serializer=encode,
+        curve_config=client_curve(proxy.in_address),
+    )
     with Subscriber(proxy.out_address, status=False) as sub:
         proxy.wait_for_subscribers(1, DOC_PREFIX + b" ")
         # bluesky's Publisher cannot tell when it is connected: publish until one arrives
@@ -165,6 +172,7 @@ def test_subscriber_drops_malformed_messages(proxy):
 
     ctx = zmq.Context()
     raw = ctx.socket(zmq.PUB)
+    CurveKeys().keypair(CLIENT).client(raw, CurveKeys().proxy_key(proxy.in_address))
     raw.connect(proxy.in_address)
     with Subscriber(proxy.out_address) as sub:
         proxy.wait_for_subscribers(1, DOC_PREFIX + b" ")

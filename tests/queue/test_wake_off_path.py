@@ -12,6 +12,7 @@ import threading
 
 import zmq
 
+from remotelab.keys.curve import CONTROL, CurveKeys, Gatekeeper
 from remotelab.queue import ExperimentQueue
 from remotelab.queue.announcement import WorkerAnnouncement
 from remotelab.queue.commands import Reply, parse_command
@@ -23,8 +24,11 @@ MEASURE = {"detectors": ["thermometer"], "num": 1}
 def test_a_worker_that_does_not_answer_never_makes_a_submission_wait(lab):
     prefect = FakePrefectLab(lab.name)
     exq = ExperimentQueue(lab, prefect=prefect)
-    rep = zmq.Context.instance().socket(zmq.REP)
+    keys, ctx = CurveKeys(), zmq.Context()
+    gate, me = Gatekeeper(ctx, keys), keys.keypair("worker")
+    rep = ctx.socket(zmq.REP)
     rep.setsockopt(zmq.LINGER, 0)
+    me.serve(rep, CONTROL)
     port = rep.bind_to_random_port("tcp://127.0.0.1")
     submitted, stop, woken = threading.Event(), threading.Event(), []
 
@@ -47,6 +51,7 @@ def test_a_worker_that_does_not_answer_never_makes_a_submission_wait(lab):
             pid=os.getpid(),
             host=socket.gethostname(),
             control=f"tcp://127.0.0.1:{port}",
+            control_key=me.public.decode(),
         ),
         create=True,
     )
@@ -60,4 +65,6 @@ def test_a_worker_that_does_not_answer_never_makes_a_submission_wait(lab):
         stop.set()
         thread.join(10)
         rep.close()
+        gate.stop()
+        ctx.term()
         exq.close()

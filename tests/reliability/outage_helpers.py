@@ -131,9 +131,9 @@ def announced(queue: Any, proc: subprocess.Popen) -> dict:
     return found
 
 
-def status(endpoint: str) -> dict:
+def status(address: control.ControlAddress) -> dict:
     """The worker's status, over its control channel (which needs no Prefect)."""
-    return control.request(endpoint, Status(), timeout=10).info or {}
+    return control.request(address, Status(), timeout=10).info or {}
 
 
 def summaries(queue: Any, experiment_id: str) -> list[str]:
@@ -150,5 +150,5 @@ def labels(queue: Any, experiment_id: str) -> dict:
     return dict(queue.client.read_flow_run(experiment_id).labels or {})
 
 
-def alert_messages(endpoint: str) -> list[str]:
+def alert_messages(endpoint: control.ControlAddress) -> list[str]:
     return [a["message"] for a in status(endpoint).get("alerts", [])]

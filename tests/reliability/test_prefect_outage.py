@@ -25,6 +25,7 @@ from queue_helpers import docs_of, wait_until, write_lab
 from remotelab.data import RunStore
 from remotelab.lab import load_lab
 from remotelab.queue import ExperimentQueue, ExperimentState
+from remotelab.queue.control import ControlAddress
 
 pytestmark = pytest.mark.slow
 
@@ -57,7 +58,8 @@ def setup(tmp_path, outage):
             tmp_path / f"{name}.log",
         )
         procs.append(proc)
-        return proc, announced(queue, proc)["control"]
+        me = announced(queue, proc)
+        return proc, ControlAddress(me["control"], me["control_key"])
 
     yield queue, worker, tmp_path
     for proc in procs:

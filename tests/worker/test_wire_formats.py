@@ -14,6 +14,7 @@ import pytest
 from prefect.states import Pending, Scheduled
 
 from remotelab.errors import WorkerUnavailable
+from remotelab.keys.curve import CLIENT, CurveKeys
 from remotelab.queue import commands, control
 from remotelab.queue.announcement import (
     LostRecord,
@@ -87,13 +88,14 @@ def test_the_control_channel_carries_typed_commands_and_refuses_garbage():
 
     server = control.ControlServer(handler).start()
     try:
-        reply = control.request(server.endpoint, commands.Cancel(experiment="e1", reason="r"))
+        reply = control.request(server.address, commands.Cancel(experiment="e1", reason="r"))
         assert reply.ok and reply.info == {"got": "cancel"}
         assert seen == [commands.Cancel(experiment="e1", reason="r")]
         import zmq
 
         sock = zmq.Context.instance().socket(zmq.REQ)
         sock.setsockopt(zmq.RCVTIMEO, 5000)
+        CurveKeys().keypair(CLIENT).client(sock, server.keypair.public)
         sock.connect(server.endpoint)
         sock.send(b"{not json")
         garbage = commands.Reply.model_validate_json(sock.recv())
@@ -103,7 +105,7 @@ def test_the_control_channel_carries_typed_commands_and_refuses_garbage():
     finally:
         server.close()
     with pytest.raises(WorkerUnavailable):
-        control.request(server.endpoint, commands.Status(), timeout=0.2)
+        control.request(server.address, commands.Status(), timeout=0.2)
 
 
 def test_worker_tag_round_trips_and_refuses_ids_it_could_not_read_back():

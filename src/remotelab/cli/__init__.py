@@ -8,6 +8,7 @@ from remotelab.cli import commands as _commands  # noqa: F401  (registers comman
 from remotelab.cli import data as _data  # noqa: F401  (registers commands)
 from remotelab.cli import data_commands as _data_commands  # noqa: F401  (registers commands)
 from remotelab.cli import gateway as _gateway  # noqa: F401  (registers commands)
+from remotelab.cli import keys as _keys  # noqa: F401  (registers commands)
 from remotelab.cli import lab as _lab  # noqa: F401  (registers commands)
 from remotelab.cli import lab_commands as _lab_commands  # noqa: F401  (registers commands)
 from remotelab.cli import notify_commands as _notify_commands  # noqa: F401  (registers commands)

@@ -202,7 +202,11 @@ def stream_proxy(
     with user_errors():
         proxy = StreamProxy(in_address or settings.stream_in, out_address or settings.stream_out)
     console.print(
-        f"stream proxy: publishers → {proxy.in_address}, subscribers ← {proxy.out_address}"
+        f"stream proxy: publishers → {proxy.in_address}, subscribers ← {proxy.out_address} "
+        f"(CurveZMQ, key {proxy.public_key}: clients on other machines allow it as "
+        "stream-proxy)",
+        markup=False,
+        highlight=False,
     )
     with contextlib.suppress(KeyboardInterrupt):
         proxy.run()

@@ -106,13 +106,17 @@ def serve_gateway(app_, host: str, port: int, names: list[str]) -> None:
     console.print("gateway stopped")
 
 
-def stream_lines(in_address: str, out_address: str) -> list[str]:
-    """What ``remotelab demo`` says about its stream proxy: where to publish, where to listen."""
-    return [
+def stream_lines(in_address: str, out_address: str, key: str | None = None) -> list[str]:
+    """What ``remotelab demo`` says about its stream proxy: where to publish, where to listen,
+    and the CURVE key its clients trust."""
+    lines = [
         f"stream in:        {in_address}   (publishers, as REMOTELAB_STREAM_IN)",
         f"stream out:       {out_address}   (watchers, as REMOTELAB_STREAM_OUT; "
         "bluesky: remotelab.stream.remote_dispatcher)",
     ]
+    if key:
+        lines.append(f"stream key:       {key}   (CurveZMQ; see remotelab keys list)")
+    return lines
 
 
 @app.command("demo")
@@ -193,8 +197,9 @@ def demo(
                 markup=False,
                 soft_wrap=True,
             )
-            for line in stream_lines(site.proxy.in_address, site.proxy.out_address):
-                console.print(line, soft_wrap=True)
+            proxy = site.proxy
+            for line in stream_lines(proxy.in_address, proxy.out_address, proxy.public_key):
+                console.print(line, soft_wrap=True, markup=False, highlight=False)
             console.print(f"manager token:    {manager}", soft_wrap=True)
             console.print(f"researcher token: {researcher}", soft_wrap=True)
             if ids:

@@ -210,9 +210,13 @@ def worker(
             crashed = w.start()
             for exp in crashed:
                 console.print(f"experiment {exp.id} was left running by a dead worker: crashed")
-            endpoint = w.control.endpoint if w.control is not None else "none"
+            where = "none"
+            if w.control is not None:
+                where = f"{w.control.endpoint}, CurveZMQ key {w.control.address.key}"
             console.print(
-                f"worker {w.id} serving lab {lab.name} (pid {os.getpid()}, control {endpoint})"
+                f"worker {w.id} serving lab {lab.name} (pid {os.getpid()}, control {where})",
+                markup=False,
+                highlight=False,
             )
             w.run_forever()
         finally:

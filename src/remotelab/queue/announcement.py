@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from remotelab.errors import QueueError
+from remotelab.queue.control import ControlAddress
 
 #: seconds between a worker's heartbeats; a worker silent for 3 of them is taken for dead
 HEARTBEAT_INTERVAL = 2.0
@@ -90,6 +91,9 @@ class WorkerAnnouncement(BaseModel):
     pid: int = 0
     host: str = ""
     control: str = Field("", description="zmq endpoint of its control channel")
+    control_key: str = Field(
+        "", description="CURVE public key (Z85) of its control channel; clients check it"
+    )
     heartbeat: str = Field("", description="ISO time of its last heartbeat")
     current: str | None = Field(None, description="the experiment it runs")
     question: dict[str, Any] | None = Field(None, description="the question its plan asks")
@@ -122,6 +126,11 @@ class WorkerAnnouncement(BaseModel):
     @property
     def variable(self) -> str:
         return variable_name(self.lab, self.id)
+
+    @property
+    def control_address(self) -> ControlAddress:
+        """Its control channel's endpoint and key (trusted only if allowed here)."""
+        return ControlAddress(self.control, self.control_key)
 
     @classmethod
     def parse(cls, value: Any) -> WorkerAnnouncement | None:

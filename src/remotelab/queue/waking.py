@@ -69,8 +69,8 @@ class Waker:
                     return
                 self._due.clear()
             try:
-                endpoints = [w.control for w in self._workers() if w.control]
-                self.answered = len(control.request_many(endpoints, Wake(), self.timeout))
+                addresses = [w.control_address for w in self._workers() if w.control]
+                self.answered = len(control.request_many(addresses, Wake(), self.timeout))
             except Exception as exc:  # the workers poll Prefect anyway
                 log.warning("could not wake the lab's workers: %s", exc)
             self.rounds += 1

@@ -178,7 +178,9 @@ class WorkerControl:
     def _statuses(self) -> list[tuple[WorkerAnnouncement, dict[str, Any]]]:
         """Each live worker that answers ``Status`` (all asked at once), with its status."""
         workers = self._live_workers(fresh=True)
-        replies = control.request_many([w.control for w in workers], Status(), STATUS_TIMEOUT)
+        replies = control.request_many(
+            [w.control_address for w in workers], Status(), STATUS_TIMEOUT
+        )
         out = []
         for worker in workers:
             reply = replies.get(worker.control)
@@ -225,7 +227,7 @@ class WorkerControl:
     def _ask(self, worker: WorkerAnnouncement, command: Command) -> Reply:
         """One command to one worker; its refusal as a typed error (several experiments run:
         :class:`SeveralRunningError`)."""
-        reply = control.request(worker.control, command)
+        reply = control.request(worker.control_address, command)
         if not reply.ok:
             running = (reply.info or {}).get("running")
             if isinstance(running, list) and len(running) > 1:
@@ -238,8 +240,8 @@ class WorkerControl:
         """Send a command to every live worker of the lab (all at once); how many answered."""
         if not self.notify:
             return 0
-        endpoints = [w.control for w in self._live_workers()]
-        return len(control.request_many(endpoints, command, timeout))
+        addresses = [w.control_address for w in self._live_workers()]
+        return len(control.request_many(addresses, command, timeout))
 
     def notify_held(self, held: bool) -> int:
         """Tell the lab's workers the lab was held or released."""

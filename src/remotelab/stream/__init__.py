@@ -2,7 +2,13 @@
 
 from remotelab.stream.proxy import StreamProxy
 from remotelab.stream.publisher import DOC_PREFIX, STATUS_PREFIX, StreamPublisher
-from remotelab.stream.subscriber import Message, Subscriber, deserializer, remote_dispatcher
+from remotelab.stream.subscriber import (
+    Message,
+    Subscriber,
+    client_curve,
+    deserializer,
+    remote_dispatcher,
+)
 
 __all__ = [
     "DOC_PREFIX",
@@ -11,6 +17,7 @@ __all__ = [
     "StreamProxy",
     "StreamPublisher",
     "Subscriber",
+    "client_curve",
     "deserializer",
     "remote_dispatcher",
 ]

@@ -6,6 +6,11 @@ proxy's *in* address; subscribers (``remotelab watch``, the API, bluesky's
 (an XSUB subscribed to everything) and forwards it to every subscriber whose
 subscription matches (an XPUB). It counts subscriptions, so a caller can wait until a
 subscriber is listening before it publishes.
+
+Both addresses are CurveZMQ servers with the ``stream-proxy`` keypair
+(:mod:`remotelab.keys.curve`): the input takes publishers whose key is allowed (the lab's
+workers), the output serves subscribers allowed everything or to watch; a socket without an
+allowed key gets nothing and gives nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from collections import Counter
 import zmq
 
 from remotelab.errors import StreamError
+from remotelab.keys.curve import PROXY, PUBLISH, SUBSCRIBE, CurveKeys, Gatekeeper
 
 
 class StreamProxy:
@@ -23,11 +29,16 @@ class StreamProxy:
 
     Addresses are zmq endpoints (``tcp://127.0.0.1:5577``, ``ipc:///run/remotelab.sock``);
     a tcp port ``*`` binds a free port, and :attr:`in_address` / :attr:`out_address` give
-    the endpoints actually bound.
+    the endpoints actually bound. ``keys``: the CURVE keys (default: the keys directory's).
     """
 
-    def __init__(self, in_address: str, out_address: str):
+    def __init__(self, in_address: str, out_address: str, *, keys: CurveKeys | None = None):
+        self.keys = keys or CurveKeys()
+        keypair = self.keys.keypair(PROXY)
+        #: its CURVE public key (Z85), which its clients must trust
+        self.public_key = keypair.public.decode()
         self._context = zmq.Context()
+        self._gate = Gatekeeper(self._context, self.keys)
         self._front = self._context.socket(zmq.XSUB)
         self._back = self._context.socket(zmq.XPUB)
         self._back.setsockopt(zmq.XPUB_VERBOSER, 1)  # every (un)subscription, for counting
@@ -35,10 +46,15 @@ class StreamProxy:
             sock.setsockopt(zmq.SNDHWM, 100_000)
             sock.setsockopt(zmq.RCVHWM, 100_000)
             sock.setsockopt(zmq.LINGER, 0)
+        keypair.serve(self._front, PUBLISH)
+        keypair.serve(self._back, SUBSCRIBE)
         try:
             self._front.bind(in_address)
             self._back.bind(out_address)
         except zmq.ZMQError as exc:
+            for sock in (self._front, self._back):
+                sock.close(linger=0)
+            self._gate.stop()
             self._context.destroy(linger=0)
             raise StreamError(
                 f"cannot bind the stream proxy ({in_address}, {out_address}): {exc}"
@@ -120,6 +136,7 @@ class StreamProxy:
             return
         for sock in (self._front, self._back, self._ctrl):
             sock.close(linger=0)
+        self._gate.stop()
         self._context.term()
 
     # -- subscribers -------------------------------------------------------------------------

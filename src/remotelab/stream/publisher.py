@@ -7,6 +7,10 @@ The wire format is that of ``bluesky.callbacks.zmq.Publisher``: one zmq message
 ``RemoteDispatcher(address, prefix=DOC_PREFIX, deserializer=decode)`` sees documents only.
 
 Publishing never blocks the RunEngine: with no proxy or no subscriber, zmq drops messages.
+
+The publisher is a CurveZMQ client of the proxy (:mod:`remotelab.keys.curve`): it signs in
+with its keypair (``worker-LAB`` for a lab's worker) and connects only to the proxy whose key
+its allowlist holds as ``stream-proxy``.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import zmq
 
 from remotelab.data.codec import encode
 from remotelab.errors import StreamError
+from remotelab.keys.curve import CLIENT, CurveKeyError, CurveKeys, worker_key_name
 
 #: prefix of document messages
 DOC_PREFIX = b"remotelab"
@@ -35,6 +40,9 @@ class StreamPublisher:
     experiment and run, progress as events done of ``num_points``) and publishes it on every
     change, at most ``progress_rate`` times a second while events flow, and every
     ``heartbeat`` seconds so that late subscribers learn the state.
+
+    ``key_name``: its CURVE keypair (default ``worker-LAB`` with a ``lab``, else ``client``)
+    in ``keys`` (default: the keys directory's).
     """
 
     def __init__(
@@ -48,6 +56,8 @@ class StreamPublisher:
         heartbeat: float | None = 1.0,
         progress_rate: float = 10.0,
         send_hwm: int = 100_000,
+        key_name: str | None = None,
+        keys: CurveKeys | None = None,
     ):
         for p in (prefix, status_prefix):
             if not isinstance(p, bytes) or b" " in p or not p:
@@ -57,12 +67,19 @@ class StreamPublisher:
         self.address = address
         self._doc_head = prefix + b" "
         self._status_head = status_prefix + b" status "
+        keys = keys or CurveKeys()
+        try:
+            keypair = keys.keypair(key_name or (worker_key_name(lab) if lab else CLIENT))
+            server_key = keys.proxy_key(address)
+        except CurveKeyError as exc:
+            raise StreamError(f"cannot publish to the stream at {address}: {exc}") from None
         self._context = zmq.Context()
         # XPUB speaks the PUB wire protocol and also lets us see the proxy's subscription,
         # which tells us the connection is up (wait_connected).
         self._socket = self._context.socket(zmq.XPUB)
         self._socket.setsockopt(zmq.SNDHWM, send_hwm)
         self._socket.setsockopt(zmq.LINGER, 1000)
+        keypair.client(self._socket, server_key)
         try:
             self._socket.connect(address)
         except zmq.ZMQError as exc:

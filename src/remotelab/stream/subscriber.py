@@ -6,6 +6,10 @@ Two ways in:
   document prefix and the safe :func:`deserializer`; subscribe any bluesky callback to it.
 - :class:`Subscriber` — a plain zmq subscriber yielding :class:`Message` s (documents and
   status), used by ``remotelab watch``.
+
+Both are CurveZMQ clients of the proxy (:mod:`remotelab.keys.curve`) with this
+installation's ``client`` keypair, which the proxy's host must allow (to watch, at least);
+they connect only to the proxy whose key their allowlist holds as ``stream-proxy``.
 """
 
 from __future__ import annotations
@@ -18,20 +22,59 @@ import zmq
 
 from remotelab.data.codec import DecodeError, decode
 from remotelab.errors import StreamError
+from remotelab.keys.curve import CLIENT, CurveKeyError, CurveKeys
 from remotelab.stream.publisher import DOC_PREFIX, STATUS_PREFIX
 
 #: decodes a document payload received from the network; pass it to ``RemoteDispatcher``
 deserializer = decode
 
 
-def remote_dispatcher(address: str, *, prefix: bytes = DOC_PREFIX, **kwargs: Any):
+def remote_dispatcher(
+    address: str,
+    *,
+    prefix: bytes = DOC_PREFIX,
+    key_name: str = CLIENT,
+    keys: CurveKeys | None = None,
+    **kwargs: Any,
+):
     """A ``bluesky.callbacks.zmq.RemoteDispatcher`` for remotelab's stream.
 
-    Equivalent to ``RemoteDispatcher(address, prefix=b"remotelab", deserializer=decode)``.
+    Equivalent to ``RemoteDispatcher(address, prefix=b"remotelab", deserializer=decode,
+    curve_config=client_curve(address))``.
     """
     from bluesky.callbacks.zmq import RemoteDispatcher
 
+    if "curve_config" not in kwargs:
+        kwargs["curve_config"] = client_curve(address, key_name=key_name, keys=keys)
     return RemoteDispatcher(address, prefix=prefix, deserializer=deserializer, **kwargs)
+
+
+def client_curve(address: Any, *, key_name: str = CLIENT, keys: CurveKeys | None = None) -> Any:
+    """The ``curve_config`` a bluesky ``RemoteDispatcher`` or ``Publisher`` needs on the proxy
+    at ``address``: a ``ClientCurve`` of keypair ``key_name`` and the proxy's public key."""
+    from bluesky.callbacks import zmq as bluesky_zmq
+
+    curve = getattr(bluesky_zmq, "ClientCurve", None)
+    if curve is None:
+        raise StreamError(
+            "the stream is CurveZMQ: this bluesky's zmq callbacks take no curve_config "
+            "(upgrade bluesky)"
+        )
+    keys = keys or CurveKeys()
+    try:
+        keys.keypair(key_name)
+        return curve(keys.secret_path(key_name), keys.proxy_key_path(_endpoint(address)))
+    except CurveKeyError as exc:
+        raise StreamError(str(exc)) from None
+
+
+def _endpoint(address: Any) -> str:
+    """A bluesky address (``"host:port"``, a tuple…) as a zmq endpoint."""
+    if isinstance(address, str) and "://" in address:
+        return address
+    if isinstance(address, tuple):
+        return "tcp://" + ":".join(str(part) for part in address[-2:])
+    return f"tcp://{address}"
 
 
 @dataclass(frozen=True)
@@ -44,7 +87,8 @@ class Message:
 
 
 class Subscriber:
-    """A zmq SUB socket on the proxy's out address, for documents and/or status."""
+    """A zmq SUB socket on the proxy's out address, for documents and/or status; a CURVE
+    client with keypair ``key_name`` of ``keys`` (default: the keys directory's)."""
 
     def __init__(
         self,
@@ -54,13 +98,22 @@ class Subscriber:
         status: bool = True,
         doc_prefix: bytes = DOC_PREFIX,
         status_prefix: bytes = STATUS_PREFIX,
+        key_name: str = CLIENT,
+        keys: CurveKeys | None = None,
     ):
         self.address = address
         self._doc_prefix, self._status_prefix = doc_prefix, status_prefix
+        keys = keys or CurveKeys()
+        try:
+            keypair = keys.keypair(key_name)
+            server_key = keys.proxy_key(address)
+        except CurveKeyError as exc:
+            raise StreamError(f"cannot subscribe to the stream at {address}: {exc}") from None
         self._context = zmq.Context()
         self._socket = self._context.socket(zmq.SUB)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.RCVHWM, 100_000)
+        keypair.client(self._socket, server_key)
         try:
             self._socket.connect(address)
         except zmq.ZMQError as exc:
@@ -112,4 +165,4 @@ class Subscriber:
         self.close()
 
 
-__all__ = ["Message", "Subscriber", "deserializer", "remote_dispatcher"]
+__all__ = ["Message", "Subscriber", "client_curve", "deserializer", "remote_dispatcher"]

@@ -157,7 +157,10 @@ def remotelab_prefect(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pref
 @pytest.fixture
 def remotelab_site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Embedded]:
     """Slow: a whole installation on the selected lab (its own Prefect server, stream proxy,
-    run store, worker and gateway, as ``remotelab demo``), stopped after the test."""
+    run store, worker and gateway, as ``remotelab demo``), stopped after the test. Its CURVE
+    keys are made in its directory, unless ``REMOTELAB_KEYS_DIR`` is set."""
+    import os
+
     from remotelab.embedded import Embedded
     from remotelab.queue.server import free_port
 
@@ -170,8 +173,11 @@ def remotelab_site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[E
         speed=options.pop("speed"),
         lab_options=options,
     )
-    with site:
-        yield site
+    with pytest.MonkeyPatch.context() as env:
+        if not os.environ.get("REMOTELAB_KEYS_DIR"):
+            env.setenv("REMOTELAB_KEYS_DIR", str(tmp_path / "remotelab-site" / "keys"))
+        with site:
+            yield site
 
 
 @pytest.fixture

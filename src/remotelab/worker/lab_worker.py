@@ -39,6 +39,7 @@ from uuid import UUID, uuid4
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.states import State
 
+from remotelab.keys.curve import worker_key_name
 from remotelab.keys.signing import Verifier, load_verifier
 from remotelab.lab.reservations import Reservations
 from remotelab.notify import Notifier, attach
@@ -237,7 +238,9 @@ class LabWorker(LaneViews):
         worker, mark experiments left running by dead workers Crashed and make the devices
         safe. Returns the experiments it marked crashed."""
         self.prefect.ensure()
-        self.control = control.ControlServer(self.commands, self.control_bind).start()
+        self.control = control.ControlServer(
+            self.commands, self.control_bind, name=worker_key_name(self.name)
+        ).start()
         self.recorder.outbox.adopt()  # what ended workers of this host left to tell
         crashed = self.link.until_reached(self._take_over, self._stopping)
         self.recorder.start()

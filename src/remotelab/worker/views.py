@@ -88,6 +88,7 @@ class LaneViews:
             "id": self.id,
             "lab": self.name,
             "control": self.control.endpoint if self.control else "",
+            "control_key": self.control.address.key if self.control else "",
             "current": first["id"] if first else None,
             "question": question.model_dump() if question else None,
             "re_state": first["re_state"] if first else str(self.RE.state),
