@@ -1,8 +1,10 @@
-"""``remotelab keys``: the CurveZMQ keys of the control channel and the live stream.
+"""``remotelab keys``: the CurveZMQ keys of the control channel and the live stream, and
+the submission key that signs what the gateway accepted.
 
 They work on this machine's keys directory (``REMOTELAB_KEYS_DIR``, else ``keys`` in the data
-directory; see :mod:`remotelab.keys.curve`): its own keypairs, made on first use, and the
-allowlist of the peers it lets in and trusts.
+directory; see :mod:`remotelab.keys.curve` and :mod:`remotelab.keys.signing`): its own
+keypairs, made on first use, the allowlist of the peers it lets in and trusts, and the
+submission keys its workers trust.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from remotelab.cli.app import app, console, user_errors
 
 keys_app = typer.Typer(
     rich_markup_mode=None,
-    help="CurveZMQ keys of the control channel and the stream: list, new, allow, revoke.",
+    help="Keys: CurveZMQ keys of the control channel and the stream (list, new, allow, "
+    "revoke) and the submission key (submission, rotate-submission, forget-submission).",
     no_args_is_help=True,
 )
 app.add_typer(keys_app, name="keys")
@@ -126,3 +129,61 @@ def revoke(name: str = typer.Argument(..., help="The name it is allowed as.")) -
         if not _keys().revoke(name):
             raise CurveKeyError(f"no key is allowed as {name} (see remotelab keys list)")
     console.print(f"revoked {name}", markup=False, highlight=False)
+
+
+@keys_app.command("submission")
+def submission(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """The submission keys this machine's workers trust (current and retired), and whether
+    it holds the private key that signs (the lab host does)."""
+    from remotelab.keys.files import keys_dir
+    from remotelab.keys.signing import PRIVATE_FILE, trusted_keys
+
+    with user_errors():
+        directory = keys_dir()
+        found = trusted_keys(directory)
+        signs = (directory / PRIVATE_FILE).exists()
+    if as_json:
+        rows = [{"key_id": k, "file": f, "current": c} for k, f, c in found]
+        console.print_json(json.dumps({"directory": str(directory), "signs": signs, "keys": rows}))
+        return
+    console.print(
+        f"submission keys in {directory}"
+        + (" (this machine signs: it holds submission.key)" if signs else ""),
+        markup=False,
+        highlight=False,
+    )
+    table = Table("key id", "file", "state")
+    for kid, file, current in found:
+        table.add_row(Text(kid), Text(file), "current" if current else "retired, still trusted")
+    console.print(table)
+
+
+@keys_app.command("rotate-submission")
+def rotate_submission() -> None:
+    """Make a new submission key pair; the old public key stays trusted (retired) until
+    forget-submission. Copy the new submission.pub to the workers' machines."""
+    from remotelab.keys.files import keys_dir
+    from remotelab.keys.signing import PUBLIC_FILE, rotate_signing_key
+
+    with user_errors():
+        directory = keys_dir()
+        old, made = rotate_signing_key(directory)
+    console.print(
+        f"new submission key {made}; {old} is retired, still trusted. Copy "
+        f"{directory / PUBLIC_FILE} to each worker's keys directory, and restart the "
+        f"gateway; once nothing signed by {old} waits: remotelab keys forget-submission {old}",
+        markup=False,
+        highlight=False,
+    )
+
+
+@keys_app.command("forget-submission")
+def forget_submission(
+    key_id: str = typer.Argument(..., help="The retired key's id (remotelab keys submission)."),
+) -> None:
+    """Stop trusting a retired submission key: runs it signed are refused from now on."""
+    from remotelab.keys.signing import forget_key
+
+    with user_errors():
+        path = forget_key(key_id)
+    console.print(f"forgot {key_id} ({path.name})", markup=False, highlight=False)

@@ -21,12 +21,17 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from remotelab.errors import RemotelabError
 from remotelab.keys.files import is_private, keys_dir, write_private
 
 PRIVATE_FILE = "submission.key"
 PUBLIC_FILE = "submission.pub"
 #: the public keys a worker trusts (the current one and those kept after a rotation)
 PUBLIC_GLOB = "submission*.pub"
+
+
+class SubmissionKeyError(RemotelabError, ValueError):
+    """A submission key that is not private, not Ed25519, or not there."""
 
 
 class SignatureInvalid(ValueError):
@@ -75,9 +80,12 @@ class Signer:
 
 @dataclass(frozen=True)
 class Verifier:
-    """Checks signatures against the trusted public keys (key id → key)."""
+    """Checks signatures against the trusted public keys (key id → key). With
+    ``directory``, a key id not known yet is looked for there again (a key copied in after
+    a rotation is trusted without a restart)."""
 
-    keys: Mapping[str, Ed25519PublicKey]
+    keys: dict[str, Ed25519PublicKey]
+    directory: Path | None = None
 
     def verify(self, payload: Mapping[str, Any], signature: Any) -> str:
         """The key id that signed ``payload``; :class:`SignatureInvalid` saying why not."""
@@ -86,6 +94,8 @@ class Verifier:
         kid, sig = signature.get("key"), signature.get("sig")
         if not isinstance(kid, str) or not isinstance(sig, str):
             raise SignatureInvalid("its signature is malformed")
+        if kid not in self.keys and self.directory is not None:
+            self.keys.update(_trusted(self.directory))
         public = self.keys.get(kid)
         if public is None:
             trusted = ", ".join(sorted(self.keys)) or "none"
@@ -106,10 +116,12 @@ class Verifier:
 
 def _load_private(path: Path) -> Ed25519PrivateKey:
     if not is_private(path):
-        raise PermissionError(f"{path.name} can be read by others; make it 0600 (chmod 600)")
+        raise SubmissionKeyError(
+            f"{path} can be read by others; make it 0600 (chmod 600 {path.name})"
+        )
     key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError(f"{path.name} is not an Ed25519 private key")
+        raise SubmissionKeyError(f"{path} is not an Ed25519 private key")
     return key
 
 
@@ -140,18 +152,22 @@ def load_verifier(directory: Path | None = None) -> Verifier:
     directory). With neither public nor private key there, this is the lab host's first
     start: the key pair is made (a worker on another host then names the key it lacks)."""
     directory = directory or keys_dir()
-    files = sorted(directory.glob(PUBLIC_GLOB))
-    if not files and not (directory / PRIVATE_FILE).exists():
-        return load_or_make_signer(directory).verifier()
+    if not any(directory.glob(PUBLIC_GLOB)) and not (directory / PRIVATE_FILE).exists():
+        load_or_make_signer(directory)
+    return Verifier(_trusted(directory), directory)
+
+
+def _trusted(directory: Path) -> dict[str, Ed25519PublicKey]:
+    """The public keys of ``directory``: its ``submission*.pub`` and its private key's."""
     keys: dict[str, Ed25519PublicKey] = {}
-    for file in files:
+    for file in sorted(directory.glob(PUBLIC_GLOB)):
         public = serialization.load_pem_public_key(file.read_bytes())
         if isinstance(public, Ed25519PublicKey):
             keys[key_id(public)] = public
     if (directory / PRIVATE_FILE).exists():
         public = _load_private(directory / PRIVATE_FILE).public_key()
         keys[key_id(public)] = public
-    return Verifier(keys)
+    return keys
 
 
 def rotate_signing_key(directory: Path | None = None) -> tuple[str, str]:
@@ -169,7 +185,7 @@ def forget_key(kid: str, directory: Path | None = None) -> Path:
     path = directory / f"submission.{kid}.pub"
     if not path.exists():
         retired = sorted(p.name for p in directory.glob("submission.*.pub"))
-        raise FileNotFoundError(
+        raise SubmissionKeyError(
             f"no retired submission key {kid}; retired keys: {', '.join(retired) or 'none'}"
         )
     path.unlink()
@@ -192,6 +208,7 @@ __all__ = [
     "PUBLIC_FILE",
     "SignatureInvalid",
     "Signer",
+    "SubmissionKeyError",
     "Verifier",
     "canonical",
     "forget_key",
