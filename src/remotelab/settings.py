@@ -41,6 +41,11 @@ class Settings(BaseSettings):
         None,
         description="Prefect API of the queue (else $PREFECT_API_URL, else the embedded server).",
     )
+    prefect_database: str | None = Field(
+        None,
+        description="The embedded Prefect server's database (postgresql+asyncpg://USER:"
+        "PASSWORD@HOST:PORT/DB); else SQLite under <data dir>/prefect.",
+    )
     prefect_auth_string: str | None = Field(
         None,
         description="The Prefect API's auth string (else $PREFECT_API_AUTH_STRING, else the "

@@ -24,6 +24,12 @@ MEASURE = {"detectors": ["thermometer"], "num": 2}
 SCAN = {"detectors": ["thermometer"], "motor": "stirrer", "start": 0, "stop": 100, "num": 2}
 
 
+@pytest.fixture(scope="session")
+def prefect_api(remotelab_prefect) -> str:
+    """The dashboard on SQLite only: what it shows does not depend on Prefect's database."""
+    return remotelab_prefect.api_url
+
+
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory) -> Iterator[WebDriver]:
     with chromium(tmp_path_factory.mktemp("chromium")) as browser:

@@ -48,6 +48,12 @@ SCAN = {"detectors": ["thermometer"], "motor": "stirrer", "start": 0, "stop": 10
 POINTS = 3000
 
 
+@pytest.fixture(scope="session")
+def prefect_api(remotelab_prefect) -> str:
+    """The dashboard on SQLite only: what it shows does not depend on Prefect's database."""
+    return remotelab_prefect.api_url
+
+
 @pytest.fixture(scope="module")
 def downloads(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("downloads")

@@ -22,6 +22,12 @@ LONG = {"detectors": ["thermometer"], "num": 10_000}
 SHORT = {"detectors": ["balance"], "num": 2}
 
 
+@pytest.fixture(scope="session")
+def prefect_api(remotelab_prefect) -> str:
+    """The dashboard on SQLite only: what it shows does not depend on Prefect's database."""
+    return remotelab_prefect.api_url
+
+
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory) -> Iterator[WebDriver]:
     with chromium(tmp_path_factory.mktemp("chromium")) as browser:

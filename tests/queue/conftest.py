@@ -10,6 +10,13 @@ from queue_helpers import WorkerThread, write_lab
 
 from remotelab.lab import load_lab
 from remotelab.queue import ExperimentQueue
+from remotelab.testing.plugin import DATABASES, prefect_on
+
+
+@pytest.fixture(scope="session", params=DATABASES)
+def prefect_api(request) -> str:
+    """The queue suite runs on Prefect's server on SQLite and on PostgreSQL."""
+    return prefect_on(request, request.param).api_url
 
 
 @pytest.fixture

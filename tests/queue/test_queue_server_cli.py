@@ -8,8 +8,10 @@ import socket
 import subprocess
 import sys
 import threading
+from uuid import UUID
 
 import httpx
+import pytest
 from queue_helpers import subprocess_env, wait_until
 from typer.testing import CliRunner
 
@@ -203,3 +205,40 @@ def test_server_serves_the_gateway_until_sigterm(prefect_api, lab_file, lab, tmp
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def test_a_database_prefect_cannot_use_is_refused_without_its_password(tmp_path):
+    from remotelab.errors import QueueError
+    from remotelab.queue.server import PrefectServer
+
+    with pytest.raises(QueueError, match=r"postgresql\+asyncpg://USER:PASSWORD@HOST:PORT/DB"):
+        PrefectServer(tmp_path, database="mysql://lab:s3cret@db/prefect")
+    result = runner.invoke(
+        app, ["server", "--home", str(tmp_path), "--database", "mysql://lab:s3cret@db/prefect"]
+    )
+    assert result.exit_code == 2 and "mysql://lab:***@db/prefect" in result.output
+    assert "s3cret" not in result.output
+
+
+def test_the_postgresql_server_keeps_the_queue_in_postgresql(remotelab_prefect_postgres, lab):
+    """The server given --database keeps its flow runs in that database, not in SQLite."""
+    import asyncio
+
+    import asyncpg
+
+    from remotelab.queue import ExperimentQueue
+
+    server = remotelab_prefect_postgres
+    assert server.database is not None and not list(server.home.glob("*.db"))
+    with ExperimentQueue(lab, api_url=server.api_url) as queue:
+        exp = queue.submit("measure", {"detectors": ["thermometer"]}, submitter="ada")
+        queue.cancel(exp.id, by="ada")
+
+    async def stored() -> int:
+        conn = await asyncpg.connect(server.database.replace("postgresql+asyncpg", "postgresql"))
+        try:
+            return await conn.fetchval("SELECT count(*) FROM flow_run WHERE id = $1", UUID(exp.id))
+        finally:
+            await conn.close()
+
+    assert asyncio.run(stored()) == 1

@@ -71,6 +71,13 @@ def server(
     host: str = typer.Option("127.0.0.1", help="Address of the embedded server."),
     port: int = typer.Option(4200, help="Port of the embedded server."),
     home: Path | None = SERVER_HOME,
+    database: str | None = typer.Option(
+        None,
+        "--database",
+        help="Prefect's database: postgresql+asyncpg://USER:PASSWORD@HOST:PORT/DB (its schema "
+        "is created or migrated at start); default REMOTELAB_PREFECT_DATABASE, else SQLite "
+        "under the data directory.",
+    ),
     gateway: bool = typer.Option(
         True, "--gateway/--no-gateway", help="Also serve the remote gateway (HTTP API)."
     ),
@@ -86,15 +93,24 @@ def server(
     from remotelab.cli.gateway import build_gateway, serve_gateway
     from remotelab.queue import PrefectServer, connect, ensure_lab
     from remotelab.queue.server import AUTH_FILE
-    from remotelab.settings import data_dir
+    from remotelab.settings import data_dir, get_settings
 
     with user_errors():
         files: list[Path | None] = list(lab_files) or [None]
         labs = [_load(f, connect=False, simulate=simulate) for f in files]
         embedded = None
         if api is None:
-            embedded = PrefectServer(home or data_dir() / "prefect", host=host, port=port)
-            console.print(f"starting Prefect server (database in {embedded.home}) …")
+            embedded = PrefectServer(
+                home or data_dir() / "prefect",
+                host=host,
+                port=port,
+                database=database or get_settings().prefect_database,
+            )
+            console.print(
+                f"starting Prefect server (database: {embedded.database_label}) …",
+                markup=False,
+                highlight=False,
+            )
             embedded.start()
             api = embedded.api_url
         try:

@@ -62,6 +62,29 @@ def load_or_make_auth_string(home: Path) -> str:
     return made
 
 
+#: the database URLs Prefect's server takes
+DATABASE_SCHEMES = ("postgresql+asyncpg://", "sqlite+aiosqlite://")
+
+
+def check_database_url(url: str) -> str:
+    """``url`` if Prefect's server can use it; :class:`QueueError` saying what it takes."""
+    if not url.startswith(DATABASE_SCHEMES):
+        raise QueueError(
+            f"Prefect's database must be a postgresql+asyncpg://USER:PASSWORD@HOST:PORT/DB "
+            f"(or sqlite+aiosqlite:///FILE) URL, not {without_password(url)!r}"
+        )
+    return url
+
+
+def without_password(url: str) -> str:
+    """A database URL with its password replaced by ``***``."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, place = rest.rpartition("@")
+    if not sep or not at or ":" not in creds:
+        return url
+    return f"{scheme}://{creds.split(':', 1)[0]}:***@{place}"
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port nobody listens on right now."""
     with socket.socket() as s:
@@ -102,8 +125,11 @@ class PrefectServer:
         log: Path | str | None = None,
         auth_string: str | None = None,
         cors_origins: str | None = None,
+        database: str | None = None,
     ):
         self.home = Path(home)
+        #: Prefect's database (``postgresql+asyncpg://…``); None: SQLite in ``home``
+        self.database = check_database_url(database) if database else None
         self.host = host
         self.port = port or free_port(host)
         self.log = Path(log) if log else self.home / "server.log"
@@ -134,7 +160,16 @@ class PrefectServer:
             "PREFECT_API_AUTH_STRING": self.auth_string,  # its own services' client
             "PREFECT_SERVER_CORS_ALLOWED_ORIGINS": self.cors_origins,
             "PREFECT_SERVER_CSRF_PROTECTION_ENABLED": "true",
+            # its schema is created or migrated as the server starts
+            **({"PREFECT_SERVER_DATABASE_CONNECTION_URL": self.database} if self.database else {}),
         }
+
+    @property
+    def database_label(self) -> str:
+        """Where its database is, for people: the URL without its password, or the file."""
+        if self.database is None:
+            return str(self.home / "prefect.db")
+        return without_password(self.database)
 
     def client_env(self) -> dict[str, str]:
         """What a remotelab process needs to use this server: its API URL and auth string."""

@@ -154,6 +154,46 @@ def remotelab_prefect(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pref
         yield server
 
 
+#: the databases Prefect's server can run on in a test session
+DATABASES = ("sqlite", "postgresql")
+
+
+def prefect_on(request: pytest.FixtureRequest, database: str) -> PrefectServer:
+    """This session's Prefect server on ``database`` (one of :data:`DATABASES`): for a
+    fixture parametrised over both, e.g. ``@pytest.fixture(params=DATABASES)``."""
+    name = {"sqlite": "remotelab_prefect", "postgresql": "remotelab_prefect_postgres"}[database]
+    server: PrefectServer = request.getfixturevalue(name)
+    return server
+
+
+@pytest.fixture(scope="session")
+def remotelab_prefect_postgres(
+    tmp_path_factory: pytest.TempPathFactory, remotelab_prefect: PrefectServer
+) -> Iterator[PrefectServer]:
+    """A second private Prefect server for the session, on PostgreSQL: a private cluster of
+    its own (:class:`~remotelab.testing.postgres.PostgresCluster`, Debian's ``postgresql``),
+    started and stopped here; it shares the SQLite server's auth string. Skipped when
+    PostgreSQL is not installed, except under CI (``CI`` set), where that fails."""
+    from remotelab.queue.server import PrefectServer
+    from remotelab.testing.postgres import PostgresCluster, postgres_bin
+
+    if postgres_bin() is None:
+        if os.environ.get("CI"):
+            pytest.fail(
+                "PostgreSQL is not installed, and CI must run on it: apt install postgresql"
+            )
+        pytest.skip("PostgreSQL is not installed (apt install postgresql)")
+    with (
+        PostgresCluster() as cluster,
+        PrefectServer(
+            tmp_path_factory.mktemp("remotelab-prefect-postgres"),
+            database=cluster.url,
+            auth_string=remotelab_prefect.auth_string,
+        ) as server,
+    ):
+        yield server
+
+
 @pytest.fixture
 def remotelab_site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Embedded]:
     """Slow: a whole installation on the selected lab (its own Prefect server, stream proxy,
