@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from remotelab.testing import engine
+from remotelab.testing.runner import close_engines
 
 pytest_plugins = ["pytester"]
 
@@ -40,6 +41,14 @@ def lab(remotelab_lab):
 def RE():
     """A RunEngine with no store attached (tests subscribe what they need); ``.documents``."""
     return engine()
+
+
+@pytest.fixture(autouse=True)
+def engines_closed():
+    """After each test, the RunEngines it made with ``remotelab.testing.engine`` end (their
+    event loops closed): the session would otherwise run out of file descriptors."""
+    yield
+    close_engines()
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ from remotelab.data import attach
 from remotelab.errors import PlanValidationError, RemotelabError, SafeStateError
 from remotelab.lab import Lab, load_lab
 from remotelab.plans import registry_for
+from remotelab.plans.engine import close_engine
 from remotelab.plans.holds import install_local_holds
 from remotelab.plans.provenance import json_safe
 
@@ -291,6 +292,7 @@ def run_plan(
             raise PlanValidationError(plan_name, [{"param": "--speed", "message": "must be > 0"}])
         lab = load_lab(lab_file, seed=seed, speed=speed, simulate=simulate)
     store = None
+    engine: RunEngine | None = None
     try:
         with user_errors():
             registry = registry_for(lab)
@@ -366,4 +368,6 @@ def run_plan(
             if store is not None:
                 store.close()
         finally:
+            if engine is not None:
+                close_engine(engine)
             lab.close()

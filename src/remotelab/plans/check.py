@@ -167,13 +167,18 @@ def _run(registry: PlanRegistry, name: str, example: dict[str, Any], twin: Lab) 
     """Run the example on ``twin`` (brought to its safe state first); raise unless success."""
     from bluesky import RunEngine
 
+    from remotelab.plans.engine import close_engine
+
     twin.safe_state()
     validated = registry.validate(name, example, lab=twin)
     engine = RunEngine({}, context_managers=[])
     install_local_holds(engine)
     stops: list[dict[str, Any]] = []
     engine.subscribe(lambda n, doc: stops.append(doc) if n == "stop" else None)
-    engine(registry.build(validated, twin))
+    try:
+        engine(registry.build(validated, twin))
+    finally:
+        close_engine(engine)
     bad = [
         f"{d.get('exit_status')}: {d.get('reason') or 'no reason given'}"
         for d in stops

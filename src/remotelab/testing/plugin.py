@@ -118,12 +118,16 @@ def remotelab_store(tmp_path: Path) -> Iterator[RunStore]:
 
 
 @pytest.fixture
-def remotelab_engine(remotelab_store: RunStore) -> RunEngine:
+def remotelab_engine(remotelab_store: RunStore) -> Iterator[RunEngine]:
     """A RunEngine feeding ``remotelab_store`` first, as the worker's does; ``.documents``
-    collects ``(name, doc)``; the holds of shared devices are served on a book of its own."""
+    collects ``(name, doc)``; the holds of shared devices are served on a book of its own;
+    its event loop is closed after the test."""
+    from remotelab.plans.engine import close_engine
     from remotelab.testing import engine
 
-    return engine(store=remotelab_store)
+    re = engine(store=remotelab_store)
+    yield re
+    close_engine(re)
 
 
 @pytest.fixture

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import uuid
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from remotelab.testing.results import Document, PlanResult
+
+#: the RunEngines :func:`engine` made and that are still alive (for :func:`close_engines`)
+MADE: weakref.WeakSet[Any] = weakref.WeakSet()
 
 if TYPE_CHECKING:
     from bluesky import RunEngine
@@ -32,6 +36,7 @@ def engine(store: Callable[[str, dict[str, Any]], Any] | None = None) -> RunEngi
     from remotelab.plans.holds import install_local_holds
 
     re = RunEngine({}, context_managers=[])
+    MADE.add(re)
     install_local_holds(re)
     if store is not None:
         attach(re, store=store)
@@ -87,4 +92,13 @@ class PlanRunner:
         return PlanResult(validated.name, validated.params, documents)
 
 
-__all__ = ["FAST", "SEED", "PlanRunner", "engine"]
+def close_engines() -> None:
+    """Close the event loops of every idle RunEngine :func:`engine` made (a test session
+    making hundreds would otherwise run out of file descriptors)."""
+    from remotelab.plans.engine import close_engine
+
+    for made in list(MADE):
+        close_engine(made)
+
+
+__all__ = ["FAST", "SEED", "PlanRunner", "close_engines", "engine"]

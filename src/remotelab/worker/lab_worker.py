@@ -43,6 +43,7 @@ from remotelab.keys.curve import worker_key_name
 from remotelab.keys.signing import Verifier, load_verifier
 from remotelab.lab.reservations import Reservations
 from remotelab.notify import Notifier, attach
+from remotelab.plans.engine import close_engine
 from remotelab.queue import control
 from remotelab.queue.announcement import HEARTBEAT_INTERVAL
 from remotelab.queue.commands import Cancel
@@ -286,6 +287,8 @@ class LabWorker(LaneViews):
             lane.stop_threads()
         for thread in self._threads:
             thread.join(5)
+        for lane in self.lanes:
+            close_engine(lane.RE)  # its event loop and that loop's thread
         if self.control is not None:
             self.control.close()
         try:
