@@ -365,10 +365,6 @@ class LabWorker(LaneViews):
         watch_prefect_cancels(self.lanes, self.prefect, self.poll_interval, self._stopping)
 
     # -- the parts, as the worker uses them ---------------------------------------------------
-    def peers(self) -> list[dict[str, Any]]:
-        """The other live workers of this lab, as they announce themselves."""
-        return [p.to_value() for p in self.presence.peers()]
-
     def recover(self) -> list[Experiment]:
         """Mark Crashed the lab's experiments still active whose worker is gone, and give
         back the device leases of the lab's dead workers."""
@@ -386,15 +382,6 @@ class LabWorker(LaneViews):
         if restored:
             self.claimer.invalidate()
         return restored
-
-    def held(self) -> bool:
-        """Whether the lab is held (re-read at most every poll interval, and at once after a
-        wake-up or hold message)."""
-        return self.claimer.is_held()
-
-    def candidates(self) -> list[FlowRun]:
-        """The next few queued flow runs of the lab, in the order they should run."""
-        return self.claimer.candidates()
 
     def free_lane(self) -> Lane | None:
         """A lane that runs nothing now."""

@@ -1,7 +1,8 @@
 """What a worker is doing, read off its lanes: the first lane's RunEngine, runner and
 questions (the only ones when the lab runs one experiment at a time), the experiments
-running and the question asked now. :class:`~remotelab.worker.lab_worker.LabWorker` has them
-from :class:`LaneViews`, with what it announces of itself."""
+running and the question asked now; its peers, whether the lab is held and what is queued.
+:class:`~remotelab.worker.lab_worker.LabWorker` has them from :class:`LaneViews`, with what it
+announces of itself."""
 
 from __future__ import annotations
 
@@ -16,12 +17,16 @@ from remotelab.worker.questions import Questions
 from remotelab.worker.running import Runner
 
 if TYPE_CHECKING:
+    from prefect.client.schemas.objects import FlowRun
+
     from remotelab.lab import Lab
     from remotelab.lab.reservations import Reservations
     from remotelab.queue.control import ControlServer
     from remotelab.worker.alerts import Alerts
+    from remotelab.worker.claiming import Claimer
     from remotelab.worker.dispatch import DeviceLeases, Dispatcher
     from remotelab.worker.link import Link
+    from remotelab.worker.presence import Presence
 
 
 class LaneViews:
@@ -37,6 +42,8 @@ class LaneViews:
     leases: DeviceLeases
     alerts: Alerts
     link: Link
+    claimer: Claimer
+    presence: Presence
 
     @property
     def RE(self) -> RunEngine:
@@ -52,6 +59,19 @@ class LaneViews:
     def questions(self) -> Questions:
         """The first lane's questions."""
         return self.lanes[0].questions
+
+    def peers(self) -> list[dict[str, Any]]:
+        """The other live workers of this lab, as they announce themselves."""
+        return [p.to_value() for p in self.presence.peers()]
+
+    def held(self) -> bool:
+        """Whether the lab is held (re-read at most every poll interval, and at once after a
+        wake-up or hold message)."""
+        return self.claimer.is_held()
+
+    def candidates(self) -> list[FlowRun]:
+        """The next few queued flow runs of the lab, in the order they should run."""
+        return self.claimer.candidates()
 
     def _running(self) -> list[Lane]:
         return [lane for lane in self.lanes if lane.runner.current is not None]
